@@ -1,0 +1,1 @@
+//! The ZookeeperCluster custom resource.

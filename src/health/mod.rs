@@ -1,0 +1,2 @@
+//! Health component: ZooKeeper four-letter words sent to each member, parsed into an
+//! ensemble view.

@@ -1,0 +1,12 @@
+//! zookeeper-operator: runs Apache ZooKeeper ensembles on Kubernetes with quorum-safe,
+//! leader-last rolling restarts.
+//!
+//! The pipeline of one reconcile is split into pure steps (validate, render, plan, status)
+//! and thin IO steps (apply, observe, act) so that almost all behaviour is testable without
+//! a cluster.
+
+pub mod crd;
+pub mod health;
+pub mod leader;
+pub mod metrics;
+pub mod rollout;

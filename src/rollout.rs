@@ -1,0 +1,1 @@
+//! Quorum-safe rolling-restart planner: a pure function from an observation to a decision.
