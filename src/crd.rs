@@ -1,1 +1,686 @@
-//! The ZookeeperCluster custom resource.
+//! The `ZookeeperCluster` custom resource (`zookeeper.ensemble.dev/v1alpha1`).
+//!
+//! Every spec field is optional in YAML and defaults to the value of the reference ensemble the
+//! project starts from (3 members, tickTime 2000, ports 2181/2888/3888, ...). The schema carries
+//! the defaults, so `kubectl get -o yaml` shows what the operator will use, and CEL rules reject
+//! what can be rejected before anything reaches a pod.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::core::v1::{LocalObjectReference, ResourceRequirements, Toleration};
+use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
+use kube::{CustomResource, KubeSchema};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+/// API group of the custom resource.
+pub const GROUP: &str = "zookeeper.ensemble.dev";
+/// API version of the custom resource.
+pub const VERSION: &str = "v1alpha1";
+/// Default ZooKeeper image: built from `deploy/images/zookeeper`.
+pub const DEFAULT_IMAGE: &str = "zookeeper-operator/zookeeper:3.9.5";
+
+/// Desired state of a ZooKeeper ensemble. Every field is optional; defaults reproduce the
+/// reference 3-member ensemble.
+#[derive(CustomResource, KubeSchema, Deserialize, Serialize, Clone, Debug, PartialEq)]
+#[cfg_attr(test, kube(cel))]
+#[kube(
+    group = "zookeeper.ensemble.dev",
+    version = "v1alpha1",
+    kind = "ZookeeperCluster",
+    plural = "zookeeperclusters",
+    shortname = "zk",
+    namespaced,
+    status = "ZookeeperClusterStatus",
+    printcolumn = r#"{"name":"Replicas","type":"integer","jsonPath":".spec.replicas","description":"Desired number of members"}"#,
+    printcolumn = r#"{"name":"Ready","type":"integer","jsonPath":".status.readyReplicas","description":"Members whose pods are Ready"}"#,
+    printcolumn = r#"{"name":"Leader","type":"string","jsonPath":".status.leader","description":"Pod of the current ZooKeeper leader"}"#,
+    printcolumn = r#"{"name":"Available","type":"string","jsonPath":".status.conditions[?(@.type==\"Available\")].status","description":"Whether a serving quorum exists"}"#,
+    printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#,
+    validation = Rule::new("!has(self.spec) || !has(self.spec.updateStrategy) || !has(self.spec.replicas) || self.spec.updateStrategy.partition <= self.spec.replicas").message("spec.updateStrategy.partition must be between 0 and spec.replicas: members with an ordinal >= partition are updated, so partition = replicas updates none and 0 updates all"),
+)]
+#[serde(rename_all = "camelCase")]
+pub struct ZookeeperClusterSpec {
+    /// Number of ZooKeeper members (voters). Must be odd, from 1 to 9: an even number adds a
+    /// member without adding fault tolerance. 3 tolerates one failure, 5 tolerates two.
+    #[serde(default = "default_replicas")]
+    #[schemars(range(min = 1, max = 9))]
+    #[x_kube(validation = Rule::new("self % 2 == 1").message("spec.replicas must be odd (1, 3, 5, 7 or 9): an even ensemble tolerates no more failures than the odd one below it"))]
+    pub replicas: i32,
+
+    /// Container image that provides `start-zookeeper` and `zookeeper-ready` (see
+    /// deploy/images/zookeeper). Changing it rolls the ensemble one member at a time.
+    #[serde(default = "default_image")]
+    #[x_kube(validation = Rule::new("self.size() > 0 && !self.contains(' ')").message("spec.image must be a non-empty image reference without spaces, e.g. zookeeper-operator/zookeeper:3.9.5"))]
+    pub image: String,
+
+    /// When the kubelet pulls the image: Always, IfNotPresent or Never.
+    #[serde(default)]
+    pub image_pull_policy: PullPolicy,
+
+    /// ZooKeeper server settings, passed to `start-zookeeper` as flags.
+    #[serde(default)]
+    #[x_kube(validation = Rule::new("!has(self.heap) || self.heap.matches('^[1-9][0-9]{0,5}[MG]$')").message("spec.config.heap must be a whole number of megabytes or gigabytes such as 512M or 2G"))]
+    #[x_kube(validation = Rule::new("self.minSessionTimeout <= self.maxSessionTimeout").message("spec.config.minSessionTimeout must not exceed spec.config.maxSessionTimeout"))]
+    pub config: ZookeeperConfig,
+
+    /// Ports of each member. They must be distinct.
+    #[serde(default)]
+    #[x_kube(validation = Rule::new("self.client != self.server && self.client != self.leaderElection && self.server != self.leaderElection").message("spec.ports.client, spec.ports.server and spec.ports.leaderElection must be three different ports"))]
+    pub ports: Ports,
+
+    /// CPU and memory of the ZooKeeper container. Default: requests of 1Gi memory and 0.5 CPU.
+    /// The JVM heap is derived from the memory limit (or request) unless `config.heap` is set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resources: Option<ResourceRequirements>,
+
+    /// Persistent storage of each member (one PersistentVolumeClaim per member).
+    #[serde(default)]
+    #[x_kube(validation = Rule::new("self.size == oldSelf.size").message("spec.storage.size is immutable: a StatefulSet cannot resize its volume claims; create a new cluster to change it"))]
+    #[x_kube(validation = Rule::new("has(self.storageClassName) == has(oldSelf.storageClassName) && (!has(self.storageClassName) || self.storageClassName == oldSelf.storageClassName)").message("spec.storage.storageClassName is immutable: a StatefulSet cannot change the class of its volume claims"))]
+    pub storage: Storage,
+
+    /// How the StatefulSet creates pods. `Parallel` (default) starts all members at once so they can
+    /// form a quorum while the readiness probe reports only members that serve in a quorum.
+    /// `OrderedReady` starts them one by one, as the reference manifest does; the readiness probe
+    /// then only checks that the server answers, since a lone first member can never join a quorum.
+    /// Immutable after creation.
+    #[serde(default)]
+    #[x_kube(validation = Rule::new("self == oldSelf").message("spec.podManagementPolicy is immutable: the StatefulSet field cannot change after creation"))]
+    pub pod_management_policy: PodManagementPolicy,
+
+    /// Pod anti-affinity on `kubernetes.io/hostname`: `required` (one member per node, the
+    /// default), `preferred`, or `none`.
+    #[serde(default)]
+    pub anti_affinity: AntiAffinity,
+
+    /// PodDisruptionBudget of the ensemble.
+    #[serde(default)]
+    pub pdb: PdbSpec,
+
+    /// Readiness and liveness probe timings.
+    #[serde(default)]
+    pub probes: Probes,
+
+    /// User and group the ZooKeeper process runs as. Root is not allowed.
+    #[serde(default)]
+    pub security_context: SecurityContext,
+
+    /// Pod placement and metadata.
+    #[serde(default)]
+    pub pod: PodSettings,
+
+    /// How changes roll out: a canary `partition` and a `paused` switch.
+    #[serde(default)]
+    pub update_strategy: UpdateStrategy,
+
+    /// DNS domain of the Kubernetes cluster, used in the members' ordinal DNS names.
+    #[serde(default = "default_cluster_domain")]
+    #[schemars(regex(pattern = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"))]
+    pub cluster_domain: String,
+}
+
+fn default_replicas() -> i32 {
+    3
+}
+fn default_image() -> String {
+    DEFAULT_IMAGE.to_string()
+}
+fn default_cluster_domain() -> String {
+    "cluster.local".to_string()
+}
+
+/// When the kubelet pulls the image.
+#[derive(Deserialize, Serialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
+pub enum PullPolicy {
+    Always,
+    #[default]
+    IfNotPresent,
+    Never,
+}
+
+impl PullPolicy {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PullPolicy::Always => "Always",
+            PullPolicy::IfNotPresent => "IfNotPresent",
+            PullPolicy::Never => "Never",
+        }
+    }
+}
+
+/// ZooKeeper server settings. Each maps to one `start-zookeeper` flag.
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase", default)]
+pub struct ZookeeperConfig {
+    /// Length of a ZooKeeper tick in milliseconds (`--tick_time`).
+    #[schemars(range(min = 100, max = 60000))]
+    pub tick_time: i32,
+    /// Ticks a follower may take to connect and sync to the leader (`--init_limit`).
+    #[schemars(range(min = 1, max = 1000))]
+    pub init_limit: i32,
+    /// Ticks a follower may lag behind the leader (`--sync_limit`).
+    #[schemars(range(min = 1, max = 1000))]
+    pub sync_limit: i32,
+    /// Maximum concurrent connections from one client IP; 0 means unlimited
+    /// (`--max_client_cnxns`).
+    #[schemars(range(min = 0, max = 100000))]
+    pub max_client_cnxns: i32,
+    /// Snapshots kept by the autopurge task (`--snap_retain_count`, at least 3).
+    #[schemars(range(min = 3, max = 1000))]
+    pub snap_retain_count: i32,
+    /// Hours between autopurge runs; 0 disables purging (`--purge_interval`).
+    #[schemars(range(min = 0, max = 8760))]
+    pub purge_interval: i32,
+    /// Minimum client session timeout in milliseconds (`--min_session_timeout`).
+    #[schemars(range(min = 1, max = 3600000))]
+    pub min_session_timeout: i32,
+    /// Maximum client session timeout in milliseconds (`--max_session_timeout`).
+    #[schemars(range(min = 1, max = 3600000))]
+    pub max_session_timeout: i32,
+    /// Log level of the server: TRACE, DEBUG, INFO, WARN or ERROR (`--log_level`).
+    pub log_level: LogLevel,
+    /// JVM heap (`--heap`), a whole number followed by M or G, e.g. `512M` or `2G`. When unset it
+    /// is half of the container's memory limit (or request), or 512M when neither is set.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub heap: Option<String>,
+}
+
+impl Default for ZookeeperConfig {
+    fn default() -> Self {
+        ZookeeperConfig {
+            tick_time: 2000,
+            init_limit: 10,
+            sync_limit: 5,
+            max_client_cnxns: 60,
+            snap_retain_count: 3,
+            purge_interval: 12,
+            min_session_timeout: 4000,
+            max_session_timeout: 40000,
+            log_level: LogLevel::Info,
+            heap: None,
+        }
+    }
+}
+
+/// Log level of the ZooKeeper server.
+#[derive(Deserialize, Serialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "UPPERCASE")]
+pub enum LogLevel {
+    Trace,
+    Debug,
+    #[default]
+    Info,
+    Warn,
+    Error,
+}
+
+impl LogLevel {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LogLevel::Trace => "TRACE",
+            LogLevel::Debug => "DEBUG",
+            LogLevel::Info => "INFO",
+            LogLevel::Warn => "WARN",
+            LogLevel::Error => "ERROR",
+        }
+    }
+}
+
+/// Ports of each member. They must be distinct.
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase", default)]
+pub struct Ports {
+    /// Port clients connect to (`--client_port`).
+    #[schemars(range(min = 1, max = 65535))]
+    pub client: i32,
+    /// Port followers use to talk to the leader (`--server_port`).
+    #[schemars(range(min = 1, max = 65535))]
+    pub server: i32,
+    /// Port of leader election (`--election_port`).
+    #[schemars(range(min = 1, max = 65535))]
+    pub leader_election: i32,
+}
+
+impl Default for Ports {
+    fn default() -> Self {
+        Ports {
+            client: 2181,
+            server: 2888,
+            leader_election: 3888,
+        }
+    }
+}
+
+/// Persistent storage of each member.
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase", default)]
+pub struct Storage {
+    /// Size of each member's volume claim `datadir`. Immutable.
+    pub size: Quantity,
+    /// StorageClass of the volume claims; unset uses the cluster's default class. Immutable.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub storage_class_name: Option<String>,
+    /// What happens to the volume claims when the cluster is deleted (`whenDeleted`) or scaled
+    /// down (`whenScaled`): `Retain` (default, data is kept) or `Delete`.
+    pub retention: Retention,
+}
+
+impl Default for Storage {
+    fn default() -> Self {
+        Storage {
+            size: Quantity("10Gi".to_string()),
+            storage_class_name: None,
+            retention: Retention::default(),
+        }
+    }
+}
+
+/// Volume claim retention, mapped to the StatefulSet's `persistentVolumeClaimRetentionPolicy`.
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase", default)]
+pub struct Retention {
+    /// Retain or Delete the claims when the ZookeeperCluster is deleted.
+    pub when_deleted: RetentionPolicy,
+    /// Retain or Delete the claims of members removed by a scale-down.
+    pub when_scaled: RetentionPolicy,
+}
+
+/// Retain or Delete a volume claim.
+#[derive(Deserialize, Serialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
+pub enum RetentionPolicy {
+    #[default]
+    Retain,
+    Delete,
+}
+
+impl RetentionPolicy {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RetentionPolicy::Retain => "Retain",
+            RetentionPolicy::Delete => "Delete",
+        }
+    }
+}
+
+/// How the StatefulSet creates and deletes pods.
+#[derive(Deserialize, Serialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
+pub enum PodManagementPolicy {
+    OrderedReady,
+    #[default]
+    Parallel,
+}
+
+impl PodManagementPolicy {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PodManagementPolicy::OrderedReady => "OrderedReady",
+            PodManagementPolicy::Parallel => "Parallel",
+        }
+    }
+}
+
+/// Pod anti-affinity of the members on `kubernetes.io/hostname`.
+#[derive(Deserialize, Serialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum AntiAffinity {
+    /// At most one member per node; a member stays Pending when no node is free.
+    #[default]
+    Required,
+    /// Spread members over nodes when possible.
+    Preferred,
+    /// No anti-affinity.
+    None,
+}
+
+/// PodDisruptionBudget settings.
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase", default)]
+pub struct PdbSpec {
+    /// Members that voluntary disruptions (drains, evictions) may take down at once.
+    #[schemars(range(min = 1, max = 4))]
+    pub max_unavailable: i32,
+}
+
+impl Default for PdbSpec {
+    fn default() -> Self {
+        PdbSpec { max_unavailable: 1 }
+    }
+}
+
+/// Readiness and liveness probe timings.
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase", default)]
+pub struct Probes {
+    /// Readiness: Ready only while the member serves in a quorum (`srvr` reports a mode).
+    pub readiness: ProbeTiming,
+    /// Liveness: restarts the container only when the server stops answering at all, so a member
+    /// waiting for a quorum is not killed in a loop.
+    pub liveness: ProbeTiming,
+}
+
+impl Default for Probes {
+    fn default() -> Self {
+        Probes {
+            readiness: ProbeTiming::default(),
+            liveness: ProbeTiming {
+                failure_threshold: 6,
+                ..ProbeTiming::default()
+            },
+        }
+    }
+}
+
+/// Timing of one probe.
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase", default)]
+pub struct ProbeTiming {
+    /// Seconds after the container starts before the first probe.
+    #[schemars(range(min = 0, max = 3600))]
+    pub initial_delay_seconds: i32,
+    /// Seconds after which a probe times out.
+    #[schemars(range(min = 1, max = 600))]
+    pub timeout_seconds: i32,
+    /// Seconds between probes.
+    #[schemars(range(min = 1, max = 600))]
+    pub period_seconds: i32,
+    /// Consecutive failures before the probe counts as failed.
+    #[schemars(range(min = 1, max = 100))]
+    pub failure_threshold: i32,
+}
+
+impl Default for ProbeTiming {
+    fn default() -> Self {
+        ProbeTiming {
+            initial_delay_seconds: 10,
+            timeout_seconds: 5,
+            period_seconds: 10,
+            failure_threshold: 3,
+        }
+    }
+}
+
+/// User and group of the ZooKeeper process.
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase", default)]
+pub struct SecurityContext {
+    /// UID the container runs as; must not be 0 (root).
+    #[schemars(range(min = 1))]
+    pub run_as_user: i64,
+    /// GID that owns the data volume.
+    #[schemars(range(min = 1))]
+    pub fs_group: i64,
+}
+
+impl Default for SecurityContext {
+    fn default() -> Self {
+        SecurityContext {
+            run_as_user: 1000,
+            fs_group: 1000,
+        }
+    }
+}
+
+/// Pod placement and metadata.
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase", default)]
+pub struct PodSettings {
+    /// Node labels a member's node must carry.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub node_selector: BTreeMap<String, String>,
+    /// Tolerations of the member pods.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub tolerations: Vec<Toleration>,
+    /// Extra labels on the member pods (the `app.kubernetes.io/*` labels are the operator's).
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub labels: BTreeMap<String, String>,
+    /// Extra annotations on the member pods.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub annotations: BTreeMap<String, String>,
+    /// PriorityClass of the member pods.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub priority_class_name: Option<String>,
+    /// ServiceAccount the member pods run as.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub service_account_name: Option<String>,
+    /// Secrets used to pull the image.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub image_pull_secrets: Vec<LocalObjectReference>,
+}
+
+/// How changes roll out.
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase", default)]
+pub struct UpdateStrategy {
+    /// Canary: only members with an ordinal >= partition are restarted into a new revision.
+    /// With 3 members, partition 1 updates zk-1 and zk-2; set 0 to finish the rollout.
+    #[schemars(range(min = 0, max = 9))]
+    pub partition: i32,
+    /// While true, the operator restarts no member; objects are still kept up to date.
+    pub paused: bool,
+}
+
+/// Observed state, written by the operator.
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ZookeeperClusterStatus {
+    /// The generation of the spec this status describes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+    /// Member pods that exist.
+    #[serde(default)]
+    pub replicas: i32,
+    /// Member pods that are Ready.
+    #[serde(default)]
+    pub ready_replicas: i32,
+    /// Member pods on the newest revision.
+    #[serde(default)]
+    pub updated_replicas: i32,
+    /// StatefulSet revision most members run.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub current_revision: Option<String>,
+    /// StatefulSet revision members are being moved to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub update_revision: Option<String>,
+    /// Pod of the current ZooKeeper leader, when exactly one member says it leads.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub leader: Option<String>,
+    /// Every member as the operator last saw it.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub members: Vec<MemberStatus>,
+    /// Connection string for clients, through the client Service.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub connection_string: Option<String>,
+    /// `Available`, `Progressing` and `Degraded`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(schema_with = "conditions_schema")]
+    pub conditions: Vec<Condition>,
+}
+
+/// One member of the ensemble.
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct MemberStatus {
+    /// Pod name.
+    pub name: String,
+    /// StatefulSet ordinal (ZooKeeper id is ordinal + 1).
+    pub ordinal: i32,
+    /// leader, follower, observer, standalone or unreachable (no answer to `srvr`).
+    pub mode: String,
+    /// Last zxid the member reported, as ZooKeeper prints it (hex).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub zxid: Option<String>,
+    /// StatefulSet revision of the member's pod.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub revision: Option<String>,
+    /// Whether the pod is Ready.
+    pub ready: bool,
+}
+
+/// `Vec<Condition>` as a list-map keyed by `type`, so server-side apply merges conditions.
+fn conditions_schema(generator: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    let mut schema = generator.subschema_for::<Vec<Condition>>();
+    let map = schema.ensure_object();
+    map.insert("x-kubernetes-list-type".into(), "map".into());
+    map.insert("x-kubernetes-list-map-keys".into(), serde_json::json!(["type"]));
+    schema
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use kube::CustomResourceExt;
+
+    fn cluster(spec: serde_json::Value) -> ZookeeperCluster {
+        serde_json::from_value(serde_json::json!({
+            "apiVersion": "zookeeper.ensemble.dev/v1alpha1",
+            "kind": "ZookeeperCluster",
+            "metadata": {"name": "zk", "namespace": "default"},
+            "spec": spec,
+        }))
+        .expect("test object deserializes")
+    }
+
+    fn cel_errors(zk: &ZookeeperCluster) -> String {
+        match zk.validate_cel() {
+            Ok(()) => String::new(),
+            Err(e) => format!("{e:?}"),
+        }
+    }
+
+    #[test]
+    fn empty_spec_takes_the_reference_defaults() {
+        let zk = cluster(serde_json::json!({}));
+        let s = &zk.spec;
+        assert_eq!(s.replicas, 3);
+        assert_eq!(s.config.tick_time, 2000);
+        assert_eq!(s.config.init_limit, 10);
+        assert_eq!(s.config.sync_limit, 5);
+        assert_eq!(s.config.max_client_cnxns, 60);
+        assert_eq!(s.config.snap_retain_count, 3);
+        assert_eq!(s.config.purge_interval, 12);
+        assert_eq!(s.config.min_session_timeout, 4000);
+        assert_eq!(s.config.max_session_timeout, 40000);
+        assert_eq!(s.config.log_level, LogLevel::Info);
+        assert_eq!((s.ports.client, s.ports.server, s.ports.leader_election), (2181, 2888, 3888));
+        assert_eq!(s.storage.size.0, "10Gi");
+        assert_eq!(s.pdb.max_unavailable, 1);
+        assert_eq!(s.probes.readiness.initial_delay_seconds, 10);
+        assert_eq!(s.probes.readiness.timeout_seconds, 5);
+        assert_eq!(s.security_context.run_as_user, 1000);
+        assert_eq!(s.security_context.fs_group, 1000);
+        assert_eq!(s.anti_affinity, AntiAffinity::Required);
+        assert_eq!(s.cluster_domain, "cluster.local");
+        assert_eq!(cel_errors(&zk), "");
+    }
+
+    #[test]
+    fn cel_rejects_even_replicas_with_a_message_naming_the_field() {
+        let err = cel_errors(&cluster(serde_json::json!({"replicas": 4})));
+        assert!(err.contains("spec.replicas must be odd"), "{err}");
+        assert_eq!(cel_errors(&cluster(serde_json::json!({"replicas": 5}))), "");
+    }
+
+    #[test]
+    fn cel_rejects_bad_heap_strings() {
+        for bad in ["512", "512MB", "0M", "1.5G", "512m", "-1G"] {
+            let err = cel_errors(&cluster(serde_json::json!({"config": {"heap": bad}})));
+            assert!(err.contains("spec.config.heap"), "{bad}: {err}");
+        }
+        for good in ["512M", "2G", "64M"] {
+            let zk = cluster(serde_json::json!({"config": {"heap": good}}));
+            assert_eq!(cel_errors(&zk), "", "{good}");
+        }
+    }
+
+    #[test]
+    fn cel_rejects_clashing_ports() {
+        let err = cel_errors(&cluster(serde_json::json!({"ports": {"client": 2888}})));
+        assert!(err.contains("three different ports"), "{err}");
+    }
+
+    #[test]
+    fn cel_rejects_session_timeouts_in_the_wrong_order() {
+        let err = cel_errors(&cluster(
+            serde_json::json!({"config": {"minSessionTimeout": 50000}}),
+        ));
+        assert!(err.contains("minSessionTimeout must not exceed"), "{err}");
+    }
+
+    #[test]
+    fn cel_rejects_partition_above_replicas() {
+        let err = cel_errors(&cluster(
+            serde_json::json!({"replicas": 3, "updateStrategy": {"partition": 4}}),
+        ));
+        assert!(err.contains("spec.updateStrategy.partition"), "{err}");
+        let ok = cluster(serde_json::json!({"replicas": 3, "updateStrategy": {"partition": 3}}));
+        assert_eq!(cel_errors(&ok), "");
+    }
+
+    #[test]
+    fn cel_rejects_image_with_spaces() {
+        let err = cel_errors(&cluster(serde_json::json!({"image": "zk; rm -rf /"})));
+        assert!(err.contains("spec.image"), "{err}");
+    }
+
+    #[test]
+    fn immutable_fields_are_rejected_on_update() {
+        let old = cluster(serde_json::json!({}));
+        let grow = cluster(serde_json::json!({"storage": {"size": "20Gi"}}));
+        let err = format!("{:?}", grow.validate_cel_update(&old).unwrap_err());
+        assert!(err.contains("spec.storage.size is immutable"), "{err}");
+
+        let class = cluster(serde_json::json!({"storage": {"storageClassName": "fast"}}));
+        let err = format!("{:?}", class.validate_cel_update(&old).unwrap_err());
+        assert!(err.contains("storageClassName is immutable"), "{err}");
+
+        let policy = cluster(serde_json::json!({"podManagementPolicy": "OrderedReady"}));
+        let err = format!("{:?}", policy.validate_cel_update(&old).unwrap_err());
+        assert!(err.contains("podManagementPolicy is immutable"), "{err}");
+
+        let fine = cluster(serde_json::json!({"replicas": 5, "config": {"tickTime": 3000}}));
+        assert_eq!(format!("{:?}", fine.validate_cel_update(&old)), "Ok(())");
+    }
+
+    #[test]
+    fn schema_rejects_unknown_log_levels_and_out_of_range_replicas() {
+        let crd = serde_json::to_value(ZookeeperCluster::crd()).unwrap();
+        let spec = &crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"];
+        assert_eq!(
+            spec["properties"]["config"]["properties"]["logLevel"]["enum"],
+            serde_json::json!(["TRACE", "DEBUG", "INFO", "WARN", "ERROR"])
+        );
+        assert_eq!(spec["properties"]["replicas"]["minimum"].as_f64(), Some(1.0));
+        assert_eq!(spec["properties"]["replicas"]["maximum"].as_f64(), Some(9.0));
+        assert_eq!(spec["properties"]["replicas"]["default"], 3);
+        assert!(
+            serde_json::from_value::<ZookeeperClusterSpec>(
+                serde_json::json!({"config": {"logLevel": "LOUD"}})
+            )
+            .is_err()
+        );
+    }
+
+    #[test]
+    fn conditions_are_a_list_map_keyed_by_type() {
+        let crd = serde_json::to_value(ZookeeperCluster::crd()).unwrap();
+        let conditions = &crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]
+            ["status"]["properties"]["conditions"];
+        assert_eq!(conditions["x-kubernetes-list-type"], "map");
+        assert_eq!(conditions["x-kubernetes-list-map-keys"], serde_json::json!(["type"]));
+    }
+
+    #[test]
+    fn printer_columns_match_the_design() {
+        let crd = ZookeeperCluster::crd();
+        let names: Vec<_> = crd.spec.versions[0]
+            .additional_printer_columns
+            .iter()
+            .flatten()
+            .map(|c| c.name.as_str())
+            .collect();
+        assert_eq!(names, ["Replicas", "Ready", "Leader", "Available", "Age"]);
+        assert_eq!(crd.spec.names.short_names, Some(vec!["zk".to_string()]));
+    }
+}
