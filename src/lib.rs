@@ -9,4 +9,7 @@ pub mod crd;
 pub mod health;
 pub mod leader;
 pub mod metrics;
+pub mod rbac;
+pub mod render;
 pub mod rollout;
+pub mod validate;

@@ -1,0 +1,421 @@
+//! The Kubernetes API permissions the operator needs, in one table.
+//!
+//! The Helm chart's ClusterRole/Role, the README's verb list and the tests are all checked
+//! against [`RULES`]; code that talks to the API can name the constant it relies on, and
+//! mocked-API tests can assert with [`check_request`] that every request they see is allowed.
+
+use std::fmt;
+
+/// Where a rule is granted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Scope {
+    /// Cluster-scoped objects: always a ClusterRole.
+    Cluster,
+    /// Objects in the watched namespaces: a ClusterRole when all namespaces are watched,
+    /// a Role in the watched namespace otherwise.
+    Watched,
+    /// Objects in the operator's own namespace (the leader-election Lease): always a Role there,
+    /// so the operator cannot take over other components' Leases.
+    OperatorNamespace,
+}
+
+/// One RBAC policy rule: the verbs allowed on one resource of one API group.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Rule {
+    /// API group, `""` for the core group.
+    pub api_group: &'static str,
+    /// Resource (plural), `resource/subresource` for a subresource.
+    pub resource: &'static str,
+    /// Allowed verbs, in the order the chart lists them.
+    pub verbs: &'static [&'static str],
+    /// When non-empty, the rule only covers objects with these names.
+    pub resource_names: &'static [&'static str],
+    pub scope: Scope,
+}
+
+/// Verbs on the objects the operator renders and owns (server-side apply needs `create` as
+/// well as `patch` when the object does not exist yet).
+pub const CHILD_VERBS: &[&str] = &[
+    "get", "list", "watch", "create", "patch", "update", "delete",
+];
+
+pub const GROUP: &str = "zookeeper.ensemble.dev";
+pub const CRD_NAME: &str = "zookeeperclusters.zookeeper.ensemble.dev";
+
+/// Watch ZookeeperClusters; patch/update for finalizers and metadata.
+pub const ZOOKEEPER_CLUSTERS: Rule = Rule {
+    api_group: GROUP,
+    resource: "zookeeperclusters",
+    verbs: &["get", "list", "watch", "patch", "update"],
+    resource_names: &[],
+    scope: Scope::Watched,
+};
+
+/// Write `.status` (conditions, members).
+pub const ZOOKEEPER_CLUSTERS_STATUS: Rule = Rule {
+    api_group: GROUP,
+    resource: "zookeeperclusters/status",
+    verbs: &["get", "patch", "update"],
+    resource_names: &[],
+    scope: Scope::Watched,
+};
+
+pub const STATEFULSETS: Rule = Rule {
+    api_group: "apps",
+    resource: "statefulsets",
+    verbs: CHILD_VERBS,
+    resource_names: &[],
+    scope: Scope::Watched,
+};
+
+pub const SERVICES: Rule = Rule {
+    api_group: "",
+    resource: "services",
+    verbs: CHILD_VERBS,
+    resource_names: &[],
+    scope: Scope::Watched,
+};
+
+pub const POD_DISRUPTION_BUDGETS: Rule = Rule {
+    api_group: "policy",
+    resource: "poddisruptionbudgets",
+    verbs: CHILD_VERBS,
+    resource_names: &[],
+    scope: Scope::Watched,
+};
+
+/// Observe members; pods are never deleted directly (that would bypass the PDB).
+pub const PODS: Rule = Rule {
+    api_group: "",
+    resource: "pods",
+    verbs: &["get", "list", "watch"],
+    resource_names: &[],
+    scope: Scope::Watched,
+};
+
+/// Restart one member at a time through the Eviction API, so the PDB is honoured.
+pub const PODS_EVICTION: Rule = Rule {
+    api_group: "",
+    resource: "pods/eviction",
+    verbs: &["create"],
+    resource_names: &[],
+    scope: Scope::Watched,
+};
+
+/// kube's event `Recorder` writes `events.k8s.io/v1` Events and patches repeated ones into a series.
+pub const EVENTS: Rule = Rule {
+    api_group: "events.k8s.io",
+    resource: "events",
+    verbs: &["create", "patch"],
+    resource_names: &[],
+    scope: Scope::Watched,
+};
+
+/// Leader election (see `leader.rs`): read, create once, then renew by optimistic `update`.
+pub const LEASES: Rule = Rule {
+    api_group: "coordination.k8s.io",
+    resource: "leases",
+    verbs: &["get", "create", "update"],
+    resource_names: &[],
+    scope: Scope::OperatorNamespace,
+};
+
+/// At start the operator checks that its own CRD is installed, and nothing else.
+pub const CUSTOM_RESOURCE_DEFINITIONS: Rule = Rule {
+    api_group: "apiextensions.k8s.io",
+    resource: "customresourcedefinitions",
+    verbs: &["get"],
+    resource_names: &[CRD_NAME],
+    scope: Scope::Cluster,
+};
+
+/// Every permission the operator needs, and nothing more.
+pub const RULES: &[Rule] = &[
+    ZOOKEEPER_CLUSTERS,
+    ZOOKEEPER_CLUSTERS_STATUS,
+    STATEFULSETS,
+    SERVICES,
+    POD_DISRUPTION_BUDGETS,
+    PODS,
+    PODS_EVICTION,
+    EVENTS,
+    LEASES,
+    CUSTOM_RESOURCE_DEFINITIONS,
+];
+
+/// The rules granted in one scope.
+pub fn rules_in(scope: Scope) -> impl Iterator<Item = &'static Rule> {
+    RULES.iter().filter(move |r| r.scope == scope)
+}
+
+/// What the API server's authorizer sees of one request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RequestAttributes {
+    pub verb: String,
+    pub api_group: String,
+    /// `resource` or `resource/subresource`.
+    pub resource: String,
+    pub namespace: Option<String>,
+    pub name: Option<String>,
+}
+
+impl fmt::Display for RequestAttributes {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let group = if self.api_group.is_empty() {
+            "core"
+        } else {
+            &self.api_group
+        };
+        write!(f, "{} {}.{}", self.verb, self.resource, group)?;
+        if let Some(name) = &self.name {
+            write!(f, " {name}")?;
+        }
+        if let Some(ns) = &self.namespace {
+            write!(f, " in namespace {ns}")?;
+        }
+        Ok(())
+    }
+}
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum RbacError {
+    #[error("not a resource request: {method} {uri}")]
+    NotAResourceRequest { method: String, uri: String },
+    #[error(
+        "the operator made a request its RBAC does not allow: {0}; add the verb to src/rbac.rs and the chart's templates/rbac.yaml"
+    )]
+    NotAllowed(RequestAttributes),
+}
+
+/// Map an HTTP request to the attributes RBAC checks, the way the API server does
+/// (`GET` on a collection is `list`, `?watch=true` is `watch`, `POST` is `create`, ...).
+pub fn request_attributes(method: &str, uri: &str) -> Result<RequestAttributes, RbacError> {
+    let not_resource = || RbacError::NotAResourceRequest {
+        method: method.to_string(),
+        uri: uri.to_string(),
+    };
+    let (path, query) = uri.split_once('?').unwrap_or((uri, ""));
+    // kube sends paths only, but accept a full URL too.
+    let path = match path.find("://") {
+        Some(i) => path[i + 3..].find('/').map_or("/", |j| &path[i + 3 + j..]),
+        None => path,
+    };
+    let parts: Vec<&str> = path.trim_matches('/').split('/').collect();
+    let (api_group, rest) = match parts.as_slice() {
+        ["api", _version, rest @ ..] => ("", rest),
+        ["apis", group, _version, rest @ ..] => (*group, rest),
+        _ => return Err(not_resource()),
+    };
+    let (namespace, rest) = match rest {
+        ["namespaces", ns, rest @ ..] if !rest.is_empty() => (Some(ns.to_string()), rest),
+        _ => (None, rest),
+    };
+    let (resource, name, subresource) = match rest {
+        [resource] => (*resource, None, None),
+        [resource, name] => (*resource, Some(name.to_string()), None),
+        [resource, name, sub] => (*resource, Some(name.to_string()), Some(*sub)),
+        _ => return Err(not_resource()),
+    };
+    let watch = query
+        .split('&')
+        .any(|kv| kv == "watch=true" || kv == "watch=1");
+    let verb = match (method.to_ascii_uppercase().as_str(), name.is_some()) {
+        ("GET", _) if watch => "watch",
+        ("GET", true) => "get",
+        ("GET", false) => "list",
+        ("POST", _) => "create",
+        ("PUT", _) => "update",
+        ("PATCH", _) => "patch",
+        ("DELETE", true) => "delete",
+        ("DELETE", false) => "deletecollection",
+        _ => return Err(not_resource()),
+    };
+    let resource = match subresource {
+        Some(sub) => format!("{resource}/{sub}"),
+        None => resource.to_string(),
+    };
+    Ok(RequestAttributes {
+        verb: verb.to_string(),
+        api_group: api_group.to_string(),
+        resource,
+        namespace,
+        name,
+    })
+}
+
+/// Whether some rule of [`RULES`] allows the request.
+pub fn allows(attrs: &RequestAttributes) -> bool {
+    RULES.iter().any(|r| {
+        r.api_group == attrs.api_group
+            && r.resource == attrs.resource
+            && r.verbs.contains(&attrs.verb.as_str())
+            && (r.resource_names.is_empty()
+                || attrs
+                    .name
+                    .as_deref()
+                    .is_some_and(|n| r.resource_names.contains(&n)))
+    })
+}
+
+/// For mocked-API tests: fail when the code under test makes a request that [`RULES`] does
+/// not allow, so the table stays derived from what the code really calls.
+pub fn check_request(method: &str, uri: &str) -> Result<RequestAttributes, RbacError> {
+    let attrs = request_attributes(method, uri)?;
+    if allows(&attrs) {
+        Ok(attrs)
+    } else {
+        Err(RbacError::NotAllowed(attrs))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashSet;
+
+    #[test]
+    fn maps_requests_like_the_api_server() {
+        let cases = [
+            (
+                "GET",
+                "/apis/apps/v1/namespaces/ns/statefulsets/zk",
+                "get",
+                "apps",
+                "statefulsets",
+            ),
+            (
+                "GET",
+                "/apis/apps/v1/statefulsets?labelSelector=a%3Db",
+                "list",
+                "apps",
+                "statefulsets",
+            ),
+            (
+                "GET",
+                "/apis/apps/v1/statefulsets?watch=true&resourceVersion=1",
+                "watch",
+                "apps",
+                "statefulsets",
+            ),
+            (
+                "POST",
+                "/api/v1/namespaces/ns/pods/zk-0/eviction",
+                "create",
+                "",
+                "pods/eviction",
+            ),
+            (
+                "PATCH",
+                "/apis/zookeeper.ensemble.dev/v1alpha1/namespaces/ns/zookeeperclusters/a/status?fieldManager=x",
+                "patch",
+                GROUP,
+                "zookeeperclusters/status",
+            ),
+            (
+                "PUT",
+                "/apis/coordination.k8s.io/v1/namespaces/op/leases/l",
+                "update",
+                "coordination.k8s.io",
+                "leases",
+            ),
+            (
+                "DELETE",
+                "/api/v1/namespaces/ns/services",
+                "deletecollection",
+                "",
+                "services",
+            ),
+            (
+                "GET",
+                "http://127.0.0.1:6443/api/v1/namespaces/ns/pods",
+                "list",
+                "",
+                "pods",
+            ),
+        ];
+        for (method, uri, verb, group, resource) in cases {
+            let a = request_attributes(method, uri).unwrap();
+            assert_eq!(
+                (a.verb.as_str(), a.api_group.as_str(), a.resource.as_str()),
+                (verb, group, resource),
+                "{method} {uri}"
+            );
+        }
+        let a = request_attributes("GET", "/api/v1/namespaces/ns").unwrap();
+        assert_eq!(
+            (a.resource.as_str(), a.name.as_deref()),
+            ("namespaces", Some("ns"))
+        );
+        assert!(request_attributes("GET", "/version").is_err());
+    }
+
+    #[test]
+    fn allows_exactly_the_table() {
+        assert!(check_request("POST", "/api/v1/namespaces/ns/pods/zk-0/eviction").is_ok());
+        assert!(
+            check_request(
+                "PATCH",
+                "/apis/apps/v1/namespaces/ns/statefulsets/zk?fieldManager=f&force=true"
+            )
+            .is_ok()
+        );
+        assert!(check_request("POST", "/apis/events.k8s.io/v1/namespaces/ns/events").is_ok());
+        // Pods are evicted, never deleted: deleting would bypass the PodDisruptionBudget.
+        assert!(matches!(
+            check_request("DELETE", "/api/v1/namespaces/ns/pods/zk-0"),
+            Err(RbacError::NotAllowed(_))
+        ));
+        // Old core/v1 Events are not used.
+        assert!(check_request("POST", "/api/v1/namespaces/ns/events").is_err());
+        // No cluster-wide secrets, no listing of CRDs, no other CRD.
+        assert!(check_request("GET", "/api/v1/secrets").is_err());
+        assert!(
+            check_request(
+                "GET",
+                "/apis/apiextensions.k8s.io/v1/customresourcedefinitions"
+            )
+            .is_err()
+        );
+        assert!(
+            check_request(
+                "GET",
+                &format!("/apis/apiextensions.k8s.io/v1/customresourcedefinitions/{CRD_NAME}")
+            )
+            .is_ok()
+        );
+        assert!(
+            check_request(
+                "GET",
+                "/apis/apiextensions.k8s.io/v1/customresourcedefinitions/other.example.com"
+            )
+            .is_err()
+        );
+    }
+
+    #[test]
+    fn table_is_well_formed() {
+        let known = [
+            "get", "list", "watch", "create", "patch", "update", "delete",
+        ];
+        let mut seen = HashSet::new();
+        for r in RULES {
+            assert!(
+                seen.insert((r.api_group, r.resource)),
+                "duplicate rule for {}",
+                r.resource
+            );
+            assert!(!r.verbs.is_empty(), "{} has no verbs", r.resource);
+            for v in r.verbs {
+                assert!(known.contains(v), "unknown verb {v} on {}", r.resource);
+            }
+            // Only the CRD check is cluster-scoped, and it is pinned to our CRD's name.
+            assert_eq!(
+                r.scope == Scope::Cluster,
+                !r.resource_names.is_empty(),
+                "{}",
+                r.resource
+            );
+        }
+        assert_eq!(rules_in(Scope::OperatorNamespace).count(), 1);
+    }
+}
