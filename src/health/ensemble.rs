@@ -1,0 +1,473 @@
+//! The ensemble view: per-member probe results joined with what Kubernetes says about each pod.
+//!
+//! Pure: built from data the controller gathered, so every case is testable without a cluster.
+
+use std::time::SystemTime;
+
+use super::fourlw::MemberProbe;
+use super::parse::Zxid;
+use super::{MemberName, Mode, Ordinal, Outcome};
+
+/// What the API server says about one member's pod.
+#[derive(Clone, Debug, PartialEq)]
+pub struct PodFacts {
+    /// StatefulSet ordinal parsed from the pod name.
+    pub ordinal: Ordinal,
+    /// Pod name.
+    pub name: MemberName,
+    /// The pod's `controller-revision-hash` label.
+    pub revision: Option<String>,
+    /// The pod's `Ready` condition is `True`.
+    pub ready: bool,
+    /// The pod has a `deletionTimestamp` (it is going away).
+    pub terminating: bool,
+    /// `metadata.creationTimestamp` (second precision).
+    pub created_at: Option<SystemTime>,
+}
+
+/// One member as the operator sees it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct MemberView {
+    /// StatefulSet ordinal.
+    pub ordinal: Ordinal,
+    /// Pod name.
+    pub name: MemberName,
+    /// Its role per its own `srvr`; `Unreachable` without a serving answer.
+    pub mode: Mode,
+    /// Last zxid per its own `srvr`.
+    pub zxid: Option<Zxid>,
+    /// Why it gave no serving answer (`None` when it serves).
+    pub problem: Option<String>,
+    /// Its pod, when one exists.
+    pub pod: Option<PodFacts>,
+    /// Its pod runs the StatefulSet's update revision.
+    pub updated: bool,
+}
+
+impl MemberView {
+    /// The pod exists, is Ready, is not terminating.
+    pub fn pod_ready(&self) -> bool {
+        self.pod.as_ref().is_some_and(|p| p.ready && !p.terminating)
+    }
+
+    /// The pod revision, when known.
+    pub fn revision(&self) -> Option<&str> {
+        self.pod.as_ref().and_then(|p| p.revision.as_deref())
+    }
+}
+
+/// Who leads, according to the members themselves.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Leadership {
+    /// Exactly one member says `leader` (or the only member says `standalone`).
+    One(Ordinal),
+    /// Nobody leads: no serving quorum.
+    None,
+    /// More than one member claims leadership: reported, never resolved by guessing.
+    Split(Vec<Ordinal>),
+}
+
+/// The leader's count of voting followers in sync with it (`zk_synced_followers`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Sync {
+    /// The leader's count.
+    Count(u32),
+    /// A one-member ensemble has no followers to sync.
+    NotApplicable,
+    /// There is no single leader to ask.
+    NoLeader,
+    /// The leader refuses `mntr`: the whitelist lacks it.
+    MntrNotWhitelisted,
+    /// The leader's `mntr` failed; the string says how.
+    Unknown(String),
+}
+
+/// The ensemble as a whole.
+#[derive(Clone, Debug, PartialEq)]
+pub struct EnsembleView {
+    /// Members with ordinals `0..voters`, in order.
+    pub members: Vec<MemberView>,
+    /// Voting members the ensemble is configured with (the StatefulSet's replicas).
+    pub voters: u32,
+    /// Who leads.
+    pub leadership: Leadership,
+    /// Voters whose `srvr` says they serve in the quorum.
+    pub voters_serving: u32,
+    /// Followers in sync according to the leader.
+    pub sync: Sync,
+}
+
+impl EnsembleView {
+    /// Joins probe results and pod facts for ordinals `0..voters`; `cluster` is the StatefulSet
+    /// name (pods are `<cluster>-<ordinal>`), `update_revision` the StatefulSet's
+    /// `status.updateRevision`.
+    pub fn build(
+        cluster: &str,
+        voters: u32,
+        update_revision: Option<&str>,
+        pods: &[PodFacts],
+        probes: &[MemberProbe],
+    ) -> Self {
+        let mut members = Vec::with_capacity(voters as usize);
+        let mut leaders = Vec::new();
+        let mut voters_serving = 0;
+        for i in 0..voters {
+            let ordinal = Ordinal(i);
+            let pod = pods.iter().find(|p| p.ordinal == ordinal).cloned();
+            let probe = probes.iter().find(|p| p.ordinal == ordinal);
+            let (mode, zxid, problem) = match probe.map(|p| &p.srvr) {
+                Some(Outcome::Serving(s)) => {
+                    let serves_in_quorum = match s.mode {
+                        Mode::Leader | Mode::Follower | Mode::Observer => true,
+                        Mode::Standalone => voters == 1,
+                        Mode::Unreachable => false,
+                    };
+                    if serves_in_quorum {
+                        (s.mode, Some(s.zxid), None)
+                    } else {
+                        (
+                            s.mode,
+                            Some(s.zxid),
+                            Some(format!(
+                                "runs standalone although the ensemble has {voters} members"
+                            )),
+                        )
+                    }
+                }
+                Some(other) => (Mode::Unreachable, None, Some(other.describe())),
+                None => (Mode::Unreachable, None, Some("not probed".into())),
+            };
+            if problem.is_none() {
+                if matches!(mode, Mode::Leader | Mode::Standalone) {
+                    leaders.push(ordinal);
+                }
+                if mode != Mode::Observer {
+                    voters_serving += 1;
+                }
+            }
+            let updated = match (&pod, update_revision) {
+                (Some(p), Some(rev)) => p.revision.as_deref() == Some(rev),
+                _ => false,
+            };
+            members.push(MemberView {
+                ordinal,
+                name: MemberName::new(cluster, ordinal),
+                mode,
+                zxid,
+                problem,
+                pod,
+                updated,
+            });
+        }
+        let leadership = match leaders.len() {
+            0 => Leadership::None,
+            1 => Leadership::One(leaders[0]),
+            _ => Leadership::Split(leaders),
+        };
+        let sync = match &leadership {
+            _ if voters == 1 => Sync::NotApplicable,
+            Leadership::One(l) => {
+                match probes
+                    .iter()
+                    .find(|p| p.ordinal == *l)
+                    .and_then(|p| p.mntr.as_ref())
+                {
+                    Some(Outcome::Serving(m)) => match m.synced_followers() {
+                        Some(n) => Sync::Count(n),
+                        None => {
+                            Sync::Unknown("the leader's mntr has no zk_synced_followers".into())
+                        }
+                    },
+                    Some(Outcome::NotWhitelisted { .. }) => Sync::MntrNotWhitelisted,
+                    Some(other) => {
+                        Sync::Unknown(format!("the leader's mntr: {}", other.describe()))
+                    }
+                    None => Sync::Unknown("the leader was not asked mntr".into()),
+                }
+            }
+            _ => Sync::NoLeader,
+        };
+        Self {
+            members,
+            voters,
+            leadership,
+            voters_serving,
+            sync,
+        }
+    }
+
+    /// The single leader, if there is exactly one.
+    pub fn leader(&self) -> Option<&MemberView> {
+        match self.leadership {
+            Leadership::One(o) => self.member(o),
+            _ => None,
+        }
+    }
+
+    /// The member with `ordinal`.
+    pub fn member(&self, ordinal: Ordinal) -> Option<&MemberView> {
+        self.members.iter().find(|m| m.ordinal == ordinal)
+    }
+
+    /// More than half of the voters serve.
+    pub fn majority_serving(&self) -> bool {
+        self.voters > 0 && self.voters_serving > self.voters / 2
+    }
+
+    /// A serving quorum exists: a majority serves under exactly one leader (`Available`).
+    pub fn available(&self) -> bool {
+        self.majority_serving() && matches!(self.leadership, Leadership::One(_))
+    }
+
+    /// Every voter serves and the leader counts every follower synced.
+    pub fn fully_synced(&self) -> bool {
+        self.voters_serving == self.voters
+            && match self.sync {
+                Sync::Count(n) => n + 1 >= self.voters,
+                Sync::NotApplicable => true,
+                _ => false,
+            }
+    }
+
+    /// Why the ensemble is degraded, as a `Degraded` condition reason and message; `None` when
+    /// every member serves and is synced.
+    pub fn degraded(&self) -> Option<(&'static str, String)> {
+        if let Leadership::Split(ls) = &self.leadership {
+            let names: Vec<String> = ls.iter().map(|o| self.name(*o)).collect();
+            return Some((
+                "SplitLeadership",
+                format!("{} all claim to lead", names.join(", ")),
+            ));
+        }
+        let down: Vec<String> = self
+            .members
+            .iter()
+            .filter(|m| m.problem.is_some())
+            .map(|m| format!("{} ({})", m.name, m.problem.as_deref().unwrap_or_default()))
+            .collect();
+        if !self.available() {
+            return Some((
+                "QuorumLost",
+                format!(
+                    "{} of {} members serve, a quorum needs {}; not serving: {}",
+                    self.voters_serving,
+                    self.voters,
+                    self.voters / 2 + 1,
+                    down.join(", ")
+                ),
+            ));
+        }
+        if !down.is_empty() {
+            // One more failure would lose the quorum when only a bare majority serves.
+            let reason = if self.voters_serving == self.voters / 2 + 1 {
+                "QuorumAtRisk"
+            } else {
+                "MemberDown"
+            };
+            return Some((reason, format!("not serving: {}", down.join(", "))));
+        }
+        match &self.sync {
+            Sync::Count(n) if n + 1 < self.voters => Some((
+                "FollowersNotSynced",
+                format!(
+                    "the leader counts {n} synced followers of {}",
+                    self.voters - 1
+                ),
+            )),
+            Sync::MntrNotWhitelisted => Some((
+                "MntrNotWhitelisted",
+                format!(
+                    "the leader refuses mntr; add it to 4lw.commands.whitelist ({})",
+                    super::WHITELIST
+                ),
+            )),
+            _ => None,
+        }
+    }
+
+    fn name(&self, o: Ordinal) -> String {
+        self.member(o)
+            .map(|m| m.name.to_string())
+            .unwrap_or_else(|| format!("ordinal {o}"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::health::parse::{self, Reply};
+
+    fn srvr_of(mode: &str) -> Outcome<parse::Srvr> {
+        match parse::srvr(&format!("Zxid: 0x100000005\nMode: {mode}\n")) {
+            Reply::Data(s) => Outcome::Serving(s),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    fn mntr_synced(n: u32) -> Outcome<parse::Mntr> {
+        match parse::mntr(&format!(
+            "zk_server_state\tleader\nzk_synced_followers\t{n}\n"
+        )) {
+            Reply::Data(m) => Outcome::Serving(m),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    fn pod(i: u32, rev: &str, ready: bool) -> PodFacts {
+        PodFacts {
+            ordinal: Ordinal(i),
+            name: MemberName::new("zk", Ordinal(i)),
+            revision: Some(rev.into()),
+            ready,
+            terminating: false,
+            created_at: None,
+        }
+    }
+
+    fn probe(
+        i: u32,
+        srvr: Outcome<parse::Srvr>,
+        mntr: Option<Outcome<parse::Mntr>>,
+    ) -> MemberProbe {
+        MemberProbe {
+            ordinal: Ordinal(i),
+            srvr,
+            mntr,
+        }
+    }
+
+    fn healthy3() -> (Vec<PodFacts>, Vec<MemberProbe>) {
+        (
+            vec![pod(0, "a", true), pod(1, "a", true), pod(2, "b", true)],
+            vec![
+                probe(0, srvr_of("follower"), None),
+                probe(1, srvr_of("leader"), Some(mntr_synced(2))),
+                probe(2, srvr_of("follower"), None),
+            ],
+        )
+    }
+
+    #[test]
+    fn healthy_ensemble() {
+        let (pods, probes) = healthy3();
+        let v = EnsembleView::build("zk", 3, Some("b"), &pods, &probes);
+        assert_eq!(v.leadership, Leadership::One(Ordinal(1)));
+        assert_eq!(v.leader().map(|m| m.name.as_str()), Some("zk-1"));
+        assert_eq!(v.voters_serving, 3);
+        assert!(v.available());
+        assert!(v.fully_synced());
+        assert_eq!(v.sync, Sync::Count(2));
+        assert_eq!(v.degraded(), None);
+        assert!(v.members[2].updated);
+        assert!(!v.members[0].updated);
+        assert_eq!(
+            v.members[0].zxid.map(|z| z.to_string()).as_deref(),
+            Some("0x100000005")
+        );
+    }
+
+    #[test]
+    fn one_member_down_is_quorum_at_risk_in_three() {
+        let (pods, mut probes) = healthy3();
+        probes[2].srvr = Outcome::Refused;
+        probes[1].mntr = Some(mntr_synced(1));
+        let v = EnsembleView::build("zk", 3, Some("b"), &pods, &probes);
+        assert!(v.available());
+        assert!(!v.fully_synced());
+        assert_eq!(v.members[2].mode, Mode::Unreachable);
+        let (reason, msg) = v.degraded().expect("degraded");
+        assert_eq!(reason, "QuorumAtRisk");
+        assert!(msg.contains("zk-2 (connection refused)"), "{msg}");
+    }
+
+    #[test]
+    fn one_member_down_of_five_is_member_down() {
+        let pods: Vec<_> = (0..5).map(|i| pod(i, "a", true)).collect();
+        let mut probes: Vec<_> = (0..5)
+            .map(|i| probe(i, srvr_of("follower"), None))
+            .collect();
+        probes[0] = probe(0, srvr_of("leader"), Some(mntr_synced(3)));
+        probes[4].srvr = Outcome::Timeout;
+        let v = EnsembleView::build("zk", 5, Some("a"), &pods, &probes);
+        assert_eq!(v.degraded().map(|d| d.0), Some("MemberDown"));
+    }
+
+    #[test]
+    fn quorum_lost_when_majority_not_serving() {
+        let (pods, mut probes) = healthy3();
+        probes[1] = probe(1, Outcome::NotServing, None);
+        probes[2].srvr = Outcome::DnsFailure("zk-2: no such host".into());
+        probes[0].srvr = Outcome::NotServing;
+        let v = EnsembleView::build("zk", 3, Some("b"), &pods, &probes);
+        assert_eq!(v.leadership, Leadership::None);
+        assert_eq!(v.sync, Sync::NoLeader);
+        assert!(!v.majority_serving());
+        assert!(!v.available());
+        assert_eq!(v.degraded().map(|d| d.0), Some("QuorumLost"));
+    }
+
+    #[test]
+    fn two_leaders_are_reported_as_split() {
+        let (pods, mut probes) = healthy3();
+        probes[0] = probe(0, srvr_of("leader"), Some(mntr_synced(1)));
+        let v = EnsembleView::build("zk", 3, Some("b"), &pods, &probes);
+        assert_eq!(
+            v.leadership,
+            Leadership::Split(vec![Ordinal(0), Ordinal(1)])
+        );
+        assert!(v.leader().is_none());
+        assert!(!v.available());
+        let (reason, msg) = v.degraded().expect("degraded");
+        assert_eq!(reason, "SplitLeadership");
+        assert!(msg.contains("zk-0, zk-1"), "{msg}");
+    }
+
+    #[test]
+    fn standalone_member_in_a_three_member_ensemble_does_not_serve_it() {
+        let (pods, mut probes) = healthy3();
+        probes[2].srvr = srvr_of("standalone");
+        let v = EnsembleView::build("zk", 3, Some("b"), &pods, &probes);
+        assert_eq!(v.voters_serving, 2);
+        assert!(
+            v.members[2]
+                .problem
+                .as_deref()
+                .is_some_and(|p| p.contains("standalone"))
+        );
+        assert_eq!(v.leadership, Leadership::One(Ordinal(1)));
+    }
+
+    #[test]
+    fn single_member_standalone_is_available() {
+        let pods = vec![pod(0, "a", true)];
+        let probes = vec![probe(0, srvr_of("standalone"), None)];
+        let v = EnsembleView::build("zk", 1, Some("a"), &pods, &probes);
+        assert!(v.available());
+        assert!(v.fully_synced());
+        assert_eq!(v.sync, Sync::NotApplicable);
+    }
+
+    #[test]
+    fn leader_refusing_mntr_is_reported() {
+        let (pods, mut probes) = healthy3();
+        probes[1].mntr = Some(Outcome::NotWhitelisted {
+            word: "mntr".into(),
+        });
+        let v = EnsembleView::build("zk", 3, Some("b"), &pods, &probes);
+        assert_eq!(v.sync, Sync::MntrNotWhitelisted);
+        assert!(!v.fully_synced());
+        assert_eq!(v.degraded().map(|d| d.0), Some("MntrNotWhitelisted"));
+    }
+
+    #[test]
+    fn missing_pod_and_probe() {
+        let (mut pods, mut probes) = healthy3();
+        pods.remove(2);
+        probes.remove(2);
+        let v = EnsembleView::build("zk", 3, Some("b"), &pods, &probes);
+        assert!(v.members[2].pod.is_none());
+        assert!(!v.members[2].pod_ready());
+        assert_eq!(v.members[2].mode, Mode::Unreachable);
+        assert!(!v.members[2].updated);
+    }
+}
