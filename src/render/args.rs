@@ -1,0 +1,50 @@
+//! The `start-zookeeper` command line, built only from typed, validated values.
+//!
+//! The flag set is the reference image's; our own image accepts the same flags. No string from
+//! the user reaches a shell: the flags are passed as an argument vector, not through `sh -c`.
+
+use crate::validate::ValidatedCluster;
+
+/// Where the data volume is mounted.
+pub const DATA_MOUNT: &str = "/var/lib/zookeeper";
+/// ZooKeeper configuration directory inside the image.
+pub const CONF_DIR: &str = "/opt/zookeeper/conf";
+/// Four-letter words the health component and probes use; the server refuses all others.
+pub const FOUR_LETTER_WORDS: &str = "srvr,mntr,ruok";
+
+/// The full `start-zookeeper` invocation.
+pub fn start_zookeeper(v: &ValidatedCluster) -> Vec<String> {
+    let c = &v.spec.config;
+    let p = &v.spec.ports;
+    let mut args = vec!["start-zookeeper".to_string()];
+    let flags: [(&str, String); 17] = [
+        ("servers", v.spec.replicas.to_string()),
+        ("data_dir", format!("{DATA_MOUNT}/data")),
+        ("data_log_dir", format!("{DATA_MOUNT}/data/log")),
+        ("conf_dir", CONF_DIR.to_string()),
+        ("client_port", p.client.to_string()),
+        ("election_port", p.leader_election.to_string()),
+        ("server_port", p.server.to_string()),
+        ("tick_time", c.tick_time.to_string()),
+        ("init_limit", c.init_limit.to_string()),
+        ("sync_limit", c.sync_limit.to_string()),
+        ("heap", v.heap.to_string()),
+        ("max_client_cnxns", c.max_client_cnxns.to_string()),
+        ("snap_retain_count", c.snap_retain_count.to_string()),
+        ("purge_interval", c.purge_interval.to_string()),
+        ("max_session_timeout", c.max_session_timeout.to_string()),
+        ("min_session_timeout", c.min_session_timeout.to_string()),
+        ("log_level", c.log_level.as_str().to_string()),
+    ];
+    args.extend(flags.into_iter().map(|(k, v)| format!("--{k}={v}")));
+    args
+}
+
+/// JVM flags for the server: the four-letter-word whitelist (ZooKeeper 3.5+ answers only `srvr`
+/// otherwise) and no negative DNS caching, so a member that looked up a peer before the peer's
+/// pod existed retries instead of failing for the JVM's cache lifetime.
+pub fn server_jvm_flags() -> String {
+    format!(
+        "-Dzookeeper.4lw.commands.whitelist={FOUR_LETTER_WORDS} -Dsun.net.inetaddr.negative.ttl=0 -Dsun.net.inetaddr.ttl=10"
+    )
+}

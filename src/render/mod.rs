@@ -1,0 +1,172 @@
+//! Rendering: a [`ValidatedCluster`] becomes the objects the operator owns. Pure.
+
+pub mod args;
+pub mod labels;
+pub mod pdb;
+pub mod services;
+pub mod statefulset;
+
+use k8s_openapi::api::apps::v1::StatefulSet;
+use k8s_openapi::api::core::v1::Service;
+use k8s_openapi::api::policy::v1::PodDisruptionBudget;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
+
+use crate::validate::ValidatedCluster;
+
+/// Every object one cluster owns. The apply step destructures it without `..`, so an object added
+/// here and never applied fails to compile.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DesiredObjects {
+    pub headless_service: Service,
+    pub client_service: Service,
+    pub pdb: PodDisruptionBudget,
+    pub statefulset: StatefulSet,
+}
+
+/// Renders every owned object; `owner` is the cluster's controller reference (None offline).
+pub fn render(v: &ValidatedCluster, owner: Option<&OwnerReference>) -> DesiredObjects {
+    DesiredObjects {
+        headless_service: services::headless(v, owner),
+        client_service: services::client(v, owner),
+        pdb: pdb::pdb(v, owner),
+        statefulset: statefulset::statefulset(v, owner),
+    }
+}
+
+impl DesiredObjects {
+    /// The objects as one YAML stream, in apply order (StatefulSet last).
+    pub fn to_yaml(&self) -> Result<String, serde_saphyr::SerializeError> {
+        let DesiredObjects {
+            headless_service,
+            client_service,
+            pdb,
+            statefulset,
+        } = self;
+        let docs = [
+            with_type(headless_service),
+            with_type(client_service),
+            with_type(pdb),
+            with_type(statefulset),
+        ];
+        let mut out = String::new();
+        for doc in docs {
+            out.push_str("---\n");
+            out.push_str(&serde_saphyr::to_string(&doc)?);
+        }
+        Ok(out)
+    }
+}
+
+/// k8s-openapi types serialize `apiVersion`/`kind` themselves; this just orders them first.
+fn with_type<T: serde::Serialize>(obj: &T) -> serde_json::Value {
+    serde_json::to_value(obj).expect("k8s objects serialize to JSON")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::statefulset::RESTART_HASH_ANNOTATION;
+    use super::*;
+    use crate::crd::ZookeeperCluster;
+    use crate::validate::validate;
+
+    fn rendered(spec: serde_json::Value) -> DesiredObjects {
+        let zk: ZookeeperCluster = serde_json::from_value(serde_json::json!({
+            "apiVersion": "zookeeper.ensemble.dev/v1alpha1",
+            "kind": "ZookeeperCluster",
+            "metadata": {"name": "zk", "namespace": "ns", "uid": "u-1"},
+            "spec": spec,
+        }))
+        .unwrap();
+        render(&validate(&zk).unwrap(), None)
+    }
+
+    fn hash(d: &DesiredObjects) -> String {
+        let sts = d.statefulset.spec.as_ref().unwrap();
+        sts.template.metadata.as_ref().unwrap().annotations.as_ref().unwrap()
+            [RESTART_HASH_ANNOTATION]
+            .clone()
+    }
+
+    fn args(d: &DesiredObjects) -> Vec<String> {
+        let pod = d.statefulset.spec.as_ref().unwrap().template.spec.as_ref().unwrap();
+        pod.containers[0].args.clone().unwrap()
+    }
+
+    #[test]
+    fn restart_hash_is_stable_and_follows_restart_relevant_changes() {
+        let base = rendered(serde_json::json!({}));
+        assert_eq!(hash(&base), hash(&rendered(serde_json::json!({}))));
+        for change in [
+            serde_json::json!({"config": {"tickTime": 3000}}),
+            serde_json::json!({"image": "zookeeper-operator/zookeeper:3.9.6"}),
+            serde_json::json!({"resources": {"limits": {"memory": "2Gi"}}}),
+            serde_json::json!({"replicas": 5}),
+        ] {
+            assert_ne!(hash(&base), hash(&rendered(change.clone())), "{change}");
+        }
+        // PDB and canary settings do not restart anything.
+        for change in [
+            serde_json::json!({"pdb": {"maxUnavailable": 2}}),
+            serde_json::json!({"updateStrategy": {"partition": 2, "paused": true}}),
+        ] {
+            assert_eq!(hash(&base), hash(&rendered(change.clone())), "{change}");
+        }
+    }
+
+    #[test]
+    fn heap_flag_follows_the_memory_limit() {
+        let d = rendered(serde_json::json!({"resources": {"limits": {"memory": "8Gi"}}}));
+        assert!(args(&d).contains(&"--heap=4G".to_string()), "{:?}", args(&d));
+    }
+
+    #[test]
+    fn pdb_follows_the_spec() {
+        let d = rendered(serde_json::json!({"replicas": 5, "pdb": {"maxUnavailable": 2}}));
+        let spec = d.pdb.spec.unwrap();
+        assert_eq!(
+            spec.max_unavailable,
+            Some(k8s_openapi::apimachinery::pkg::util::intstr::IntOrString::Int(2))
+        );
+    }
+
+    #[test]
+    fn readiness_checks_quorum_membership_with_parallel_pods() {
+        let d = rendered(serde_json::json!({}));
+        let pod = d.statefulset.spec.unwrap().template.spec.unwrap();
+        let c = &pod.containers[0];
+        let readiness = c.readiness_probe.as_ref().unwrap().exec.as_ref().unwrap();
+        let liveness = c.liveness_probe.as_ref().unwrap().exec.as_ref().unwrap();
+        assert_eq!(readiness.command.as_deref().unwrap(), ["zookeeper-ready", "2181"]);
+        assert_eq!(
+            liveness.command.as_deref().unwrap(),
+            ["zookeeper-ready", "--liveness", "2181"]
+        );
+    }
+
+    #[test]
+    fn anti_affinity_modes() {
+        let none = rendered(serde_json::json!({"antiAffinity": "none"}));
+        let pod = none.statefulset.spec.unwrap().template.spec.unwrap();
+        assert!(pod.affinity.is_none());
+        let preferred = rendered(serde_json::json!({"antiAffinity": "preferred"}));
+        let pod = preferred.statefulset.spec.unwrap().template.spec.unwrap();
+        let anti = pod.affinity.unwrap().pod_anti_affinity.unwrap();
+        assert!(anti.required_during_scheduling_ignored_during_execution.is_none());
+        assert_eq!(
+            anti.preferred_during_scheduling_ignored_during_execution.unwrap()[0]
+                .pod_affinity_term
+                .topology_key,
+            "kubernetes.io/hostname"
+        );
+    }
+
+    #[test]
+    fn yaml_stream_lists_every_object_in_apply_order() {
+        let yaml = rendered(serde_json::json!({})).to_yaml().unwrap();
+        let kinds: Vec<_> = yaml
+            .lines()
+            .filter_map(|l| l.strip_prefix("kind: "))
+            .collect();
+        assert_eq!(kinds, ["Service", "Service", "PodDisruptionBudget", "StatefulSet"]);
+    }
+}

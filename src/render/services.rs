@@ -1,0 +1,64 @@
+//! The headless Service (ordinal DNS names) and the client Service.
+
+use k8s_openapi::api::core::v1::{Service, ServicePort, ServiceSpec};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
+
+use super::labels::{object_meta, selector_labels};
+use crate::validate::ValidatedCluster;
+
+/// Name of the headless Service that gives every member `<pod>.<name>-hs` as DNS name.
+pub fn headless_name(cluster: &str) -> String {
+    format!("{cluster}-hs")
+}
+
+/// Name of the client Service.
+pub fn client_name(cluster: &str) -> String {
+    format!("{cluster}-cs")
+}
+
+fn port(name: &str, port: i32) -> ServicePort {
+    ServicePort {
+        name: Some(name.to_string()),
+        port,
+        target_port: Some(
+            k8s_openapi::apimachinery::pkg::util::intstr::IntOrString::String(name.to_string()),
+        ),
+        protocol: Some("TCP".to_string()),
+        ..Default::default()
+    }
+}
+
+/// Headless Service: no cluster IP, and not-ready addresses published so members resolve each
+/// other while they are still forming a quorum (they cannot be Ready before that).
+pub fn headless(v: &ValidatedCluster, owner: Option<&OwnerReference>) -> Service {
+    let p = &v.spec.ports;
+    Service {
+        metadata: object_meta(headless_name(&v.name), &v.namespace, &v.name, owner),
+        spec: Some(ServiceSpec {
+            cluster_ip: Some("None".to_string()),
+            publish_not_ready_addresses: Some(true),
+            selector: Some(selector_labels(&v.name)),
+            ports: Some(vec![
+                port("server", p.server),
+                port("leader-election", p.leader_election),
+                port("client", p.client),
+            ]),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+/// Client Service: a cluster IP in front of the Ready members.
+pub fn client(v: &ValidatedCluster, owner: Option<&OwnerReference>) -> Service {
+    Service {
+        metadata: object_meta(client_name(&v.name), &v.namespace, &v.name, owner),
+        spec: Some(ServiceSpec {
+            type_: Some("ClusterIP".to_string()),
+            selector: Some(selector_labels(&v.name)),
+            ports: Some(vec![port("client", v.spec.ports.client)]),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}

@@ -1,0 +1,227 @@
+//! The StatefulSet: one pod per member, `OnDelete` so the operator decides the restart order.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::apps::v1::{
+    StatefulSet, StatefulSetPersistentVolumeClaimRetentionPolicy, StatefulSetSpec,
+    StatefulSetUpdateStrategy,
+};
+use k8s_openapi::api::core::v1::{
+    Affinity, Container, ContainerPort, EnvVar, ExecAction, PersistentVolumeClaim,
+    PersistentVolumeClaimSpec, PodAffinityTerm, PodAntiAffinity, PodSecurityContext, PodSpec,
+    PodTemplateSpec, Probe, SecurityContext, VolumeMount, VolumeResourceRequirements,
+    WeightedPodAffinityTerm,
+};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta, OwnerReference};
+use sha2::{Digest, Sha256};
+
+use super::args::{DATA_MOUNT, server_jvm_flags, start_zookeeper};
+use super::labels::{labels, object_meta, selector_labels};
+use super::services::headless_name;
+use crate::crd::{AntiAffinity, PodManagementPolicy, ProbeTiming};
+use crate::validate::ValidatedCluster;
+
+/// Pod-template annotation holding a hash of everything that needs a restart to take effect.
+pub const RESTART_HASH_ANNOTATION: &str = "zookeeper.ensemble.dev/restart-hash";
+/// Name of the volume claim template (and so of each member's PVC prefix).
+pub const DATA_VOLUME: &str = "datadir";
+/// Name of the ZooKeeper container.
+pub const CONTAINER: &str = "zookeeper";
+
+fn probe(command: Vec<String>, t: &ProbeTiming) -> Probe {
+    Probe {
+        exec: Some(ExecAction {
+            command: Some(command),
+        }),
+        initial_delay_seconds: Some(t.initial_delay_seconds),
+        timeout_seconds: Some(t.timeout_seconds),
+        period_seconds: Some(t.period_seconds),
+        failure_threshold: Some(t.failure_threshold),
+        success_threshold: Some(1),
+        ..Default::default()
+    }
+}
+
+fn affinity(v: &ValidatedCluster) -> Option<Affinity> {
+    let term = PodAffinityTerm {
+        label_selector: Some(LabelSelector {
+            match_labels: Some(selector_labels(&v.name)),
+            ..Default::default()
+        }),
+        topology_key: "kubernetes.io/hostname".to_string(),
+        ..Default::default()
+    };
+    let anti = match v.spec.anti_affinity {
+        AntiAffinity::None => return None,
+        AntiAffinity::Required => PodAntiAffinity {
+            required_during_scheduling_ignored_during_execution: Some(vec![term]),
+            ..Default::default()
+        },
+        AntiAffinity::Preferred => PodAntiAffinity {
+            preferred_during_scheduling_ignored_during_execution: Some(vec![
+                WeightedPodAffinityTerm {
+                    weight: 100,
+                    pod_affinity_term: term,
+                },
+            ]),
+            ..Default::default()
+        },
+    };
+    Some(Affinity {
+        pod_anti_affinity: Some(anti),
+        ..Default::default()
+    })
+}
+
+fn container(v: &ValidatedCluster) -> Container {
+    let s = &v.spec;
+    let port = |name: &str, port: i32| ContainerPort {
+        name: Some(name.to_string()),
+        container_port: port,
+        protocol: Some("TCP".to_string()),
+        ..Default::default()
+    };
+    let client_port = s.ports.client.to_string();
+    let liveness = vec![
+        "zookeeper-ready".to_string(),
+        "--liveness".to_string(),
+        client_port.clone(),
+    ];
+    // With OrderedReady the first member must become Ready alone, before any quorum can exist,
+    // so readiness can only check that the server answers; the operator's own `srvr` checks
+    // still gate every restart.
+    let readiness = match s.pod_management_policy {
+        PodManagementPolicy::Parallel => vec!["zookeeper-ready".to_string(), client_port],
+        PodManagementPolicy::OrderedReady => liveness.clone(),
+    };
+    let mut args = start_zookeeper(v);
+    let command = vec![args.remove(0)];
+    Container {
+        name: CONTAINER.to_string(),
+        image: Some(s.image.clone()),
+        image_pull_policy: Some(s.image_pull_policy.as_str().to_string()),
+        command: Some(command),
+        args: Some(args),
+        env: Some(vec![EnvVar {
+            name: "SERVER_JVMFLAGS".to_string(),
+            value: Some(server_jvm_flags()),
+            ..Default::default()
+        }]),
+        ports: Some(vec![
+            port("client", s.ports.client),
+            port("server", s.ports.server),
+            port("leader-election", s.ports.leader_election),
+        ]),
+        resources: Some(v.resources.clone()),
+        readiness_probe: Some(probe(readiness, &s.probes.readiness)),
+        liveness_probe: Some(probe(liveness, &s.probes.liveness)),
+        volume_mounts: Some(vec![VolumeMount {
+            name: DATA_VOLUME.to_string(),
+            mount_path: DATA_MOUNT.to_string(),
+            ..Default::default()
+        }]),
+        security_context: Some(SecurityContext {
+            allow_privilege_escalation: Some(false),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+fn pod_template(v: &ValidatedCluster) -> PodTemplateSpec {
+    let s = &v.spec;
+    let mut pod_labels = s.pod.labels.clone();
+    pod_labels.extend(labels(&v.name));
+    let non_empty = |m: &BTreeMap<String, String>| (!m.is_empty()).then(|| m.clone());
+    let mut template = PodTemplateSpec {
+        metadata: Some(ObjectMeta {
+            labels: Some(pod_labels),
+            annotations: non_empty(&s.pod.annotations),
+            ..Default::default()
+        }),
+        spec: Some(PodSpec {
+            containers: vec![container(v)],
+            affinity: affinity(v),
+            security_context: Some(PodSecurityContext {
+                run_as_user: Some(s.security_context.run_as_user),
+                fs_group: Some(s.security_context.fs_group),
+                run_as_non_root: Some(true),
+                ..Default::default()
+            }),
+            node_selector: non_empty(&s.pod.node_selector),
+            tolerations: (!s.pod.tolerations.is_empty()).then(|| s.pod.tolerations.clone()),
+            priority_class_name: s.pod.priority_class_name.clone(),
+            service_account_name: s.pod.service_account_name.clone(),
+            image_pull_secrets: (!s.pod.image_pull_secrets.is_empty())
+                .then(|| s.pod.image_pull_secrets.clone()),
+            ..Default::default()
+        }),
+    };
+    let hash = restart_hash(&template);
+    template
+        .metadata
+        .get_or_insert_with(Default::default)
+        .annotations
+        .get_or_insert_with(Default::default)
+        .insert(RESTART_HASH_ANNOTATION.to_string(), hash);
+    template
+}
+
+/// Hash of the pod template (before the hash annotation is added): any change that needs a
+/// restart changes it, and nothing else does.
+pub fn restart_hash(template: &PodTemplateSpec) -> String {
+    let bytes = serde_json::to_vec(template).expect("a pod template serializes to JSON");
+    let digest = Sha256::digest(&bytes);
+    digest[..8].iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// The StatefulSet of the ensemble.
+pub fn statefulset(v: &ValidatedCluster, owner: Option<&OwnerReference>) -> StatefulSet {
+    let s = &v.spec;
+    let claim = PersistentVolumeClaim {
+        metadata: ObjectMeta {
+            name: Some(DATA_VOLUME.to_string()),
+            labels: Some(labels(&v.name)),
+            ..Default::default()
+        },
+        spec: Some(PersistentVolumeClaimSpec {
+            access_modes: Some(vec!["ReadWriteOnce".to_string()]),
+            storage_class_name: s.storage.storage_class_name.clone(),
+            resources: Some(VolumeResourceRequirements {
+                requests: Some(BTreeMap::from([(
+                    "storage".to_string(),
+                    s.storage.size.clone(),
+                )])),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    StatefulSet {
+        metadata: object_meta(v.name.clone(), &v.namespace, &v.name, owner),
+        spec: Some(StatefulSetSpec {
+            replicas: Some(s.replicas),
+            service_name: Some(headless_name(&v.name)),
+            selector: LabelSelector {
+                match_labels: Some(selector_labels(&v.name)),
+                ..Default::default()
+            },
+            pod_management_policy: Some(s.pod_management_policy.as_str().to_string()),
+            update_strategy: Some(StatefulSetUpdateStrategy {
+                type_: Some("OnDelete".to_string()),
+                rolling_update: None,
+            }),
+            persistent_volume_claim_retention_policy: Some(
+                StatefulSetPersistentVolumeClaimRetentionPolicy {
+                    when_deleted: Some(s.storage.retention.when_deleted.as_str().to_string()),
+                    when_scaled: Some(s.storage.retention.when_scaled.as_str().to_string()),
+                },
+            ),
+            template: pod_template(v),
+            volume_claim_templates: Some(vec![claim]),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}

@@ -1,0 +1,372 @@
+//! Validation: spec + defaults -> [`ValidatedCluster`], or an [`InvalidSpec`] that names every
+//! offending field and the fix. Pure; the CRD schema already rejects most bad input, this catches
+//! what only the operator can judge (heap against the memory limit, reserved labels, name length)
+//! and re-checks the schema rules in case an old CRD is installed.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use k8s_openapi::api::core::v1::ResourceRequirements;
+use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
+use kube::ResourceExt;
+
+use crate::crd::{ZookeeperCluster, ZookeeperClusterSpec};
+use crate::render::labels::RESERVED_LABEL_PREFIX;
+
+/// Longest `metadata.name`: the StatefulSet adds `-<hash>` to its revision labels (63 chars max).
+pub const MAX_NAME_LEN: usize = 52;
+/// Smallest heap the operator will derive or accept.
+pub const MIN_HEAP_MIB: u64 = 64;
+
+/// A spec the operator refuses, with one message per problem.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid spec: {}", .problems.join("; "))]
+pub struct InvalidSpec {
+    pub problems: Vec<String>,
+}
+
+/// JVM heap in MiB, rendered as `<n>M` or `<n>G` for `start-zookeeper --heap`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Heap {
+    pub mib: u64,
+}
+
+impl fmt::Display for Heap {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.mib % 1024 == 0 {
+            write!(f, "{}G", self.mib / 1024)
+        } else {
+            write!(f, "{}M", self.mib)
+        }
+    }
+}
+
+/// A cluster whose spec passed every check, with everything derived that rendering needs.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ValidatedCluster {
+    pub name: String,
+    pub namespace: String,
+    pub spec: ZookeeperClusterSpec,
+    /// Resources with the reference defaults filled in when the user gave none.
+    pub resources: ResourceRequirements,
+    pub heap: Heap,
+}
+
+/// The reference ensemble's requests: 1Gi memory, 0.5 CPU.
+pub fn default_resources() -> ResourceRequirements {
+    ResourceRequirements {
+        requests: Some(BTreeMap::from([
+            ("cpu".to_string(), Quantity("500m".to_string())),
+            ("memory".to_string(), Quantity("1Gi".to_string())),
+        ])),
+        ..Default::default()
+    }
+}
+
+/// Checks a cluster and derives what rendering needs.
+pub fn validate(zk: &ZookeeperCluster) -> Result<ValidatedCluster, InvalidSpec> {
+    let spec = &zk.spec;
+    let mut problems = Vec::new();
+    let name = zk.name_any();
+    let namespace = zk.namespace().unwrap_or_else(|| "default".to_string());
+
+    if name.len() > MAX_NAME_LEN {
+        problems.push(format!(
+            "metadata.name is {} characters long; use at most {MAX_NAME_LEN} so the StatefulSet's pod labels fit in 63",
+            name.len()
+        ));
+    }
+    if !(1..=9).contains(&spec.replicas) || spec.replicas % 2 == 0 {
+        problems.push(format!(
+            "spec.replicas is {}; use an odd number from 1 to 9 (an even ensemble tolerates no more failures than the odd one below it)",
+            spec.replicas
+        ));
+    }
+    if spec.image.trim().is_empty() || spec.image.chars().any(char::is_whitespace) {
+        problems.push(format!(
+            "spec.image {:?} is not an image reference; use e.g. zookeeper-operator/zookeeper:3.9.5",
+            spec.image
+        ));
+    }
+    let p = &spec.ports;
+    for (field, port) in [
+        ("client", p.client),
+        ("server", p.server),
+        ("leaderElection", p.leader_election),
+    ] {
+        if !(1..=65535).contains(&port) {
+            problems.push(format!(
+                "spec.ports.{field} is {port}; use a port from 1 to 65535"
+            ));
+        }
+    }
+    if p.client == p.server || p.client == p.leader_election || p.server == p.leader_election {
+        problems.push(
+            "spec.ports.client, spec.ports.server and spec.ports.leaderElection must be three different ports"
+                .to_string(),
+        );
+    }
+    let c = &spec.config;
+    if c.min_session_timeout > c.max_session_timeout {
+        problems.push(format!(
+            "spec.config.minSessionTimeout ({}) exceeds spec.config.maxSessionTimeout ({}); lower the minimum or raise the maximum",
+            c.min_session_timeout, c.max_session_timeout
+        ));
+    }
+    let partition = spec.update_strategy.partition;
+    if partition < 0 || partition > spec.replicas {
+        problems.push(format!(
+            "spec.updateStrategy.partition is {partition}; use 0 to {} (members with an ordinal >= partition are updated)",
+            spec.replicas
+        ));
+    }
+    if spec.security_context.run_as_user < 1 {
+        problems.push(
+            "spec.securityContext.runAsUser must not be 0: ZooKeeper runs as a non-root user (default 1000)"
+                .to_string(),
+        );
+    }
+    for key in spec.pod.labels.keys() {
+        if key.starts_with(RESERVED_LABEL_PREFIX) {
+            problems.push(format!(
+                "spec.pod.labels.{key} uses the reserved prefix {RESERVED_LABEL_PREFIX}; the operator sets those labels itself, choose another key"
+            ));
+        }
+    }
+    if parse_quantity(&spec.storage.size.0).is_none() {
+        problems.push(format!(
+            "spec.storage.size {:?} is not a quantity; use e.g. 10Gi",
+            spec.storage.size.0
+        ));
+    }
+
+    let resources = spec.resources.clone().unwrap_or_else(default_resources);
+    let memory = |m: &Option<BTreeMap<String, Quantity>>| {
+        m.as_ref()
+            .and_then(|m| m.get("memory"))
+            .map(|q| (q.0.clone(), parse_quantity(&q.0)))
+    };
+    let limit = memory(&resources.limits);
+    let request = memory(&resources.requests);
+    for (field, value) in [("limits", &limit), ("requests", &request)] {
+        if let Some((text, None)) = value {
+            problems.push(format!(
+                "spec.resources.{field}.memory {text:?} is not a quantity; use e.g. 1Gi"
+            ));
+        }
+    }
+    let limit_bytes = limit.as_ref().and_then(|(_, b)| *b);
+    let budget = limit_bytes.or(request.as_ref().and_then(|(_, b)| *b));
+    let heap = match &c.heap {
+        Some(text) => match parse_heap(text) {
+            Some(heap) => {
+                if let Some(limit) = limit_bytes
+                    && heap.mib * 1024 * 1024 >= limit
+                {
+                    problems.push(format!(
+                        "spec.config.heap {text} does not fit in the memory limit {}: the JVM would be killed for running out of memory; lower the heap or raise spec.resources.limits.memory",
+                        limit.div_ceil(1024 * 1024)
+                    ));
+                }
+                heap
+            }
+            None => {
+                problems.push(format!(
+                    "spec.config.heap {text:?} is not a heap size; use a whole number of megabytes or gigabytes such as 512M or 2G"
+                ));
+                Heap { mib: 512 }
+            }
+        },
+        // Half of the memory budget: the rest is for off-heap buffers, threads and the page cache.
+        None => match budget {
+            Some(bytes) => {
+                let mib = bytes / 2 / (1024 * 1024);
+                if mib < MIN_HEAP_MIB {
+                    problems.push(format!(
+                        "spec.resources memory of {} MiB leaves a heap of {mib} MiB; give the container at least {} MiB or set spec.config.heap",
+                        bytes / (1024 * 1024),
+                        MIN_HEAP_MIB * 2
+                    ));
+                }
+                Heap { mib }
+            }
+            None => Heap { mib: 512 },
+        },
+    };
+
+    if problems.is_empty() {
+        Ok(ValidatedCluster {
+            name,
+            namespace,
+            spec: spec.clone(),
+            resources,
+            heap,
+        })
+    } else {
+        Err(InvalidSpec { problems })
+    }
+}
+
+/// Parses a heap flag value: a whole number followed by `M` or `G`.
+pub fn parse_heap(text: &str) -> Option<Heap> {
+    let (digits, unit) = text.split_at(text.len().checked_sub(1)?);
+    if digits.is_empty() || digits.starts_with('0') || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let n: u64 = digits.parse().ok()?;
+    let mib = match unit {
+        "M" => n,
+        "G" => n.checked_mul(1024)?,
+        _ => return None,
+    };
+    (mib >= MIN_HEAP_MIB).then_some(Heap { mib })
+}
+
+/// Parses a Kubernetes quantity into bytes (whole units only; memory never needs milli-bytes).
+pub fn parse_quantity(text: &str) -> Option<u64> {
+    let text = text.trim();
+    let split = text
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(text.len());
+    let (number, suffix) = text.split_at(split);
+    let value: f64 = number.parse().ok()?;
+    let factor: f64 = match suffix {
+        "" => 1.0,
+        "Ki" => 1024.0,
+        "Mi" => 1024f64.powi(2),
+        "Gi" => 1024f64.powi(3),
+        "Ti" => 1024f64.powi(4),
+        "Pi" => 1024f64.powi(5),
+        "k" => 1e3,
+        "M" => 1e6,
+        "G" => 1e9,
+        "T" => 1e12,
+        "P" => 1e15,
+        s if s.starts_with(['e', 'E']) => 10f64.powi(s[1..].parse().ok()?),
+        _ => return None,
+    };
+    let bytes = value * factor;
+    (bytes.is_finite() && bytes >= 0.0).then(|| bytes as u64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cluster(spec: serde_json::Value) -> ZookeeperCluster {
+        serde_json::from_value(serde_json::json!({
+            "apiVersion": "zookeeper.ensemble.dev/v1alpha1",
+            "kind": "ZookeeperCluster",
+            "metadata": {"name": "zk", "namespace": "prod"},
+            "spec": spec,
+        }))
+        .expect("test object deserializes")
+    }
+
+    fn problems(spec: serde_json::Value) -> String {
+        validate(&cluster(spec)).unwrap_err().problems.join("\n")
+    }
+
+    #[test]
+    fn defaults_validate_with_the_reference_heap_and_requests() {
+        let v = validate(&cluster(serde_json::json!({}))).unwrap();
+        assert_eq!(v.heap.to_string(), "512M");
+        assert_eq!(v.resources, default_resources());
+        assert_eq!((v.name.as_str(), v.namespace.as_str()), ("zk", "prod"));
+    }
+
+    #[test]
+    fn heap_is_half_the_memory_limit_or_request() {
+        let v = validate(&cluster(serde_json::json!({
+            "resources": {"limits": {"memory": "4Gi"}, "requests": {"memory": "1Gi"}}
+        })))
+        .unwrap();
+        assert_eq!(v.heap, Heap { mib: 2048 });
+        assert_eq!(v.heap.to_string(), "2G");
+        let v = validate(&cluster(
+            serde_json::json!({"resources": {"requests": {"memory": "3000Mi"}}}),
+        ))
+        .unwrap();
+        assert_eq!(v.heap.to_string(), "1500M");
+        // No memory anywhere: the reference 512M.
+        let v = validate(&cluster(
+            serde_json::json!({"resources": {"requests": {"cpu": "1"}}}),
+        ))
+        .unwrap();
+        assert_eq!(v.heap.to_string(), "512M");
+    }
+
+    #[test]
+    fn heap_larger_than_the_limit_is_refused_with_the_fix() {
+        let msg = problems(serde_json::json!({
+            "config": {"heap": "2G"},
+            "resources": {"limits": {"memory": "1Gi"}}
+        }));
+        assert!(
+            msg.contains("spec.config.heap 2G does not fit in the memory limit"),
+            "{msg}"
+        );
+        assert!(msg.contains("raise spec.resources.limits.memory"), "{msg}");
+    }
+
+    #[test]
+    fn tiny_memory_is_refused() {
+        let msg = problems(serde_json::json!({"resources": {"limits": {"memory": "100Mi"}}}));
+        assert!(msg.contains("leaves a heap of 50 MiB"), "{msg}");
+    }
+
+    #[test]
+    fn every_problem_is_reported_at_once() {
+        let msg = problems(serde_json::json!({
+            "replicas": 4,
+            "ports": {"client": 2888},
+            "config": {"heap": "lots", "minSessionTimeout": 90000},
+            "pod": {"labels": {"app.kubernetes.io/name": "mine"}},
+            "updateStrategy": {"partition": 7},
+            "storage": {"size": "big"}
+        }));
+        for needle in [
+            "spec.replicas is 4",
+            "three different ports",
+            "spec.config.heap \"lots\"",
+            "minSessionTimeout (90000) exceeds",
+            "spec.pod.labels.app.kubernetes.io/name",
+            "spec.updateStrategy.partition is 7",
+            "spec.storage.size \"big\"",
+        ] {
+            assert!(msg.contains(needle), "missing {needle:?} in:\n{msg}");
+        }
+    }
+
+    #[test]
+    fn long_names_are_refused() {
+        let mut zk = cluster(serde_json::json!({}));
+        zk.metadata.name = Some("z".repeat(53));
+        let err = validate(&zk).unwrap_err();
+        assert!(
+            err.to_string().contains("metadata.name is 53 characters"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn heap_parser() {
+        assert_eq!(parse_heap("512M"), Some(Heap { mib: 512 }));
+        assert_eq!(parse_heap("2G"), Some(Heap { mib: 2048 }));
+        for bad in ["", "M", "512", "0512M", "512MB", "1.5G", "32M", "-1G"] {
+            assert_eq!(parse_heap(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn quantity_parser() {
+        assert_eq!(parse_quantity("1Gi"), Some(1 << 30));
+        assert_eq!(parse_quantity("512Mi"), Some(512 << 20));
+        assert_eq!(parse_quantity("1G"), Some(1_000_000_000));
+        assert_eq!(parse_quantity("1.5Gi"), Some(3 << 29));
+        assert_eq!(parse_quantity("1e3"), Some(1000));
+        assert_eq!(parse_quantity("100"), Some(100));
+        assert_eq!(parse_quantity("ten"), None);
+        assert_eq!(parse_quantity("1Xi"), None);
+    }
+}
