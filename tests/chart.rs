@@ -1,0 +1,655 @@
+//! The Helm chart: lint, render, parse into Kubernetes types, RBAC equal to `src/rbac.rs`,
+//! chart CRD equal to `crd/`, plain manifests in `config/install/` not stale.
+//!
+//! Needs helm v3.19.5 in the cache directory (see [`helm`]); no cluster.
+
+use std::{
+    collections::{BTreeMap, BTreeSet},
+    path::PathBuf,
+    process::Command,
+};
+
+use k8s_openapi::{
+    api::{
+        apps::v1::Deployment,
+        core::v1::{Container, Namespace, Service, ServiceAccount},
+        rbac::v1::{ClusterRole, ClusterRoleBinding, PolicyRule, Role, RoleBinding},
+    },
+    apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition,
+};
+use serde::de::DeserializeOwned;
+use serde_json::Value;
+use zookeeper_operator::rbac::{self, Scope};
+
+const HELM_VERSION: &str = "v3.19.5";
+const KUBE_VERSION: &str = "v1.34.4";
+const RELEASE: &str = "zk-op";
+const NAMESPACE: &str = "zk-operator";
+
+fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn chart_dir() -> PathBuf {
+    repo().join("deploy/helm/zookeeper-operator")
+}
+
+/// helm from `$HELM`, else `${ZKOP_CACHE:-$HOME/.cache/zookeeper-operator}/bin/helm-v3.19.5/helm`.
+fn helm() -> PathBuf {
+    if let Some(path) = std::env::var_os("HELM") {
+        return PathBuf::from(path);
+    }
+    let cache = std::env::var_os("ZKOP_CACHE")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            PathBuf::from(std::env::var_os("HOME").unwrap_or_default())
+                .join(".cache/zookeeper-operator")
+        });
+    let path = cache.join(format!("bin/helm-{HELM_VERSION}/helm"));
+    assert!(
+        path.is_file(),
+        "helm {HELM_VERSION} not found at {}: build it with `e2e/lib/build-binaries.sh`, or \
+         `GOBIN={} go install helm.sh/helm/v3/cmd/helm@{HELM_VERSION}`, or point $HELM at a helm binary",
+        path.display(),
+        path.parent().unwrap().display()
+    );
+    path
+}
+
+fn run_helm(args: &[&str]) -> Result<String, String> {
+    let out = Command::new(helm())
+        .args(args)
+        .output()
+        .expect("failed to run helm");
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    if out.status.success() {
+        Ok(stdout)
+    } else {
+        Err(format!(
+            "helm {} failed:\n{stdout}\n{stderr}",
+            args.join(" ")
+        ))
+    }
+}
+
+/// `helm template` with `--set` values; the documents as JSON values.
+fn render(sets: &[&str]) -> Vec<Value> {
+    let chart = chart_dir();
+    let mut args = vec![
+        "template",
+        RELEASE,
+        chart.to_str().unwrap(),
+        "--namespace",
+        NAMESPACE,
+        "--kube-version",
+        KUBE_VERSION,
+    ];
+    for s in sets {
+        args.extend(["--set", s]);
+    }
+    parse_documents(&run_helm(&args).unwrap())
+}
+
+fn parse_documents(yaml: &str) -> Vec<Value> {
+    let docs: Vec<Value> = serde_saphyr::from_multiple(yaml).expect("rendered YAML does not parse");
+    docs.into_iter().filter(|d| !d.is_null()).collect()
+}
+
+/// Deserialize into the typed Kubernetes object, and require that serializing it back gives the
+/// same document: a misspelled or misplaced field (which serde would skip) fails here.
+fn typed<T: DeserializeOwned + serde::Serialize>(doc: &Value) -> T {
+    let obj: T = serde_json::from_value(doc.clone()).unwrap_or_else(|e| panic!("{e}: {doc:#}"));
+    let back = serde_json::to_value(&obj).unwrap();
+    assert_eq!(
+        strip_empty(back),
+        strip_empty(doc.clone()),
+        "the document has fields its Kubernetes type does not know"
+    );
+    obj
+}
+
+fn strip_empty(v: Value) -> Value {
+    match v {
+        Value::Object(m) => Value::Object(
+            m.into_iter()
+                .map(|(k, v)| (k, strip_empty(v)))
+                .filter(|(_, v)| !v.is_null())
+                .collect(),
+        ),
+        Value::Array(a) => Value::Array(a.into_iter().map(strip_empty).collect()),
+        v => v,
+    }
+}
+
+/// Every rendered object, checked against its Kubernetes type.
+#[derive(Default)]
+struct Objects {
+    deployments: Vec<Deployment>,
+    services: Vec<Service>,
+    service_accounts: Vec<ServiceAccount>,
+    cluster_roles: Vec<ClusterRole>,
+    cluster_role_bindings: Vec<ClusterRoleBinding>,
+    roles: Vec<Role>,
+    role_bindings: Vec<RoleBinding>,
+    crds: Vec<CustomResourceDefinition>,
+    namespaces: Vec<Namespace>,
+    service_monitors: Vec<Value>,
+}
+
+fn objects(docs: &[Value]) -> Objects {
+    let mut o = Objects::default();
+    for doc in docs {
+        let kind = doc["kind"].as_str().unwrap_or_default();
+        let api_version = doc["apiVersion"].as_str().unwrap_or_default();
+        match (api_version, kind) {
+            ("apps/v1", "Deployment") => o.deployments.push(typed(doc)),
+            ("v1", "Service") => o.services.push(typed(doc)),
+            ("v1", "ServiceAccount") => o.service_accounts.push(typed(doc)),
+            ("v1", "Namespace") => o.namespaces.push(typed(doc)),
+            ("rbac.authorization.k8s.io/v1", "ClusterRole") => o.cluster_roles.push(typed(doc)),
+            ("rbac.authorization.k8s.io/v1", "ClusterRoleBinding") => {
+                o.cluster_role_bindings.push(typed(doc))
+            }
+            ("rbac.authorization.k8s.io/v1", "Role") => o.roles.push(typed(doc)),
+            ("rbac.authorization.k8s.io/v1", "RoleBinding") => o.role_bindings.push(typed(doc)),
+            ("apiextensions.k8s.io/v1", "CustomResourceDefinition") => o.crds.push(typed(doc)),
+            ("monitoring.coreos.com/v1", "ServiceMonitor") => o.service_monitors.push(doc.clone()),
+            other => panic!("unexpected object {other:?} in the chart's output"),
+        }
+    }
+    o
+}
+
+fn operator_container(o: &Objects) -> &Container {
+    assert_eq!(o.deployments.len(), 1);
+    let spec = o.deployments[0]
+        .spec
+        .as_ref()
+        .unwrap()
+        .template
+        .spec
+        .as_ref()
+        .unwrap();
+    assert_eq!(spec.containers.len(), 1);
+    &spec.containers[0]
+}
+
+fn env<'a>(c: &'a Container, name: &str) -> Option<&'a k8s_openapi::api::core::v1::EnvVar> {
+    c.env.as_ref()?.iter().find(|e| e.name == name)
+}
+
+/// One RBAC permission: (where, apiGroup, resource, verb, resourceName or "*").
+type Grant = (String, String, String, String, String);
+
+fn grants(where_: &str, rules: &[PolicyRule]) -> BTreeSet<Grant> {
+    let mut out = BTreeSet::new();
+    for r in rules {
+        let names = r.resource_names.clone().unwrap_or_default();
+        let names = if names.is_empty() {
+            vec!["*".to_string()]
+        } else {
+            names
+        };
+        for g in r.api_groups.clone().unwrap_or_default() {
+            for res in r.resources.clone().unwrap_or_default() {
+                for v in &r.verbs {
+                    for n in &names {
+                        out.insert((where_.into(), g.clone(), res.clone(), v.clone(), n.clone()));
+                    }
+                }
+            }
+        }
+    }
+    out
+}
+
+/// What the chart grants the operator's ServiceAccount: the rules of every role bound to it.
+fn granted_to_operator(o: &Objects) -> BTreeSet<Grant> {
+    assert_eq!(o.service_accounts.len(), 1);
+    let sa = o.service_accounts[0].metadata.name.clone().unwrap();
+    let is_operator = |subjects: &Option<Vec<k8s_openapi::api::rbac::v1::Subject>>| {
+        subjects.iter().flatten().any(|s| {
+            s.kind == "ServiceAccount" && s.name == sa && s.namespace.as_deref() == Some(NAMESPACE)
+        })
+    };
+    let cluster_role = |name: &str| {
+        o.cluster_roles
+            .iter()
+            .find(|r| r.metadata.name.as_deref() == Some(name))
+            .unwrap_or_else(|| panic!("binding refers to missing ClusterRole {name}"))
+    };
+    let mut out = BTreeSet::new();
+    for b in o
+        .cluster_role_bindings
+        .iter()
+        .filter(|b| is_operator(&b.subjects))
+    {
+        assert_eq!(b.role_ref.kind, "ClusterRole");
+        let rules = cluster_role(&b.role_ref.name)
+            .rules
+            .clone()
+            .unwrap_or_default();
+        out.extend(grants("cluster", &rules));
+    }
+    for b in o.role_bindings.iter().filter(|b| is_operator(&b.subjects)) {
+        let ns = b
+            .metadata
+            .namespace
+            .clone()
+            .expect("RoleBinding without namespace");
+        let rules = match b.role_ref.kind.as_str() {
+            "Role" => o
+                .roles
+                .iter()
+                .find(|r| {
+                    r.metadata.name == Some(b.role_ref.name.clone())
+                        && r.metadata.namespace.as_deref() == Some(&ns)
+                })
+                .unwrap_or_else(|| {
+                    panic!(
+                        "RoleBinding refers to missing Role {ns}/{}",
+                        b.role_ref.name
+                    )
+                })
+                .rules
+                .clone()
+                .unwrap_or_default(),
+            _ => cluster_role(&b.role_ref.name)
+                .rules
+                .clone()
+                .unwrap_or_default(),
+        };
+        out.extend(grants(&format!("namespace {ns}"), &rules));
+    }
+    out
+}
+
+/// What `src/rbac.rs` says the operator needs, placed as the chart should place it.
+fn expected_grants(watch_namespace: Option<&str>) -> BTreeSet<Grant> {
+    let mut out = BTreeSet::new();
+    for rule in rbac::RULES {
+        let where_ = match (rule.scope, watch_namespace) {
+            (Scope::Cluster, _) | (Scope::Watched, None) => "cluster".to_string(),
+            (Scope::Watched, Some(ns)) => format!("namespace {ns}"),
+            (Scope::OperatorNamespace, _) => format!("namespace {NAMESPACE}"),
+        };
+        let (group, resource) = (rule.api_group.to_string(), rule.resource.to_string());
+        let names: Vec<String> = if rule.resource_names.is_empty() {
+            vec!["*".into()]
+        } else {
+            rule.resource_names.iter().map(|s| s.to_string()).collect()
+        };
+        for v in rule.verbs {
+            for n in &names {
+                out.insert((
+                    where_.clone(),
+                    group.clone(),
+                    resource.clone(),
+                    v.to_string(),
+                    n.clone(),
+                ));
+            }
+        }
+    }
+    out
+}
+
+fn assert_rbac_matches(o: &Objects, watch_namespace: Option<&str>) {
+    let got = granted_to_operator(o);
+    let want = expected_grants(watch_namespace);
+    let missing: Vec<_> = want.difference(&got).collect();
+    let extra: Vec<_> = got.difference(&want).collect();
+    assert!(
+        missing.is_empty() && extra.is_empty(),
+        "the chart's RBAC differs from src/rbac.rs (watchNamespace {watch_namespace:?})\n\
+         missing from the chart: {missing:#?}\nnot in src/rbac.rs: {extra:#?}\n\
+         edit deploy/helm/zookeeper-operator/templates/_helpers.tpl to match src/rbac.rs"
+    );
+}
+
+#[test]
+fn lint_is_clean() {
+    let chart = chart_dir();
+    for sets in [
+        vec![],
+        vec!["--set", "watchNamespace=apps"],
+        vec![
+            "--set",
+            "replicaCount=2",
+            "--set",
+            "serviceMonitor.enabled=true",
+        ],
+    ] {
+        let mut args = vec![
+            "lint",
+            "--strict",
+            "--kube-version",
+            KUBE_VERSION,
+            chart.to_str().unwrap(),
+        ];
+        args.extend(sets.iter().copied());
+        let out = run_helm(&args).unwrap();
+        assert!(
+            out.contains("1 chart(s) linted, 0 chart(s) failed"),
+            "{out}"
+        );
+        assert!(
+            !out.contains("[WARNING]") && !out.contains("[ERROR]"),
+            "{out}"
+        );
+    }
+}
+
+#[test]
+fn default_install_is_least_privilege_and_hardened() {
+    let o = objects(&render(&[]));
+    assert_rbac_matches(&o, None);
+
+    let d = &o.deployments[0];
+    assert_eq!(d.metadata.namespace.as_deref(), Some(NAMESPACE));
+    let spec = d.spec.as_ref().unwrap();
+    assert_eq!(spec.replicas, Some(1));
+    let pod = spec.template.spec.as_ref().unwrap();
+    let psc = pod.security_context.as_ref().unwrap();
+    assert_eq!(psc.run_as_non_root, Some(true));
+    assert!(psc.run_as_user.is_some_and(|u| u != 0));
+    assert_eq!(
+        psc.seccomp_profile.as_ref().unwrap().type_,
+        "RuntimeDefault"
+    );
+    assert_eq!(
+        pod.service_account_name,
+        o.service_accounts[0].metadata.name
+    );
+
+    let c = operator_container(&o);
+    assert_eq!(
+        c.image.as_deref(),
+        Some("zookeeper-operator/operator:0.1.0")
+    );
+    assert_eq!(c.image_pull_policy.as_deref(), Some("IfNotPresent"));
+    let sc = c.security_context.as_ref().unwrap();
+    assert_eq!(sc.read_only_root_filesystem, Some(true));
+    assert_eq!(sc.allow_privilege_escalation, Some(false));
+    assert_eq!(
+        sc.capabilities.as_ref().unwrap().drop.as_deref(),
+        Some(&["ALL".to_string()][..])
+    );
+
+    let args = c.args.clone().unwrap();
+    assert_eq!(args[0], "run");
+    for a in [
+        "--log-format=plain",
+        "--metrics-addr=0.0.0.0:8080",
+        "--leader-elect",
+    ] {
+        assert!(args.contains(&a.to_string()), "{a} missing from {args:?}");
+    }
+    assert!(args.contains(&format!("--leader-election-namespace={NAMESPACE}")));
+    assert_eq!(env(c, "RUST_LOG").unwrap().value.as_deref(), Some("info"));
+    for (name, field) in [
+        ("POD_NAME", "metadata.name"),
+        ("POD_NAMESPACE", "metadata.namespace"),
+    ] {
+        let from = env(c, name).unwrap().value_from.as_ref().unwrap();
+        assert_eq!(from.field_ref.as_ref().unwrap().field_path, field);
+    }
+    assert!(
+        env(c, "ZKOP_NAMESPACE").is_none(),
+        "all namespaces by default"
+    );
+
+    // Probes and the metrics Service use the port the operator listens on.
+    let port = &c.ports.as_ref().unwrap()[0];
+    assert_eq!(
+        (port.name.as_deref(), port.container_port),
+        (Some("metrics"), 8080)
+    );
+    let live = c
+        .liveness_probe
+        .as_ref()
+        .unwrap()
+        .http_get
+        .as_ref()
+        .unwrap();
+    let ready = c
+        .readiness_probe
+        .as_ref()
+        .unwrap()
+        .http_get
+        .as_ref()
+        .unwrap();
+    assert_eq!(live.path.as_deref(), Some("/healthz"));
+    assert_eq!(ready.path.as_deref(), Some("/readyz"));
+    let requests = c.resources.as_ref().unwrap().requests.as_ref().unwrap();
+    let limits = c.resources.as_ref().unwrap().limits.as_ref().unwrap();
+    for key in ["cpu", "memory"] {
+        assert!(
+            requests.contains_key(key) && limits.contains_key(key),
+            "{key} request and limit"
+        );
+    }
+
+    assert_eq!(o.services.len(), 1);
+    let svc = o.services[0].spec.as_ref().unwrap();
+    let pod_labels = spec
+        .template
+        .metadata
+        .as_ref()
+        .unwrap()
+        .labels
+        .clone()
+        .unwrap();
+    for (k, v) in svc.selector.as_ref().unwrap() {
+        assert_eq!(
+            pod_labels.get(k),
+            Some(v),
+            "Service selector {k} must match the pod"
+        );
+    }
+    for (k, v) in spec.selector.match_labels.as_ref().unwrap() {
+        assert_eq!(
+            pod_labels.get(k),
+            Some(v),
+            "Deployment selector {k} must match the pod"
+        );
+    }
+    assert!(o.service_monitors.is_empty());
+    assert!(
+        o.crds.is_empty(),
+        "helm template without --include-crds renders no CRD"
+    );
+}
+
+#[test]
+fn watch_namespace_mode_uses_a_role_in_that_namespace() {
+    let o = objects(&render(&["watchNamespace=apps"]));
+    assert_rbac_matches(&o, Some("apps"));
+    let c = operator_container(&o);
+    assert_eq!(
+        env(c, "ZKOP_NAMESPACE").unwrap().value.as_deref(),
+        Some("apps")
+    );
+    // The only ClusterRole bound to the operator reads one CRD by name.
+    let cluster: Vec<_> = granted_to_operator(&o)
+        .into_iter()
+        .filter(|g| g.0 == "cluster")
+        .collect();
+    assert_eq!(
+        cluster,
+        vec![(
+            "cluster".to_string(),
+            "apiextensions.k8s.io".to_string(),
+            "customresourcedefinitions".to_string(),
+            "get".to_string(),
+            rbac::CRD_NAME.to_string()
+        )]
+    );
+}
+
+#[test]
+fn two_replicas_elect_a_leader() {
+    let o = objects(&render(&[
+        "replicaCount=2",
+        "serviceMonitor.enabled=true",
+        "logFormat=json",
+        "logLevel=debug",
+    ]));
+    assert_rbac_matches(&o, None);
+    assert_eq!(o.deployments[0].spec.as_ref().unwrap().replicas, Some(2));
+    let c = operator_container(&o);
+    let args = c.args.clone().unwrap();
+    assert!(args.contains(&"--leader-elect".to_string()));
+    assert!(args.contains(&"--log-format=json".to_string()));
+    assert_eq!(env(c, "RUST_LOG").unwrap().value.as_deref(), Some("debug"));
+    assert_eq!(o.service_monitors.len(), 1);
+    assert_eq!(
+        o.service_monitors[0]["spec"]["endpoints"][0]["port"],
+        "metrics"
+    );
+
+    // Several replicas without a Lease would all reconcile: the chart refuses.
+    let chart = chart_dir();
+    let err = run_helm(&[
+        "template",
+        RELEASE,
+        chart.to_str().unwrap(),
+        "--kube-version",
+        KUBE_VERSION,
+        "--set",
+        "replicaCount=2",
+        "--set",
+        "leaderElection.enabled=false",
+    ])
+    .unwrap_err();
+    assert!(err.contains("needs leaderElection.enabled=true"), "{err}");
+}
+
+#[test]
+fn without_leader_election_no_lease_permissions() {
+    let o = objects(&render(&["leaderElection.enabled=false"]));
+    let got = granted_to_operator(&o);
+    assert!(got.iter().all(|g| g.2 != "leases"), "{got:#?}");
+    assert!(
+        !operator_container(&o)
+            .args
+            .clone()
+            .unwrap()
+            .contains(&"--leader-elect".to_string())
+    );
+}
+
+fn crd_source() -> String {
+    let path = repo().join("crd/zookeeperclusters.yaml");
+    std::fs::read_to_string(&path).unwrap_or_else(|e| {
+        panic!(
+            "{}: {e}; generate it with `cargo run -- crd > crd/zookeeperclusters.yaml`",
+            path.display()
+        )
+    })
+}
+
+#[test]
+fn chart_crd_equals_crd_dir() {
+    let source = crd_source();
+    let chart_crd = chart_dir().join("crds/zookeeperclusters.yaml");
+    let copy = std::fs::read_to_string(&chart_crd).unwrap_or_default();
+    assert!(
+        copy == source,
+        "{} differs from crd/zookeeperclusters.yaml; run e2e/lib/render-install-manifests.sh",
+        chart_crd.display()
+    );
+    let crd: CustomResourceDefinition = typed(&parse_documents(&copy)[0]);
+    assert_eq!(crd.metadata.name.as_deref(), Some(rbac::CRD_NAME));
+}
+
+#[test]
+fn plain_install_manifests_are_up_to_date() {
+    crd_source();
+    let script = repo().join("e2e/lib/render-install-manifests.sh");
+    let out = Command::new("bash")
+        .arg(&script)
+        .arg("--check")
+        .env("HELM", helm())
+        .output()
+        .expect("failed to run bash");
+    assert!(
+        out.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    let text =
+        std::fs::read_to_string(repo().join("config/install/zookeeper-operator.yaml")).unwrap();
+    let o = objects(&parse_documents(&text));
+    assert_eq!(o.namespaces.len(), 1);
+    let ns = o.namespaces[0].metadata.name.clone().unwrap();
+    assert_eq!(o.crds.len(), 1);
+    assert_eq!(o.crds[0].metadata.name.as_deref(), Some(rbac::CRD_NAME));
+    // Every namespaced object lands in the namespace the file creates.
+    let namespaced = o
+        .deployments
+        .iter()
+        .map(|d| &d.metadata)
+        .chain(o.services.iter().map(|s| &s.metadata))
+        .chain(o.service_accounts.iter().map(|s| &s.metadata))
+        .chain(o.roles.iter().map(|r| &r.metadata));
+    let mut by_ns: BTreeMap<String, usize> = BTreeMap::new();
+    for m in namespaced {
+        *by_ns
+            .entry(m.namespace.clone().unwrap_or_default())
+            .or_default() += 1;
+    }
+    assert_eq!(by_ns.keys().collect::<Vec<_>>(), vec![&ns], "{by_ns:?}");
+}
+
+/// Every key of values.yaml has a comment right above it. A section (a key whose next line is a
+/// comment) has its keys checked one by one; a documented key's own block value (an example such
+/// as the security contexts) is covered by that key's comment.
+#[test]
+fn values_are_documented_key_by_key() {
+    let text = std::fs::read_to_string(chart_dir().join("values.yaml")).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    let is_comment = |l: &str| l.trim_start().starts_with('#');
+    let mut stack: Vec<(usize, bool)> = Vec::new(); // (indent of a block key, its children are exempt)
+    let mut undocumented = Vec::new();
+    let mut keys = 0;
+    for (i, line) in lines.iter().enumerate() {
+        let trimmed = line.trim_start();
+        if trimmed.is_empty()
+            || is_comment(line)
+            || trimmed.starts_with('-')
+            || !trimmed.contains(':')
+        {
+            continue;
+        }
+        let indent = line.len() - trimmed.len();
+        while stack.last().is_some_and(|(n, _)| *n >= indent) {
+            stack.pop();
+        }
+        let exempt = stack.last().is_some_and(|(_, e)| *e);
+        let commented_above = i > 0 && is_comment(lines[i - 1]);
+        let block = trimmed.ends_with(':');
+        let section = block && lines.get(i + 1).is_some_and(|l| is_comment(l));
+        if !exempt {
+            keys += 1;
+            if !commented_above && !section {
+                undocumented.push(format!("line {}: {line}", i + 1));
+            }
+        }
+        if block {
+            stack.push((indent, exempt || commented_above));
+        }
+    }
+    assert!(
+        keys > 30,
+        "only {keys} keys found: is the parser above still right?"
+    );
+    assert!(
+        undocumented.is_empty(),
+        "values.yaml keys without a comment above them:\n{}",
+        undocumented.join("\n")
+    );
+}
