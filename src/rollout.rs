@@ -1,1 +1,1098 @@
 //! Quorum-safe rolling-restart planner: a pure function from an observation to a decision.
+//!
+//! Rules (design: "Health component and quorum-safe rolling restart"):
+//! - one member at a time, only ordinals >= `partition`, nothing while `paused`;
+//! - outdated members that are already down or unready go first (restarting them costs no
+//!   quorum), then outdated followers from the highest ordinal, the leader last;
+//! - before a restart every other member serves (pod Ready and its own `srvr` says
+//!   leader/follower) and the leader's `zk_synced_followers` counts every other follower;
+//! - after a restart nothing else happens until the new pod is Ready, its `srvr` says
+//!   follower/leader and the leader counts it synced: that falls out of the previous rule, since
+//!   the restarted member is one of the "other members" of the next candidate;
+//! - a StatefulSet whose `observedGeneration` lags, a terminating or missing pod, or a pod
+//!   created after the probes started means the observation is older than the last action:
+//!   wait for a fresh one.
+//!
+//! Nothing is remembered between calls, so an operator restarted mid-rollout re-derives the
+//! same decision from what it observes.
+
+use std::fmt;
+use std::time::{Duration, SystemTime};
+
+use crate::health::{EnsembleView, MemberName, MemberProbe, Mode, Ordinal, PodFacts, Sync};
+
+/// Everything the planner looks at, gathered by the controller in one reconcile.
+#[derive(Clone, Debug)]
+pub struct Observation {
+    /// StatefulSet name; pods are `<cluster>-<ordinal>`.
+    pub cluster: String,
+    /// `spec.replicas` of the StatefulSet: the number of voting members.
+    pub replicas: u32,
+    /// StatefulSet `metadata.generation`.
+    pub generation: Option<i64>,
+    /// StatefulSet `status.observedGeneration`.
+    pub observed_generation: Option<i64>,
+    /// StatefulSet `status.updateRevision`: the revision every member should run.
+    pub update_revision: Option<String>,
+    /// `spec.updateStrategy.partition` of the cluster: ordinals below it keep their revision.
+    pub partition: u32,
+    /// `spec.updateStrategy.paused` of the cluster.
+    pub paused: bool,
+    /// The member pods that exist (any order).
+    pub pods: Vec<PodFacts>,
+    /// Each member's four-letter-word answers.
+    pub probes: Vec<MemberProbe>,
+    /// When the probes were started (before any of them was sent).
+    pub probed_at: SystemTime,
+}
+
+impl Observation {
+    /// The ensemble view the plan is made from (also what status reports).
+    pub fn ensemble(&self) -> EnsembleView {
+        EnsembleView::build(
+            &self.cluster,
+            self.replicas,
+            self.update_revision.as_deref(),
+            &self.pods,
+            &self.probes,
+        )
+    }
+
+    /// Rollout progress: members at the update revision among those the partition lets change.
+    pub fn progress(&self) -> Progress {
+        let view = self.ensemble();
+        let eligible: Vec<_> = view
+            .members
+            .iter()
+            .filter(|m| m.ordinal.0 >= self.partition)
+            .collect();
+        Progress {
+            updated: eligible.iter().filter(|m| m.updated).count() as u32,
+            eligible: eligible.len() as u32,
+            held_by_partition: view
+                .members
+                .iter()
+                .filter(|m| m.ordinal.0 < self.partition && !m.updated)
+                .count() as u32,
+        }
+    }
+}
+
+/// How far a rollout has come.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Progress {
+    /// Members with ordinal >= partition already at the update revision.
+    pub updated: u32,
+    /// Members with ordinal >= partition.
+    pub eligible: u32,
+    /// Outdated members the partition keeps at their revision.
+    pub held_by_partition: u32,
+}
+
+/// What the controller should do now.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Decision {
+    /// Nothing to do: every member the partition lets change runs the update revision and the
+    /// ensemble is whole.
+    Idle,
+    /// Nothing to do yet; the situation is expected to resolve by itself.
+    Wait(WaitReason),
+    /// Evict this one member's pod.
+    Restart(Restart),
+    /// A restart is due but unsafe for a reason that will not pass by waiting alone.
+    Blocked(BlockedReason),
+}
+
+/// The member to restart, and why it is this one.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Restart {
+    /// Its ordinal.
+    pub ordinal: Ordinal,
+    /// Its pod.
+    pub pod: MemberName,
+    /// Why this member goes now.
+    pub why: RestartReason,
+}
+
+/// Why a member is the one restarted now.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RestartReason {
+    /// Outdated and already down or unready: restarting it costs no quorum.
+    AlreadyDown,
+    /// An outdated follower (highest ordinal first).
+    OutdatedFollower,
+    /// The outdated leader, once every follower is updated.
+    Leader,
+    /// The only member of a one-member ensemble.
+    OnlyMember,
+}
+
+/// Why nothing is done yet.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum WaitReason {
+    /// The StatefulSet controller has not seen the newest StatefulSet spec yet.
+    GenerationNotObserved {
+        /// `metadata.generation`.
+        generation: Option<i64>,
+        /// `status.observedGeneration`.
+        observed: Option<i64>,
+    },
+    /// The StatefulSet reports no update revision yet.
+    UpdateRevisionUnknown,
+    /// `spec.updateStrategy.paused` is set; `outdated` members wait.
+    Paused {
+        /// Outdated members at or above the partition.
+        outdated: u32,
+    },
+    /// A pod is being deleted (the last restart is still under way).
+    PodTerminating(MemberName),
+    /// A pod does not exist (the StatefulSet controller has yet to recreate it).
+    PodMissing(MemberName),
+    /// A pod was created after the probes started: they may describe its predecessor.
+    ObservationOlderThanPod(MemberName),
+    /// A member at the update revision has not rejoined yet.
+    Rejoining {
+        /// The member.
+        pod: MemberName,
+        /// What it still lacks.
+        step: RejoinStep,
+    },
+}
+
+/// What a restarted member still lacks before it counts as back.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum RejoinStep {
+    /// The pod is not Ready.
+    PodNotReady,
+    /// Its own `srvr` does not say leader/follower; the string says what it said.
+    NotServing(String),
+    /// The leader does not count every follower as synced yet.
+    NotSynced {
+        /// The leader's count.
+        synced: u32,
+        /// Followers it should count.
+        expected: u32,
+    },
+}
+
+/// Why a due restart is not safe.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum BlockedReason {
+    /// Other members than the candidate do not serve: restarting now could lose the quorum.
+    MembersNotServing {
+        /// The member that would be restarted.
+        candidate: MemberName,
+        /// Members not serving, with what they said.
+        down: Vec<(MemberName, String)>,
+    },
+    /// No member leads.
+    NoLeader,
+    /// Several members claim to lead.
+    SplitLeadership(Vec<MemberName>),
+    /// The leader's count of synced followers cannot be read.
+    SyncUnknown(String),
+    /// Every other member serves but the leader counts fewer synced followers than needed.
+    FollowersNotSynced {
+        /// The leader's count.
+        synced: u32,
+        /// Required count.
+        expected: u32,
+    },
+}
+
+impl Decision {
+    /// When to look again: a few seconds while a rollout or a problem lasts; `None` when only
+    /// a change (watch event) can bring work.
+    pub fn requeue_after(&self) -> Option<Duration> {
+        match self {
+            Decision::Idle | Decision::Wait(WaitReason::Paused { .. }) => None,
+            Decision::Restart(_) => Some(Duration::from_secs(2)),
+            Decision::Wait(_) => Some(Duration::from_secs(3)),
+            Decision::Blocked(_) => Some(Duration::from_secs(10)),
+        }
+    }
+}
+
+impl fmt::Display for RestartReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            RestartReason::AlreadyDown => "outdated and already down",
+            RestartReason::OutdatedFollower => "outdated follower",
+            RestartReason::Leader => "outdated leader, restarted last",
+            RestartReason::OnlyMember => "the only member",
+        })
+    }
+}
+
+impl fmt::Display for RejoinStep {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            RejoinStep::PodNotReady => f.write_str("pod not Ready"),
+            RejoinStep::NotServing(s) => write!(f, "srvr: {s}"),
+            RejoinStep::NotSynced { synced, expected } => {
+                write!(
+                    f,
+                    "the leader counts {synced} of {expected} followers synced"
+                )
+            }
+        }
+    }
+}
+
+impl fmt::Display for WaitReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            WaitReason::GenerationNotObserved {
+                generation,
+                observed,
+            } => write!(
+                f,
+                "waiting for the StatefulSet controller to observe generation {} (observed {})",
+                opt(generation),
+                opt(observed)
+            ),
+            WaitReason::UpdateRevisionUnknown => {
+                f.write_str("waiting for the StatefulSet to report its update revision")
+            }
+            WaitReason::Paused { outdated } => write!(
+                f,
+                "paused by spec.updateStrategy.paused; {outdated} member(s) wait for a restart"
+            ),
+            WaitReason::PodTerminating(p) => write!(f, "waiting for {p} to terminate"),
+            WaitReason::PodMissing(p) => write!(f, "waiting for {p} to be recreated"),
+            WaitReason::ObservationOlderThanPod(p) => {
+                write!(f, "{p} is newer than the last probes; probing again")
+            }
+            WaitReason::Rejoining { pod, step } => {
+                write!(
+                    f,
+                    "waiting for {pod} to rejoin as a synced follower ({step})"
+                )
+            }
+        }
+    }
+}
+
+impl fmt::Display for BlockedReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            BlockedReason::MembersNotServing { candidate, down } => {
+                let list: Vec<String> = down.iter().map(|(m, why)| format!("{m}: {why}")).collect();
+                write!(
+                    f,
+                    "not restarting {candidate} while other members do not serve ({}); they must recover (or be deleted by hand) first",
+                    list.join("; ")
+                )
+            }
+            BlockedReason::NoLeader => f.write_str("no member leads; the ensemble has no quorum"),
+            BlockedReason::SplitLeadership(ls) => {
+                let names: Vec<&str> = ls.iter().map(MemberName::as_str).collect();
+                write!(f, "{} all claim to lead", names.join(", "))
+            }
+            BlockedReason::SyncUnknown(why) => write!(
+                f,
+                "cannot tell whether followers are synced: {why}; the 4lw whitelist must include mntr"
+            ),
+            BlockedReason::FollowersNotSynced { synced, expected } => write!(
+                f,
+                "the leader counts {synced} synced followers, a restart needs {expected}"
+            ),
+        }
+    }
+}
+
+impl fmt::Display for Decision {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Decision::Idle => f.write_str("every member runs the update revision"),
+            Decision::Wait(w) => w.fmt(f),
+            Decision::Restart(r) => write!(f, "restarting {} ({})", r.pod, r.why),
+            Decision::Blocked(b) => write!(f, "blocked: {b}"),
+        }
+    }
+}
+
+fn opt(v: &Option<i64>) -> String {
+    v.map_or_else(|| "none".into(), |g| g.to_string())
+}
+
+/// The step for the `Progressing` condition, e.g. "restarted 1 of 3; waiting for zk-1 to
+/// rejoin as a synced follower (pod not Ready)".
+pub fn step_message(observation: &Observation, decision: &Decision) -> String {
+    let p = observation.progress();
+    let mut msg = format!("restarted {} of {}; {decision}", p.updated, p.eligible);
+    if p.held_by_partition > 0 {
+        msg.push_str(&format!(
+            "; {} member(s) below partition {} keep their revision",
+            p.held_by_partition, observation.partition
+        ));
+    }
+    msg
+}
+
+/// Decides the next step of a rolling restart. Pure: same observation, same decision.
+pub fn plan(obs: &Observation) -> Decision {
+    if obs.generation.is_none() || obs.observed_generation < obs.generation {
+        return Decision::Wait(WaitReason::GenerationNotObserved {
+            generation: obs.generation,
+            observed: obs.observed_generation,
+        });
+    }
+    if obs.update_revision.is_none() {
+        return Decision::Wait(WaitReason::UpdateRevisionUnknown);
+    }
+
+    let view = obs.ensemble();
+    // Evidence that the last action is still in flight: act on nothing until it settles.
+    for m in &view.members {
+        let Some(pod) = &m.pod else {
+            return Decision::Wait(WaitReason::PodMissing(m.name.clone()));
+        };
+        if pod.terminating {
+            return Decision::Wait(WaitReason::PodTerminating(m.name.clone()));
+        }
+        // creationTimestamp has second precision: the pod may be up to 1 s younger than it says.
+        if let Some(created) = pod.created_at
+            && created + Duration::from_secs(1) > obs.probed_at
+        {
+            return Decision::Wait(WaitReason::ObservationOlderThanPod(m.name.clone()));
+        }
+    }
+
+    let healthy = |m: &crate::health::MemberView| m.pod_ready() && m.problem.is_none();
+    let outdated: Vec<_> = view
+        .members
+        .iter()
+        .filter(|m| m.ordinal.0 >= obs.partition && !m.updated)
+        .collect();
+
+    if outdated.is_empty() {
+        // The last restarted member may still be on its way back.
+        return match view.members.iter().rev().find(|m| m.updated && !healthy(m)) {
+            Some(m) => Decision::Wait(WaitReason::Rejoining {
+                pod: m.name.clone(),
+                step: rejoin_step(m),
+            }),
+            None => match sync_shortfall(&view, 0) {
+                Some((synced, expected)) if view.voters_serving == view.voters => {
+                    match view
+                        .members
+                        .iter()
+                        .rev()
+                        .find(|m| m.updated && m.mode != Mode::Leader)
+                    {
+                        Some(m) => Decision::Wait(WaitReason::Rejoining {
+                            pod: m.name.clone(),
+                            step: RejoinStep::NotSynced { synced, expected },
+                        }),
+                        None => Decision::Idle,
+                    }
+                }
+                _ => Decision::Idle,
+            },
+        };
+    }
+    if obs.paused {
+        return Decision::Wait(WaitReason::Paused {
+            outdated: outdated.len() as u32,
+        });
+    }
+
+    let is_leader = |m: &crate::health::MemberView| matches!(m.mode, Mode::Leader);
+    let (candidate, why) = if view.voters == 1 {
+        (outdated[0], RestartReason::OnlyMember)
+    } else if let Some(m) = outdated.iter().rev().find(|m| !is_leader(m) && !healthy(m)) {
+        (*m, RestartReason::AlreadyDown)
+    } else if let Some(m) = outdated.iter().rev().find(|m| !is_leader(m)) {
+        (*m, RestartReason::OutdatedFollower)
+    } else {
+        (outdated[outdated.len() - 1], RestartReason::Leader)
+    };
+
+    // Every other member must serve.
+    let down: Vec<_> = view
+        .members
+        .iter()
+        .filter(|m| m.ordinal != candidate.ordinal && !healthy(m))
+        .collect();
+    if !down.is_empty() {
+        // A member at the update revision that is not back yet is the previous restart
+        // finishing; anything else is a failure the operator must not add to.
+        if down.iter().all(|m| m.updated) {
+            let m = down[down.len() - 1];
+            return Decision::Wait(WaitReason::Rejoining {
+                pod: m.name.clone(),
+                step: rejoin_step(m),
+            });
+        }
+        return Decision::Blocked(BlockedReason::MembersNotServing {
+            candidate: candidate.name.clone(),
+            down: down
+                .iter()
+                .map(|m| (m.name.clone(), describe_down(m)))
+                .collect(),
+        });
+    }
+
+    if view.voters > 1 {
+        match &view.leadership {
+            crate::health::Leadership::One(_) => {}
+            crate::health::Leadership::None => return Decision::Blocked(BlockedReason::NoLeader),
+            crate::health::Leadership::Split(ls) => {
+                return Decision::Blocked(BlockedReason::SplitLeadership(
+                    ls.iter()
+                        .map(|o| MemberName::new(&obs.cluster, *o))
+                        .collect(),
+                ));
+            }
+        }
+        // A candidate that is already down cannot be counted synced.
+        let missing = u32::from(!healthy(candidate));
+        match &view.sync {
+            Sync::Count(_) => {
+                if let Some((synced, expected)) = sync_shortfall(&view, missing) {
+                    // A restarted member that serves but is not yet counted is still rejoining.
+                    return match view
+                        .members
+                        .iter()
+                        .rev()
+                        .find(|m| m.updated && m.mode != Mode::Leader)
+                    {
+                        Some(m) => Decision::Wait(WaitReason::Rejoining {
+                            pod: m.name.clone(),
+                            step: RejoinStep::NotSynced { synced, expected },
+                        }),
+                        None => Decision::Blocked(BlockedReason::FollowersNotSynced {
+                            synced,
+                            expected,
+                        }),
+                    };
+                }
+            }
+            Sync::MntrNotWhitelisted => {
+                return Decision::Blocked(BlockedReason::SyncUnknown(
+                    "the leader refuses mntr".into(),
+                ));
+            }
+            Sync::Unknown(why) => {
+                return Decision::Blocked(BlockedReason::SyncUnknown(why.clone()));
+            }
+            Sync::NoLeader => return Decision::Blocked(BlockedReason::NoLeader),
+            Sync::NotApplicable => {}
+        }
+    }
+
+    Decision::Restart(Restart {
+        ordinal: candidate.ordinal,
+        pod: candidate.name.clone(),
+        why,
+    })
+}
+
+/// `(synced, expected)` when the leader counts fewer than `voters - 1 - missing` synced
+/// followers.
+fn sync_shortfall(view: &EnsembleView, missing: u32) -> Option<(u32, u32)> {
+    let expected = view.voters.saturating_sub(1 + missing);
+    match view.sync {
+        Sync::Count(n) if n < expected => Some((n, expected)),
+        _ => None,
+    }
+}
+
+fn rejoin_step(m: &crate::health::MemberView) -> RejoinStep {
+    if !m.pod_ready() {
+        RejoinStep::PodNotReady
+    } else {
+        RejoinStep::NotServing(m.problem.clone().unwrap_or_else(|| m.mode.to_string()))
+    }
+}
+
+fn describe_down(m: &crate::health::MemberView) -> String {
+    match (&m.problem, m.pod_ready()) {
+        (Some(p), _) => p.clone(),
+        (None, false) => "pod not Ready".into(),
+        (None, true) => "serving".into(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::health::parse::{self, Reply};
+    use crate::health::{MemberView, Outcome};
+    use proptest::prelude::*;
+
+    const OLD: &str = "zk-old";
+    const NEW: &str = "zk-new";
+
+    fn t0() -> SystemTime {
+        SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000)
+    }
+
+    /// What one member looks like in a test.
+    #[derive(Clone, Debug)]
+    struct M {
+        exists: bool,
+        updated: bool,
+        ready: bool,
+        terminating: bool,
+        created_after_probe: bool,
+        srvr: Outcome<parse::Srvr>,
+    }
+
+    fn serving(mode: &str) -> Outcome<parse::Srvr> {
+        match parse::srvr(&format!("Zxid: 0x100000000\nMode: {mode}\n")) {
+            Reply::Data(s) => Outcome::Serving(s),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    fn m(mode: &str, updated: bool) -> M {
+        M {
+            exists: true,
+            updated,
+            ready: true,
+            terminating: false,
+            created_after_probe: false,
+            srvr: serving(mode),
+        }
+    }
+
+    fn down(updated: bool) -> M {
+        M {
+            ready: false,
+            srvr: Outcome::Refused,
+            ..m("follower", updated)
+        }
+    }
+
+    /// An observation of a healthy-looking generation-synced StatefulSet.
+    fn obs(members: &[M], synced: Option<u32>) -> Observation {
+        let mut pods = Vec::new();
+        let mut probes = Vec::new();
+        for (i, mem) in members.iter().enumerate() {
+            let ordinal = Ordinal(i as u32);
+            if mem.exists {
+                pods.push(PodFacts {
+                    ordinal,
+                    name: MemberName::new("zk", ordinal),
+                    revision: Some(if mem.updated { NEW } else { OLD }.into()),
+                    ready: mem.ready,
+                    terminating: mem.terminating,
+                    created_at: Some(if mem.created_after_probe {
+                        t0()
+                    } else {
+                        t0() - Duration::from_secs(60)
+                    }),
+                });
+            }
+            let is_leader = matches!(&mem.srvr, Outcome::Serving(s) if s.mode == Mode::Leader);
+            probes.push(MemberProbe {
+                ordinal,
+                srvr: mem.srvr.clone(),
+                mntr: is_leader.then(|| match synced {
+                    Some(n) => match parse::mntr(&format!(
+                        "zk_server_state\tleader\nzk_synced_followers\t{n}\n"
+                    )) {
+                        Reply::Data(d) => Outcome::Serving(d),
+                        other => panic!("{other:?}"),
+                    },
+                    None => Outcome::NotWhitelisted {
+                        word: "mntr".into(),
+                    },
+                }),
+            });
+        }
+        Observation {
+            cluster: "zk".into(),
+            replicas: members.len() as u32,
+            generation: Some(2),
+            observed_generation: Some(2),
+            update_revision: Some(NEW.into()),
+            partition: 0,
+            paused: false,
+            pods,
+            probes,
+            probed_at: t0(),
+        }
+    }
+
+    fn restart(ordinal: u32, why: RestartReason) -> Decision {
+        Decision::Restart(Restart {
+            ordinal: Ordinal(ordinal),
+            pod: MemberName::new("zk", Ordinal(ordinal)),
+            why,
+        })
+    }
+
+    fn name(i: u32) -> MemberName {
+        MemberName::new("zk", Ordinal(i))
+    }
+
+    // zk-1 leads in the usual three-member fixture.
+    fn three_outdated() -> Vec<M> {
+        vec![
+            m("follower", false),
+            m("leader", false),
+            m("follower", false),
+        ]
+    }
+
+    #[test]
+    fn healthy_outdated_ensemble_restarts_highest_follower_first() {
+        assert_eq!(
+            plan(&obs(&three_outdated(), Some(2))),
+            restart(2, RestartReason::OutdatedFollower)
+        );
+    }
+
+    #[test]
+    fn full_rollout_sequence_of_three_leader_last() {
+        // zk-2 restarted, pod not Ready yet.
+        let mut ms = three_outdated();
+        ms[2] = down(true);
+        let o = obs(&ms, Some(1));
+        let d = plan(&o);
+        assert_eq!(
+            d,
+            Decision::Wait(WaitReason::Rejoining {
+                pod: name(2),
+                step: RejoinStep::PodNotReady
+            })
+        );
+        assert_eq!(
+            step_message(&o, &d),
+            "restarted 1 of 3; waiting for zk-2 to rejoin as a synced follower (pod not Ready)"
+        );
+        // Ready, but its own srvr says not serving.
+        ms[2] = M {
+            srvr: Outcome::NotServing,
+            ..m("follower", true)
+        };
+        assert!(matches!(
+            plan(&obs(&ms, Some(1))),
+            Decision::Wait(WaitReason::Rejoining {
+                step: RejoinStep::NotServing(_),
+                ..
+            })
+        ));
+        // Serves, but the leader does not count it yet.
+        ms[2] = m("follower", true);
+        assert_eq!(
+            plan(&obs(&ms, Some(1))),
+            Decision::Wait(WaitReason::Rejoining {
+                pod: name(2),
+                step: RejoinStep::NotSynced {
+                    synced: 1,
+                    expected: 2
+                }
+            })
+        );
+        // Synced: the next follower, zk-0 (zk-1 leads).
+        assert_eq!(
+            plan(&obs(&ms, Some(2))),
+            restart(0, RestartReason::OutdatedFollower)
+        );
+        ms[0] = m("follower", true);
+        // Only the leader is left.
+        assert_eq!(plan(&obs(&ms, Some(2))), restart(1, RestartReason::Leader));
+        // zk-1 restarted; zk-2 took over.
+        ms[1] = down(true);
+        ms[2] = m("leader", true);
+        assert!(matches!(
+            plan(&obs(&ms, Some(1))),
+            Decision::Wait(WaitReason::Rejoining { .. })
+        ));
+        ms[1] = m("follower", true);
+        assert_eq!(plan(&obs(&ms, Some(2))), Decision::Idle);
+        let o = obs(&ms, Some(2));
+        assert_eq!(
+            step_message(&o, &plan(&o)),
+            "restarted 3 of 3; every member runs the update revision"
+        );
+    }
+
+    #[test]
+    fn lagging_generation_is_not_trusted() {
+        let mut o = obs(&three_outdated(), Some(2));
+        o.observed_generation = Some(1);
+        assert!(matches!(
+            plan(&o),
+            Decision::Wait(WaitReason::GenerationNotObserved { .. })
+        ));
+        o.observed_generation = None;
+        assert!(matches!(
+            plan(&o),
+            Decision::Wait(WaitReason::GenerationNotObserved { .. })
+        ));
+        o.observed_generation = Some(2);
+        o.update_revision = None;
+        assert_eq!(plan(&o), Decision::Wait(WaitReason::UpdateRevisionUnknown));
+    }
+
+    #[test]
+    fn paused_restarts_nothing() {
+        let mut o = obs(&three_outdated(), Some(2));
+        o.paused = true;
+        let d = plan(&o);
+        assert_eq!(d, Decision::Wait(WaitReason::Paused { outdated: 3 }));
+        assert_eq!(d.requeue_after(), None);
+        let all_new = vec![m("follower", true), m("leader", true), m("follower", true)];
+        let mut o = obs(&all_new, Some(2));
+        o.paused = true;
+        assert_eq!(plan(&o), Decision::Idle);
+    }
+
+    #[test]
+    fn partition_keeps_lower_ordinals() {
+        let mut ms = three_outdated();
+        ms[2] = m("follower", true);
+        let mut o = obs(&ms, Some(2));
+        o.partition = 1;
+        // zk-0 is outdated and a follower, but below the partition: the leader goes next.
+        assert_eq!(plan(&o), restart(1, RestartReason::Leader));
+        ms[1] = m("follower", true);
+        ms[0] = m("leader", false);
+        let mut o = obs(&ms, Some(2));
+        o.partition = 1;
+        let d = plan(&o);
+        assert_eq!(d, Decision::Idle);
+        assert_eq!(
+            step_message(&o, &d),
+            "restarted 2 of 2; every member runs the update revision; 1 member(s) below partition 1 keep their revision"
+        );
+        // Lowering the partition to 0 finishes the rollout with zk-0, the leader.
+        o.partition = 0;
+        assert_eq!(plan(&o), restart(0, RestartReason::Leader));
+    }
+
+    #[test]
+    fn partition_equal_to_replicas_updates_nothing() {
+        let mut o = obs(&three_outdated(), Some(2));
+        o.partition = 3;
+        assert_eq!(plan(&o), Decision::Idle);
+    }
+
+    #[test]
+    fn already_down_outdated_member_goes_first() {
+        let mut ms = three_outdated();
+        ms[0] = down(false);
+        assert_eq!(
+            plan(&obs(&ms, Some(1))),
+            restart(0, RestartReason::AlreadyDown)
+        );
+        // An unready pod that still serves also goes first.
+        let mut ms = three_outdated();
+        ms[0].ready = false;
+        assert_eq!(
+            plan(&obs(&ms, Some(2))),
+            restart(0, RestartReason::AlreadyDown)
+        );
+    }
+
+    #[test]
+    fn unready_leader_still_goes_last() {
+        let mut ms = three_outdated();
+        ms[1].ready = false;
+        // zk-1 leads but its pod is not Ready: followers are not restarted while it is
+        // unhealthy, and it is not restarted before them either.
+        let d = plan(&obs(&ms, Some(2)));
+        assert!(
+            matches!(&d, Decision::Blocked(BlockedReason::MembersNotServing { candidate, .. }) if *candidate == name(2)),
+            "{d:?}"
+        );
+    }
+
+    #[test]
+    fn two_outdated_members_down_blocks() {
+        let ms = vec![down(false), m("leader", false), down(false)];
+        let d = plan(&obs(&ms, Some(0)));
+        match &d {
+            Decision::Blocked(BlockedReason::MembersNotServing { candidate, down }) => {
+                assert_eq!(*candidate, name(2));
+                assert_eq!(down.len(), 1);
+                assert_eq!(down[0].0, name(0));
+                assert_eq!(down[0].1, "connection refused");
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(d.to_string().contains("zk-0: connection refused"), "{d}");
+        assert_eq!(d.requeue_after(), Some(Duration::from_secs(10)));
+    }
+
+    #[test]
+    fn member_below_partition_down_blocks() {
+        let ms = vec![down(false), m("leader", false), m("follower", false)];
+        let mut o = obs(&ms, Some(1));
+        o.partition = 1;
+        assert!(matches!(
+            plan(&o),
+            Decision::Blocked(BlockedReason::MembersNotServing { .. })
+        ));
+    }
+
+    #[test]
+    fn split_leadership_and_no_leader_block() {
+        let ms = vec![m("leader", false), m("leader", false), m("follower", false)];
+        assert_eq!(
+            plan(&obs(&ms, Some(2))),
+            Decision::Blocked(BlockedReason::SplitLeadership(vec![name(0), name(1)]))
+        );
+    }
+
+    #[test]
+    fn unknown_sync_blocks() {
+        let d = plan(&obs(&three_outdated(), None));
+        assert!(
+            matches!(&d, Decision::Blocked(BlockedReason::SyncUnknown(_))),
+            "{d:?}"
+        );
+        assert!(d.to_string().contains("mntr"), "{d}");
+    }
+
+    #[test]
+    fn unsynced_followers_block_before_anything_restarts() {
+        assert_eq!(
+            plan(&obs(&three_outdated(), Some(1))),
+            Decision::Blocked(BlockedReason::FollowersNotSynced {
+                synced: 1,
+                expected: 2
+            })
+        );
+    }
+
+    #[test]
+    fn in_flight_actions_make_the_observation_stale() {
+        let mut ms = three_outdated();
+        ms[2].terminating = true;
+        assert_eq!(
+            plan(&obs(&ms, Some(2))),
+            Decision::Wait(WaitReason::PodTerminating(name(2)))
+        );
+        let mut ms = three_outdated();
+        ms[2].exists = false;
+        assert_eq!(
+            plan(&obs(&ms, Some(2))),
+            Decision::Wait(WaitReason::PodMissing(name(2)))
+        );
+        let mut ms = three_outdated();
+        ms[2] = m("follower", true);
+        ms[2].created_after_probe = true;
+        assert_eq!(
+            plan(&obs(&ms, Some(2))),
+            Decision::Wait(WaitReason::ObservationOlderThanPod(name(2)))
+        );
+    }
+
+    #[test]
+    fn one_member_ensemble_restarts_its_only_member() {
+        let o = obs(&[m("standalone", false)], None);
+        assert_eq!(plan(&o), restart(0, RestartReason::OnlyMember));
+        let o = obs(&[down(true)], None);
+        assert!(matches!(
+            plan(&o),
+            Decision::Wait(WaitReason::Rejoining { .. })
+        ));
+        let o = obs(&[m("standalone", true)], None);
+        assert_eq!(plan(&o), Decision::Idle);
+    }
+
+    #[test]
+    fn five_members_followers_descending_then_leader() {
+        let mut ms: Vec<M> = (0..5).map(|_| m("follower", false)).collect();
+        ms[3] = m("leader", false);
+        let mut order = Vec::new();
+        for _ in 0..5 {
+            match plan(&obs(&ms, Some(4))) {
+                Decision::Restart(r) => {
+                    order.push(r.ordinal.0);
+                    let was_leader = r.why == RestartReason::Leader;
+                    ms[r.ordinal.0 as usize] =
+                        m(if was_leader { "leader" } else { "follower" }, true);
+                }
+                other => panic!("{other:?}"),
+            }
+        }
+        assert_eq!(order, vec![4, 2, 1, 0, 3]);
+        assert_eq!(plan(&obs(&ms, Some(4))), Decision::Idle);
+    }
+
+    #[test]
+    fn the_same_observation_gives_the_same_decision() {
+        let mut ms = three_outdated();
+        ms[2] = down(true);
+        let o = obs(&ms, Some(1));
+        assert_eq!(plan(&o), plan(&o.clone()));
+    }
+
+    // ---- properties over random observations ----
+
+    fn arb_member() -> impl Strategy<Value = M> {
+        (
+            prop::bool::weighted(0.95),
+            any::<bool>(),
+            prop::bool::weighted(0.8),
+            prop::bool::weighted(0.05),
+            prop::bool::weighted(0.05),
+            0..6u8,
+        )
+            .prop_map(
+                |(exists, updated, ready, terminating, created_after_probe, s)| M {
+                    exists,
+                    updated,
+                    ready,
+                    terminating,
+                    created_after_probe,
+                    srvr: match s {
+                        0 => serving("leader"),
+                        1 | 2 => serving("follower"),
+                        3 => Outcome::NotServing,
+                        4 => Outcome::Refused,
+                        _ => Outcome::Timeout,
+                    },
+                },
+            )
+    }
+
+    fn arb_observation() -> impl Strategy<Value = Observation> {
+        prop_oneof![Just(1usize), Just(3usize), Just(5usize), Just(7usize)]
+            .prop_flat_map(|n| {
+                (
+                    prop::collection::vec(arb_member(), n),
+                    prop::option::weighted(0.9, 0..n as u32 + 1),
+                    0..=n as u32,
+                    prop::bool::weighted(0.1),
+                    prop::bool::weighted(0.1),
+                )
+            })
+            .prop_map(|(ms, synced, partition, paused, lag)| {
+                let mut o = obs(&ms, synced);
+                o.partition = partition;
+                o.paused = paused;
+                if lag {
+                    o.observed_generation = Some(1);
+                }
+                o
+            })
+    }
+
+    fn serves(v: &MemberView) -> bool {
+        v.pod_ready() && v.problem.is_none()
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(2000))]
+
+        #[test]
+        fn never_restart_while_another_member_does_not_serve(o in arb_observation()) {
+            if let Decision::Restart(r) = plan(&o) {
+                let view = o.ensemble();
+                for m in view.members.iter().filter(|m| m.ordinal != r.ordinal) {
+                    prop_assert!(serves(m), "restarted {} while {:?}", r.pod, m);
+                }
+            }
+        }
+
+        #[test]
+        fn restarts_only_outdated_members_at_or_above_partition(o in arb_observation()) {
+            if let Decision::Restart(r) = plan(&o) {
+                prop_assert!(r.ordinal.0 >= o.partition);
+                prop_assert!(!o.paused);
+                prop_assert!(o.observed_generation >= o.generation);
+                let view = o.ensemble();
+                prop_assert!(!view.member(r.ordinal).expect("member").updated);
+            }
+        }
+
+        #[test]
+        fn leader_never_restarted_while_an_outdated_follower_waits(o in arb_observation()) {
+            if let Decision::Restart(r) = plan(&o) {
+                let view = o.ensemble();
+                if view.member(r.ordinal).expect("member").mode == Mode::Leader && view.voters > 1 {
+                    prop_assert!(!view.members.iter().any(|m| m.ordinal != r.ordinal
+                        && m.ordinal.0 >= o.partition && !m.updated));
+                }
+            }
+        }
+
+        #[test]
+        fn restart_only_when_the_leader_counts_the_others_synced(o in arb_observation()) {
+            if let Decision::Restart(r) = plan(&o) {
+                let view = o.ensemble();
+                if view.voters > 1 {
+                    let candidate_down = !serves(view.member(r.ordinal).expect("member"));
+                    let needed = view.voters - 1 - u32::from(candidate_down);
+                    prop_assert!(matches!(view.sync, Sync::Count(n) if n >= needed));
+                }
+            }
+        }
+
+        #[test]
+        fn stale_observations_are_never_acted_on(o in arb_observation()) {
+            let stale = o.ensemble().members.iter().any(|m| match &m.pod {
+                None => true,
+                Some(p) => p.terminating || p.created_at.is_some_and(|c| c + Duration::from_secs(1) > o.probed_at),
+            });
+            if stale || o.observed_generation < o.generation {
+                prop_assert!(!matches!(plan(&o), Decision::Restart(_)));
+            }
+        }
+
+        /// A whole rollout against a model ensemble: the operator never has two members down,
+        /// restarts the leader last, and finishes; the planner is rebuilt from each observation,
+        /// as after an operator restart.
+        #[test]
+        fn simulated_rollout_is_safe_and_finishes(
+            n in prop_oneof![Just(3usize), Just(5usize)],
+            leader in 0..5usize,
+            partition in 0..3u32,
+            downtime in prop::collection::vec(1..4u32, 8),
+        ) {
+            let leader = leader % n;
+            // Per member: updated, ticks until serving (0 = serving), ticks until synced.
+            let mut updated = vec![false; n];
+            let mut down_for = vec![0u32; n];
+            let mut unsynced_for = vec![0u32; n];
+            let mut leader_at = leader;
+            let mut restarts = Vec::new();
+            let mut restarts_done = 0usize;
+            for _step in 0..200 {
+                let ms: Vec<M> = (0..n).map(|i| {
+                    if down_for[i] > 0 { down(updated[i]) }
+                    else { m(if i == leader_at { "leader" } else { "follower" }, updated[i]) }
+                }).collect();
+                let synced = (0..n).filter(|&i| i != leader_at && down_for[i] == 0 && unsynced_for[i] == 0).count() as u32;
+                let mut o = obs(&ms, Some(synced));
+                o.partition = partition;
+                let d = plan(&o);
+                match d {
+                    Decision::Restart(r) => {
+                        let i = r.ordinal.0 as usize;
+                        prop_assert!(!updated[i]);
+                        if i == leader_at {
+                            prop_assert!((0..n).all(|j| j == i || updated[j] || (j as u32) < partition));
+                            leader_at = (0..n).find(|&j| j != i).expect("another member");
+                        }
+                        updated[i] = true;
+                        down_for[i] = downtime[restarts_done % downtime.len()];
+                        unsynced_for[i] = 1;
+                        restarts_done += 1;
+                        restarts.push(i);
+                    }
+                    Decision::Idle => break,
+                    Decision::Wait(_) => {}
+                    Decision::Blocked(b) => prop_assert!(false, "blocked: {b}"),
+                }
+                prop_assert!(down_for.iter().filter(|d| **d > 0).count() <= 1, "two members down");
+                // Time passes.
+                for i in 0..n {
+                    if down_for[i] > 0 { down_for[i] -= 1; }
+                    else if unsynced_for[i] > 0 { unsynced_for[i] -= 1; }
+                }
+            }
+            let expected = (partition as usize..n).count();
+            prop_assert_eq!(restarts.len(), expected, "restarts {:?}", restarts);
+            prop_assert!((partition as usize..n).all(|i| updated[i]));
+        }
+    }
+}
