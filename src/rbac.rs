@@ -1,5 +1,8 @@
 //! The Kubernetes API permissions the operator needs, in one table.
 //!
+//! Read verbs (`get`, `list`, `watch`) on everything the operator watches; write verbs only where
+//! the code writes: server-side apply of its children, status patches, evictions, Events, the Lease.
+//!
 //! The Helm chart's ClusterRole/Role, the README's verb list and the tests are all checked
 //! against [`RULES`]; code that talks to the API can name the constant it relies on, and
 //! mocked-API tests can assert with [`check_request`] that every request they see is allowed.
@@ -33,29 +36,28 @@ pub struct Rule {
     pub scope: Scope,
 }
 
-/// Verbs on the objects the operator renders and owns (server-side apply needs `create` as
-/// well as `patch` when the object does not exist yet).
-pub const CHILD_VERBS: &[&str] = &[
-    "get", "list", "watch", "create", "patch", "update", "delete",
-];
+/// Verbs on the objects the operator renders and owns: watched, and written only by server-side
+/// apply, which is a `patch` that also needs `create` while the object does not exist yet. Never
+/// `update` or `delete`: owner references let the garbage collector delete them with their cluster.
+pub const CHILD_VERBS: &[&str] = &["get", "list", "watch", "create", "patch"];
 
 pub const GROUP: &str = "zookeeper.ensemble.dev";
 pub const CRD_NAME: &str = "zookeeperclusters.zookeeper.ensemble.dev";
 
-/// Watch ZookeeperClusters; patch/update for finalizers and metadata.
+/// Watch ZookeeperClusters; the operator never writes their spec or metadata (no finalizers).
 pub const ZOOKEEPER_CLUSTERS: Rule = Rule {
     api_group: GROUP,
     resource: "zookeeperclusters",
-    verbs: &["get", "list", "watch", "patch", "update"],
+    verbs: &["get", "list", "watch"],
     resource_names: &[],
     scope: Scope::Watched,
 };
 
-/// Write `.status` (conditions, members).
+/// Write `.status` (conditions, members) with a patch.
 pub const ZOOKEEPER_CLUSTERS_STATUS: Rule = Rule {
     api_group: GROUP,
     resource: "zookeeperclusters/status",
-    verbs: &["get", "patch", "update"],
+    verbs: &["patch"],
     resource_names: &[],
     scope: Scope::Watched,
 };
@@ -365,6 +367,17 @@ mod tests {
             check_request("DELETE", "/api/v1/namespaces/ns/pods/zk-0"),
             Err(RbacError::NotAllowed(_))
         ));
+        // Children are written by server-side apply only and deleted by the garbage collector.
+        assert!(check_request("DELETE", "/apis/apps/v1/namespaces/ns/statefulsets/zk").is_err());
+        assert!(check_request("PUT", "/api/v1/namespaces/ns/services/zk-cs").is_err());
+        // The spec of a ZookeeperCluster belongs to its user.
+        assert!(
+            check_request(
+                "PATCH",
+                "/apis/zookeeper.ensemble.dev/v1alpha1/namespaces/ns/zookeeperclusters/a"
+            )
+            .is_err()
+        );
         // Old core/v1 Events are not used.
         assert!(check_request("POST", "/api/v1/namespaces/ns/events").is_err());
         // No cluster-wide secrets, no listing of CRDs, no other CRD.
