@@ -117,7 +117,9 @@ pub struct ZookeeperClusterSpec {
 
     /// DNS domain of the Kubernetes cluster, used in the members' ordinal DNS names.
     #[serde(default = "default_cluster_domain")]
-    #[schemars(regex(pattern = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"))]
+    #[schemars(regex(
+        pattern = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
+    ))]
     pub cluster_domain: String,
 }
 
@@ -523,7 +525,10 @@ fn conditions_schema(generator: &mut schemars::SchemaGenerator) -> schemars::Sch
     let mut schema = generator.subschema_for::<Vec<Condition>>();
     let map = schema.ensure_object();
     map.insert("x-kubernetes-list-type".into(), "map".into());
-    map.insert("x-kubernetes-list-map-keys".into(), serde_json::json!(["type"]));
+    map.insert(
+        "x-kubernetes-list-map-keys".into(),
+        serde_json::json!(["type"]),
+    );
     schema
 }
 
@@ -563,7 +568,10 @@ mod tests {
         assert_eq!(s.config.min_session_timeout, 4000);
         assert_eq!(s.config.max_session_timeout, 40000);
         assert_eq!(s.config.log_level, LogLevel::Info);
-        assert_eq!((s.ports.client, s.ports.server, s.ports.leader_election), (2181, 2888, 3888));
+        assert_eq!(
+            (s.ports.client, s.ports.server, s.ports.leader_election),
+            (2181, 2888, 3888)
+        );
         assert_eq!(s.storage.size.0, "10Gi");
         assert_eq!(s.pdb.max_unavailable, 1);
         assert_eq!(s.probes.readiness.initial_delay_seconds, 10);
@@ -651,8 +659,14 @@ mod tests {
             spec["properties"]["config"]["properties"]["logLevel"]["enum"],
             serde_json::json!(["TRACE", "DEBUG", "INFO", "WARN", "ERROR"])
         );
-        assert_eq!(spec["properties"]["replicas"]["minimum"].as_f64(), Some(1.0));
-        assert_eq!(spec["properties"]["replicas"]["maximum"].as_f64(), Some(9.0));
+        assert_eq!(
+            spec["properties"]["replicas"]["minimum"].as_f64(),
+            Some(1.0)
+        );
+        assert_eq!(
+            spec["properties"]["replicas"]["maximum"].as_f64(),
+            Some(9.0)
+        );
         assert_eq!(spec["properties"]["replicas"]["default"], 3);
         assert!(
             serde_json::from_value::<ZookeeperClusterSpec>(
@@ -665,10 +679,13 @@ mod tests {
     #[test]
     fn conditions_are_a_list_map_keyed_by_type() {
         let crd = serde_json::to_value(ZookeeperCluster::crd()).unwrap();
-        let conditions = &crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]
-            ["status"]["properties"]["conditions"];
+        let conditions = &crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["status"]
+            ["properties"]["conditions"];
         assert_eq!(conditions["x-kubernetes-list-type"], "map");
-        assert_eq!(conditions["x-kubernetes-list-map-keys"], serde_json::json!(["type"]));
+        assert_eq!(
+            conditions["x-kubernetes-list-map-keys"],
+            serde_json::json!(["type"])
+        );
     }
 
     #[test]

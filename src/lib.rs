@@ -5,6 +5,7 @@
 //! and thin IO steps (apply, observe, act) so that almost all behaviour is testable without
 //! a cluster.
 
+pub mod controller;
 pub mod crd;
 pub mod health;
 pub mod leader;
@@ -12,4 +13,5 @@ pub mod metrics;
 pub mod rbac;
 pub mod render;
 pub mod rollout;
+pub mod status;
 pub mod validate;

@@ -1,1 +1,266 @@
-fn main() {}
+//! `zookeeper-operator`: run the controller, print the CRD, or render a cluster offline.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use anyhow::{Context as _, bail};
+use clap::{Parser, Subcommand, ValueEnum};
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use kube::{Api, Client, CustomResourceExt};
+use zookeeper_operator::controller::{self, Context, RunOptions, observe};
+use zookeeper_operator::crd::ZookeeperCluster;
+use zookeeper_operator::health::fourlw::ProbeConfig;
+use zookeeper_operator::leader::LeaderElectionArgs;
+use zookeeper_operator::metrics::Metrics;
+use zookeeper_operator::render::render;
+use zookeeper_operator::validate::validate;
+
+#[derive(Parser)]
+#[command(
+    name = "zookeeper-operator",
+    version,
+    about = "Runs Apache ZooKeeper ensembles on Kubernetes with quorum-safe rolling restarts"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the controller against the cluster of the current kubeconfig or service account.
+    Run(RunArgs),
+    /// Print the ZookeeperCluster CustomResourceDefinition as YAML.
+    Crd,
+    /// Print every object the operator would create for the ZookeeperCluster in FILE.
+    Render {
+        /// A YAML file holding one ZookeeperCluster.
+        #[arg(short = 'f', long = "filename")]
+        file: PathBuf,
+    },
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum LogFormat {
+    Plain,
+    Json,
+}
+
+#[derive(clap::Args)]
+struct RunArgs {
+    /// Watch only this namespace (default: every namespace).
+    #[arg(long, env = "ZKOP_NAMESPACE")]
+    namespace: Option<String>,
+    /// Log format; the level comes from RUST_LOG (default info).
+    #[arg(long, env = "ZKOP_LOG_FORMAT", value_enum, default_value = "plain")]
+    log_format: LogFormat,
+    /// Address of the /healthz, /readyz and /metrics endpoints.
+    #[arg(long, env = "ZKOP_METRICS_ADDR", default_value = "127.0.0.1:8080")]
+    metrics_addr: SocketAddr,
+    /// Clusters reconciled at the same time.
+    #[arg(long, env = "ZKOP_CONCURRENCY", default_value_t = 4)]
+    concurrency: u16,
+    /// Timeout of one four-letter word sent to a member (seconds).
+    #[arg(long, env = "ZKOP_PROBE_TIMEOUT_SECONDS", default_value_t = 2)]
+    probe_timeout_seconds: u64,
+    #[command(flatten)]
+    leader_election: LeaderElectionArgs,
+}
+
+fn init_tracing(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter);
+    match format {
+        LogFormat::Plain => builder.init(),
+        LogFormat::Json => builder.json().flatten_event(true).init(),
+    }
+}
+
+#[tokio::main]
+async fn main() -> std::process::ExitCode {
+    let result = match Cli::parse().command {
+        Command::Crd => serde_saphyr::to_string(&ZookeeperCluster::crd())
+            .map(|yaml| print!("{yaml}"))
+            .map_err(anyhow::Error::from),
+        Command::Render { file } => render_file(&file),
+        Command::Run(args) => run(args).await,
+    };
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+fn render_file(file: &PathBuf) -> anyhow::Result<()> {
+    let text = std::fs::read_to_string(file).with_context(|| {
+        format!(
+            "cannot read {}; pass the path of a ZookeeperCluster YAML file",
+            file.display()
+        )
+    })?;
+    let zk: ZookeeperCluster = serde_saphyr::from_str(&text).with_context(|| {
+        format!(
+            "{} is not a ZookeeperCluster; compare it with config/samples/minimal.yaml",
+            file.display()
+        )
+    })?;
+    match validate(&zk) {
+        Ok(v) => {
+            print!("{}", render(&v, None).to_yaml()?);
+            Ok(())
+        }
+        Err(invalid) => {
+            for problem in &invalid.problems {
+                eprintln!("error: {problem}");
+            }
+            bail!(
+                "{} has {} problem(s); nothing rendered",
+                file.display(),
+                invalid.problems.len()
+            )
+        }
+    }
+}
+
+async fn serve_http(
+    addr: SocketAddr,
+    metrics: Arc<Metrics>,
+    ready: Arc<AtomicBool>,
+) -> anyhow::Result<()> {
+    use axum::{Router, http::StatusCode, routing::get};
+    let app = Router::new()
+        .route("/healthz", get(|| async { "ok" }))
+        .route(
+            "/readyz",
+            get(move || {
+                let ready = ready.clone();
+                async move {
+                    if ready.load(Ordering::Relaxed) {
+                        (StatusCode::OK, "ok")
+                    } else {
+                        (StatusCode::SERVICE_UNAVAILABLE, "starting")
+                    }
+                }
+            }),
+        )
+        .route(
+            "/metrics",
+            get(move || {
+                let metrics = metrics.clone();
+                async move {
+                    (
+                        [(
+                            "content-type",
+                            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+                        )],
+                        metrics.encode(),
+                    )
+                }
+            }),
+        );
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("cannot listen on {addr}; choose another --metrics-addr"))?;
+    axum::serve(listener, app).await?;
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(_) => {
+                    let _ = ctrl_c.await;
+                    return;
+                }
+            };
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+}
+
+async fn run(args: RunArgs) -> anyhow::Result<()> {
+    init_tracing(args.log_format);
+    let client = Client::try_default().await.context(
+        "cannot reach Kubernetes: set KUBECONFIG or run inside a pod with a service account",
+    )?;
+    let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
+    let crd_name = format!("zookeeperclusters.{}", zookeeper_operator::crd::GROUP);
+    if crds
+        .get_opt(&crd_name)
+        .await
+        .context("cannot read CustomResourceDefinitions")?
+        .is_none()
+    {
+        bail!(
+            "the {crd_name} CRD is not installed; run `kubectl apply -f crd/` (or `zookeeper-operator crd | kubectl apply -f -`) first"
+        );
+    }
+
+    let metrics = Arc::new(Metrics::default());
+    let ready = Arc::new(AtomicBool::new(false));
+    let http = tokio::spawn(serve_http(
+        args.metrics_addr,
+        metrics.clone(),
+        ready.clone(),
+    ));
+
+    let leadership = match args.leader_election.elector(client.clone())? {
+        Some(elector) => {
+            tracing::info!(identity = elector.identity(), "waiting to become leader");
+            Some(elector.run_until_leader().await?)
+        }
+        None => None,
+    };
+
+    let prober = observe::network_prober(ProbeConfig {
+        timeout: std::time::Duration::from_secs(args.probe_timeout_seconds),
+        ..ProbeConfig::default()
+    });
+    let ctx = Arc::new(Context::new(client, metrics, prober));
+    let options = RunOptions {
+        namespace: args.namespace.clone(),
+        concurrency: args.concurrency,
+    };
+    tracing::info!(namespace = args.namespace.as_deref().unwrap_or("<all>"), addr = %args.metrics_addr, "starting controller");
+    ready.store(true, Ordering::Relaxed);
+    let lost = async {
+        match &leadership {
+            Some(l) => l.lost().await,
+            None => std::future::pending().await,
+        }
+    };
+    tokio::select! {
+        _ = controller::run(ctx, options, shutdown_signal()) => {
+            tracing::info!("controller stopped");
+        }
+        reason = lost => {
+            tracing::error!(?reason, "lost leadership; exiting so a standby takes over");
+            std::process::exit(1);
+        }
+        res = http => {
+            match res {
+                Ok(Err(e)) => return Err(e),
+                Ok(Ok(())) => bail!("the HTTP endpoint stopped"),
+                Err(e) => bail!("the HTTP endpoint failed: {e}"),
+            }
+        }
+    }
+    if let Some(l) = leadership {
+        l.release().await?;
+    }
+    Ok(())
+}

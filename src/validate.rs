@@ -164,7 +164,7 @@ pub fn validate(zk: &ZookeeperCluster) -> Result<ValidatedCluster, InvalidSpec> 
                     && heap.mib * 1024 * 1024 >= limit
                 {
                     problems.push(format!(
-                        "spec.config.heap {text} does not fit in the memory limit {}: the JVM would be killed for running out of memory; lower the heap or raise spec.resources.limits.memory",
+                        "spec.config.heap {text} does not fit in the memory limit of {}Mi: the JVM would be killed for running out of memory; lower the heap or raise spec.resources.limits.memory",
                         limit.div_ceil(1024 * 1024)
                     ));
                 }

@@ -82,13 +82,26 @@ mod tests {
 
     fn hash(d: &DesiredObjects) -> String {
         let sts = d.statefulset.spec.as_ref().unwrap();
-        sts.template.metadata.as_ref().unwrap().annotations.as_ref().unwrap()
-            [RESTART_HASH_ANNOTATION]
+        sts.template
+            .metadata
+            .as_ref()
+            .unwrap()
+            .annotations
+            .as_ref()
+            .unwrap()[RESTART_HASH_ANNOTATION]
             .clone()
     }
 
     fn args(d: &DesiredObjects) -> Vec<String> {
-        let pod = d.statefulset.spec.as_ref().unwrap().template.spec.as_ref().unwrap();
+        let pod = d
+            .statefulset
+            .spec
+            .as_ref()
+            .unwrap()
+            .template
+            .spec
+            .as_ref()
+            .unwrap();
         pod.containers[0].args.clone().unwrap()
     }
 
@@ -116,7 +129,11 @@ mod tests {
     #[test]
     fn heap_flag_follows_the_memory_limit() {
         let d = rendered(serde_json::json!({"resources": {"limits": {"memory": "8Gi"}}}));
-        assert!(args(&d).contains(&"--heap=4G".to_string()), "{:?}", args(&d));
+        assert!(
+            args(&d).contains(&"--heap=4G".to_string()),
+            "{:?}",
+            args(&d)
+        );
     }
 
     #[test]
@@ -136,7 +153,10 @@ mod tests {
         let c = &pod.containers[0];
         let readiness = c.readiness_probe.as_ref().unwrap().exec.as_ref().unwrap();
         let liveness = c.liveness_probe.as_ref().unwrap().exec.as_ref().unwrap();
-        assert_eq!(readiness.command.as_deref().unwrap(), ["zookeeper-ready", "2181"]);
+        assert_eq!(
+            readiness.command.as_deref().unwrap(),
+            ["zookeeper-ready", "2181"]
+        );
         assert_eq!(
             liveness.command.as_deref().unwrap(),
             ["zookeeper-ready", "--liveness", "2181"]
@@ -151,9 +171,13 @@ mod tests {
         let preferred = rendered(serde_json::json!({"antiAffinity": "preferred"}));
         let pod = preferred.statefulset.spec.unwrap().template.spec.unwrap();
         let anti = pod.affinity.unwrap().pod_anti_affinity.unwrap();
-        assert!(anti.required_during_scheduling_ignored_during_execution.is_none());
+        assert!(
+            anti.required_during_scheduling_ignored_during_execution
+                .is_none()
+        );
         assert_eq!(
-            anti.preferred_during_scheduling_ignored_during_execution.unwrap()[0]
+            anti.preferred_during_scheduling_ignored_during_execution
+                .unwrap()[0]
                 .pod_affinity_term
                 .topology_key,
             "kubernetes.io/hostname"
@@ -167,6 +191,9 @@ mod tests {
             .lines()
             .filter_map(|l| l.strip_prefix("kind: "))
             .collect();
-        assert_eq!(kinds, ["Service", "Service", "PodDisruptionBudget", "StatefulSet"]);
+        assert_eq!(
+            kinds,
+            ["Service", "Service", "PodDisruptionBudget", "StatefulSet"]
+        );
     }
 }

@@ -1,0 +1,107 @@
+//! Apply: server-side apply of every owned object, one field manager, forced; StatefulSet last.
+
+use k8s_openapi::api::apps::v1::StatefulSet;
+use k8s_openapi::api::core::v1::Service;
+use k8s_openapi::api::policy::v1::PodDisruptionBudget;
+use kube::api::{Api, Patch, PatchParams};
+use kube::{Client, Resource, ResourceExt};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use sha2::{Digest, Sha256};
+
+use super::Error;
+use crate::render::DesiredObjects;
+use crate::render::labels::MANAGER;
+
+/// Annotation on every owned object: a hash of what the operator last applied, so an unchanged
+/// object is not written again.
+pub const APPLIED_HASH_ANNOTATION: &str = "zookeeper.ensemble.dev/applied-hash";
+
+fn params() -> PatchParams {
+    PatchParams::apply(MANAGER).force()
+}
+
+/// Hash of a rendered object (before the hash annotation is added).
+pub fn applied_hash<K: Serialize>(obj: &K) -> String {
+    let bytes = serde_json::to_vec(obj).expect("k8s objects serialize to JSON");
+    Sha256::digest(&bytes)[..8]
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// Whether `live` differs from what we would apply: it is missing, carries another hash, or
+/// someone else has written its spec (a manager other than ours owns non-status fields).
+pub fn needs_apply<K: Resource>(live: Option<&K>, hash: &str) -> bool {
+    let Some(live) = live else { return true };
+    let meta = live.meta();
+    let ours = meta
+        .annotations
+        .as_ref()
+        .and_then(|a| a.get(APPLIED_HASH_ANNOTATION))
+        .is_some_and(|h| h == hash);
+    let foreign_writer = meta.managed_fields.iter().flatten().any(|f| {
+        f.manager.as_deref() != Some(MANAGER) && f.subresource.as_deref() != Some("status")
+    });
+    !ours || foreign_writer
+}
+
+/// Applies one object unless the live one already matches; returns the live object.
+async fn apply_one<K>(client: &Client, namespace: &str, desired: &K) -> Result<K, kube::Error>
+where
+    K: Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
+        + Serialize
+        + DeserializeOwned
+        + Clone
+        + std::fmt::Debug,
+{
+    let api: Api<K> = Api::namespaced(client.clone(), namespace);
+    let name = desired.name_any();
+    let hash = applied_hash(desired);
+    let live = api.get_opt(&name).await?;
+    if let Some(live) = live
+        && !needs_apply(Some(&live), &hash)
+    {
+        return Ok(live);
+    }
+    let mut obj = desired.clone();
+    obj.meta_mut()
+        .annotations
+        .get_or_insert_with(Default::default)
+        .insert(APPLIED_HASH_ANNOTATION.to_string(), hash);
+    api.patch(&name, &params(), &Patch::Apply(&obj)).await
+}
+
+/// Applies the objects in order: Services and PDB first so the StatefulSet's pods find their
+/// DNS names and disruption budget in place. Returns the StatefulSet as the server has it.
+pub async fn apply(
+    client: &Client,
+    namespace: &str,
+    desired: &DesiredObjects,
+) -> Result<StatefulSet, Error> {
+    // Destructured without `..`: a new object that is never applied does not compile.
+    let DesiredObjects {
+        headless_service,
+        client_service,
+        pdb,
+        statefulset,
+    } = desired;
+    apply_one::<Service>(client, namespace, headless_service)
+        .await
+        .map_err(|source| Error::ApplyService {
+            name: headless_service.name_any(),
+            source,
+        })?;
+    apply_one::<Service>(client, namespace, client_service)
+        .await
+        .map_err(|source| Error::ApplyService {
+            name: client_service.name_any(),
+            source,
+        })?;
+    apply_one::<PodDisruptionBudget>(client, namespace, pdb)
+        .await
+        .map_err(|source| Error::ApplyPdb { source })?;
+    apply_one::<StatefulSet>(client, namespace, statefulset)
+        .await
+        .map_err(|source| Error::ApplyStatefulSet { source })
+}

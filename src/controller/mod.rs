@@ -1,0 +1,179 @@
+//! The controller: watches ZookeeperClusters (through `DeserializeGuard`, so one malformed
+//! object cannot stop the others), owns their StatefulSet, Services and PDB, watches their pods,
+//! and runs one reconcile pipeline per change.
+
+pub mod apply;
+pub mod observe;
+pub mod reconcile;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use futures::StreamExt;
+use k8s_openapi::api::apps::v1::StatefulSet;
+use k8s_openapi::api::core::v1::{Pod, Service};
+use k8s_openapi::api::policy::v1::PodDisruptionBudget;
+use kube::core::DeserializeGuard;
+use kube::runtime::controller::{Action, Config as ControllerConfig, Controller};
+use kube::runtime::events::{Recorder, Reporter};
+use kube::runtime::reflector::ObjectRef;
+use kube::runtime::watcher;
+use kube::{Api, Client, ResourceExt};
+
+use crate::crd::ZookeeperCluster;
+use crate::metrics::Metrics;
+use crate::render::labels::MANAGER;
+use observe::Prober;
+
+/// Errors of one reconcile, named after the action that failed.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("failed to apply service {name}: {source}")]
+    ApplyService { name: String, source: kube::Error },
+    #[error("failed to apply pod disruption budget: {source}")]
+    ApplyPdb { source: kube::Error },
+    #[error("failed to apply statefulset: {source}")]
+    ApplyStatefulSet { source: kube::Error },
+    #[error("failed to get statefulset: {source}")]
+    GetStatefulSet { source: kube::Error },
+    #[error("failed to list pods: {source}")]
+    ListPods { source: kube::Error },
+    #[error("failed to evict pod {pod}: {source}")]
+    EvictPod { pod: String, source: kube::Error },
+    #[error("failed to patch status: {source}")]
+    PatchStatus { source: kube::Error },
+    #[error("object is missing {0}")]
+    MissingField(&'static str),
+}
+
+impl Error {
+    /// A bounded category for metrics and Events.
+    pub fn category(&self) -> &'static str {
+        match self {
+            Error::ApplyService { .. }
+            | Error::ApplyPdb { .. }
+            | Error::ApplyStatefulSet { .. } => "apply",
+            Error::GetStatefulSet { .. } | Error::ListPods { .. } => "observe",
+            Error::EvictPod { .. } => "evict",
+            Error::PatchStatus { .. } => "status",
+            Error::MissingField(_) => "object",
+        }
+    }
+}
+
+/// What every reconcile shares.
+pub struct Context {
+    pub client: Client,
+    pub recorder: Recorder,
+    pub metrics: Arc<Metrics>,
+    pub prober: Prober,
+    /// Consecutive failures per object, for exponential backoff.
+    failures: Mutex<HashMap<ObjectRef<DeserializeGuard<ZookeeperCluster>>, u32>>,
+}
+
+impl Context {
+    pub fn new(client: Client, metrics: Arc<Metrics>, prober: Prober) -> Self {
+        let reporter = Reporter {
+            controller: MANAGER.to_string(),
+            instance: std::env::var("POD_NAME").ok(),
+        };
+        Context {
+            recorder: Recorder::new(client.clone(), reporter),
+            client,
+            metrics,
+            prober,
+            failures: Mutex::default(),
+        }
+    }
+
+    fn record_failure(&self, obj: &DeserializeGuard<ZookeeperCluster>) -> u32 {
+        let mut failures = self.failures.lock().unwrap_or_else(|e| e.into_inner());
+        let n = failures.entry(ObjectRef::from(obj)).or_default();
+        *n = n.saturating_add(1);
+        *n
+    }
+
+    fn record_success(&self, obj: &DeserializeGuard<ZookeeperCluster>) {
+        let mut failures = self.failures.lock().unwrap_or_else(|e| e.into_inner());
+        failures.remove(&ObjectRef::from(obj));
+    }
+}
+
+/// Backoff after `failures` consecutive failures: 1 s, 2 s, 4 s, ... capped at 5 minutes.
+pub fn backoff(failures: u32) -> Duration {
+    let secs = 1u64 << failures.saturating_sub(1).min(9);
+    Duration::from_secs(secs.min(300))
+}
+
+fn error_policy(
+    obj: Arc<DeserializeGuard<ZookeeperCluster>>,
+    error: &Error,
+    ctx: Arc<Context>,
+) -> Action {
+    let n = ctx.record_failure(&obj);
+    let delay = backoff(n);
+    tracing::warn!(
+        name = %obj.name_any(),
+        namespace = obj.namespace().unwrap_or_default(),
+        error = %error,
+        retry_in_s = delay.as_secs(),
+        "reconcile failed"
+    );
+    Action::requeue(delay)
+}
+
+/// Options of [`run`].
+pub struct RunOptions {
+    /// Watch one namespace, or every namespace when `None`.
+    pub namespace: Option<String>,
+    /// Reconciles running at once.
+    pub concurrency: u16,
+}
+
+/// Runs the controller until `shutdown` resolves (SIGTERM/ctrl-c), then lets running
+/// reconciles finish.
+pub async fn run(
+    ctx: Arc<Context>,
+    options: RunOptions,
+    shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static,
+) {
+    let client = ctx.client.clone();
+    let (clusters, sts, svc, pdb, pods) = match &options.namespace {
+        Some(ns) => (
+            Api::<DeserializeGuard<ZookeeperCluster>>::namespaced(client.clone(), ns),
+            Api::<StatefulSet>::namespaced(client.clone(), ns),
+            Api::<Service>::namespaced(client.clone(), ns),
+            Api::<PodDisruptionBudget>::namespaced(client.clone(), ns),
+            Api::<Pod>::namespaced(client.clone(), ns),
+        ),
+        None => (
+            Api::all(client.clone()),
+            Api::all(client.clone()),
+            Api::all(client.clone()),
+            Api::all(client.clone()),
+            Api::all(client.clone()),
+        ),
+    };
+    let managed =
+        watcher::Config::default().labels(&format!("app.kubernetes.io/managed-by={MANAGER}"));
+    let member_pods = watcher::Config::default().labels("app.kubernetes.io/name=zookeeper");
+    Controller::new(clusters, watcher::Config::default().any_semantic())
+        .owns(sts, managed.clone())
+        .owns(svc, managed.clone())
+        .owns(pdb, managed)
+        // Pods are owned by the StatefulSet, not by the cluster: map them back by label.
+        .watches(pods, member_pods, |pod: Pod| {
+            let cluster = pod.labels().get("app.kubernetes.io/instance")?.clone();
+            Some(ObjectRef::new(&cluster).within(&pod.namespace()?))
+        })
+        .with_config(
+            ControllerConfig::default()
+                .concurrency(options.concurrency)
+                .debounce(Duration::from_millis(500)),
+        )
+        .graceful_shutdown_on(shutdown)
+        .run(reconcile::reconcile, error_policy, ctx)
+        .for_each(|_| futures::future::ready(()))
+        .await;
+}
