@@ -653,3 +653,20 @@ fn values_are_documented_key_by_key() {
         undocumented.join("\n")
     );
 }
+
+#[test]
+fn values_schema_rejects_typos_and_bad_values() {
+    let chart = chart_dir();
+    for (set, expected) in [
+        ("watchNamespaces=apps", "watchNamespaces"),
+        ("logFormat=xml", "/logFormat"),
+        (
+            "leaderElection.leaseDuration=1500ms",
+            "/leaderElection/leaseDuration",
+        ),
+    ] {
+        let err =
+            run_helm(&["template", RELEASE, chart.to_str().unwrap(), "--set", set]).unwrap_err();
+        assert!(err.contains(expected), "--set {set}: {err}");
+    }
+}
