@@ -33,7 +33,7 @@ pub struct Heap {
 
 impl fmt::Display for Heap {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if self.mib % 1024 == 0 {
+        if self.mib.is_multiple_of(1024) {
             write!(f, "{}G", self.mib / 1024)
         } else {
             write!(f, "{}M", self.mib)
@@ -246,7 +246,7 @@ pub fn parse_quantity(text: &str) -> Option<u64> {
         _ => return None,
     };
     let bytes = value * factor;
-    (bytes.is_finite() && bytes >= 0.0).then(|| bytes as u64)
+    (bytes.is_finite() && bytes >= 0.0).then_some(bytes as u64)
 }
 
 #[cfg(test)]

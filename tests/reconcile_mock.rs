@@ -63,11 +63,14 @@ fn cluster(spec: Value, status: Option<Value>) -> ZookeeperCluster {
     serde_json::from_value(obj).unwrap()
 }
 
+/// Answers one request given its JSON body.
+type Responder = Box<dyn Fn(&Value) -> (StatusCode, Value) + Send>;
+
 /// One expected request and the answer to it.
 struct Exchange {
     method: Method,
     path: String,
-    respond: Box<dyn Fn(&Value) -> (StatusCode, Value) + Send>,
+    respond: Responder,
 }
 
 fn expect(
@@ -296,7 +299,7 @@ async fn unchanged_cluster_reconciles_with_zero_writes() {
         status_echo,
     ));
     let writes = run(cluster(json!({}), None), script, healthy_prober()).await;
-    let applied: Vec<Value> = writes[..4].to_vec().into_iter().map(|(_, b)| b).collect();
+    let applied: Vec<Value> = writes[..4].iter().map(|(_, b)| b.clone()).collect();
     let status = writes[4].1["status"].clone();
 
     // Second pass: the server holds exactly that; only reads may happen.
