@@ -1,0 +1,292 @@
+//! The health component and the rolling-restart planner against real ZooKeeper ensembles.
+//!
+//! Needs Java and the jars of `e2e/lib/zookeeper-dist.sh`; fails (never skips) without them.
+//! Every test runs its own ensemble on 127.0.0.1-127.0.0.N with its own ports, so the tests
+//! run in parallel.
+
+mod support;
+
+use std::time::{Duration, Instant};
+
+use support::{Ensemble, Writer, longest_unavailability, rolling_restart, verify_acknowledged};
+use zookeeper_operator::health::{Leadership, Mode, Ordinal, Sync};
+use zookeeper_operator::rollout::{self, BlockedReason, Decision, RestartReason};
+
+const SETTLE: Duration = Duration::from_secs(60);
+
+fn leader_of(v: &zookeeper_operator::health::EnsembleView) -> usize {
+    match v.leadership {
+        Leadership::One(Ordinal(o)) => o as usize,
+        ref other => panic!("expected one leader, got {other:?}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_members_view_through_kills_and_restarts() {
+    let mut ens = Ensemble::start("zk", 3, 31000);
+    let v = ens
+        .wait_for("a synced 3-member ensemble", SETTLE, |v| v.fully_synced())
+        .await;
+    assert_eq!(v.voters_serving, 3);
+    assert!(v.available());
+    assert_eq!(v.sync, Sync::Count(2));
+    assert_eq!(v.degraded(), None);
+    let leader = leader_of(&v);
+    let modes: Vec<Mode> = v.members.iter().map(|m| m.mode).collect();
+    assert_eq!(modes.iter().filter(|m| **m == Mode::Leader).count(), 1);
+    assert_eq!(modes.iter().filter(|m| **m == Mode::Follower).count(), 2);
+    assert!(v.members.iter().all(|m| m.zxid.is_some()));
+
+    // A follower dies: the quorum holds, at risk.
+    let follower = (0..3).find(|i| *i != leader).expect("a follower");
+    ens.kill_member(follower);
+    let v = ens
+        .wait_for("the leader to count one synced follower", SETTLE, |v| {
+            v.sync == Sync::Count(1)
+        })
+        .await;
+    assert_eq!(v.members[follower].mode, Mode::Unreachable);
+    assert_eq!(
+        v.members[follower].problem.as_deref(),
+        Some("connection refused")
+    );
+    assert!(v.available());
+    assert_eq!(v.degraded().map(|d| d.0), Some("QuorumAtRisk"));
+    // With every member outdated, the planner restarts the dead one first.
+    let obs = ens.observe("rev-2", 0).await;
+    assert_eq!(
+        rollout::plan(&obs),
+        Decision::Restart(rollout::Restart {
+            ordinal: Ordinal(follower as u32),
+            pod: zookeeper_operator::health::MemberName::new("zk", Ordinal(follower as u32)),
+            why: RestartReason::AlreadyDown,
+        })
+    );
+
+    // The leader dies too: the last member is alive but serves nobody.
+    ens.kill_member(leader);
+    let survivor = (0..3)
+        .find(|i| *i != leader && *i != follower)
+        .expect("survivor");
+    let v = ens
+        .wait_for("the survivor to stop serving", SETTLE, |v| {
+            v.members[survivor].problem.as_deref()
+                == Some("not serving requests (outside a quorum)")
+        })
+        .await;
+    assert_eq!(v.leadership, Leadership::None);
+    assert!(!v.available());
+    assert_eq!(v.degraded().map(|d| d.0), Some("QuorumLost"));
+    let obs = ens.observe("rev-2", 0).await;
+    assert!(
+        matches!(
+            rollout::plan(&obs),
+            Decision::Blocked(BlockedReason::MembersNotServing { .. })
+        ),
+        "{:?}",
+        rollout::plan(&obs)
+    );
+
+    // Both come back: one leader again, every follower synced.
+    ens.start_member(leader);
+    ens.start_member(follower);
+    let v = ens
+        .wait_for("the ensemble to heal", SETTLE, |v| v.fully_synced())
+        .await;
+    assert!(v.available());
+    assert_eq!(v.degraded(), None);
+    leader_of(&v);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn five_members_keep_quorum_with_two_down_and_lose_it_with_three() {
+    let mut ens = Ensemble::start("zk", 5, 31100);
+    let v = ens
+        .wait_for("a synced 5-member ensemble", SETTLE, |v| v.fully_synced())
+        .await;
+    assert_eq!(v.sync, Sync::Count(4));
+    let leader = leader_of(&v);
+    let followers: Vec<usize> = (0..5).filter(|i| *i != leader).collect();
+
+    ens.kill_member(followers[0]);
+    let v = ens
+        .wait_for("4 of 5 serving", SETTLE, |v| v.sync == Sync::Count(3))
+        .await;
+    assert_eq!(v.degraded().map(|d| d.0), Some("MemberDown"));
+
+    ens.kill_member(followers[1]);
+    let v = ens
+        .wait_for("3 of 5 serving", SETTLE, |v| v.sync == Sync::Count(2))
+        .await;
+    assert!(v.available());
+    assert_eq!(v.voters_serving, 3);
+    assert_eq!(v.degraded().map(|d| d.0), Some("QuorumAtRisk"));
+    // Two outdated members are down: restarting either is refused.
+    let obs = ens.observe("rev-2", 0).await;
+    assert!(matches!(rollout::plan(&obs), Decision::Blocked(_)));
+
+    ens.kill_member(followers[2]);
+    let v = ens
+        .wait_for("the quorum to be lost", SETTLE, |v| !v.majority_serving())
+        .await;
+    assert!(!v.available());
+    assert_eq!(v.degraded().map(|d| d.0), Some("QuorumLost"));
+
+    for &f in &followers[..3] {
+        ens.start_member(f);
+    }
+    let v = ens
+        .wait_for("the ensemble to heal", SETTLE, |v| v.fully_synced())
+        .await;
+    assert_eq!(v.voters_serving, 5);
+}
+
+/// Checks a finished rollout under write load and prints what it measured.
+async fn check_rollout_under_writes(
+    ens: &Ensemble,
+    writer: Writer,
+    reports: &[support::RolloutReport],
+) {
+    let (client, attempts) = writer.stop().await;
+    let acked = verify_acknowledged(&client, &attempts).await;
+    assert!(acked > 50, "only {acked} writes acknowledged");
+    let restarts: Vec<&support::RestartRecord> =
+        reports.iter().flat_map(|r| r.restarts.iter()).collect();
+    // Each failed write lies within a restart; outside the leader's own restart only the
+    // writer's own connection may drop (its server was the one restarted) and is re-established
+    // at once, so the ensemble stays writable.
+    let slack = Duration::from_millis(500);
+    let in_window = |t: Instant, r: &support::RestartRecord| {
+        t + slack >= r.killed_at && r.synced_at.is_none_or(|s| t <= s + slack)
+    };
+    let mut failures_outside_leader = Vec::new();
+    for a in attempts.iter().filter(|a| a.result.is_err()) {
+        let during_leader = restarts
+            .iter()
+            .any(|r| r.was_leader && (in_window(a.started, r) || in_window(a.ended, r)));
+        if !during_leader {
+            let during_any = restarts
+                .iter()
+                .any(|r| in_window(a.started, r) || in_window(a.ended, r));
+            assert!(during_any, "a write failed outside every restart: {a:?}");
+            failures_outside_leader.push(a.clone());
+        }
+    }
+    let (longest, _) = longest_unavailability(&attempts);
+    let failed = attempts.iter().filter(|a| a.result.is_err()).count();
+    eprintln!(
+        "{} members: {} writes acknowledged, {failed} failed ({} outside the leader's restart), longest write gap {longest:?}",
+        ens.len(),
+        acked,
+        failures_outside_leader.len()
+    );
+    for a in &failures_outside_leader {
+        eprintln!(
+            "  failed during a follower's restart: {:?} after {:?}",
+            a.result,
+            a.ended - a.started
+        );
+        assert!(
+            a.result
+                .as_ref()
+                .is_err_and(|e| e.contains("connection") || e.contains("Connection")),
+            "a write failed during a follower's restart for another reason than its own connection: {a:?}"
+        );
+    }
+    let outside_gap: Duration = failures_outside_leader
+        .iter()
+        .map(|a| a.ended - a.started)
+        .max()
+        .unwrap_or_default();
+    assert!(
+        outside_gap < Duration::from_secs(2),
+        "a follower restart made writes wait {outside_gap:?}"
+    );
+}
+
+fn check_order(report: &support::RolloutReport, expected: &[usize]) {
+    let order: Vec<usize> = report.restarts.iter().map(|r| r.ordinal).collect();
+    let mut sorted = order.clone();
+    sorted.sort_unstable();
+    assert_eq!(
+        sorted, expected,
+        "each eligible member restarted once: {order:?}"
+    );
+    assert!(report.blocked.is_empty(), "blocked: {:?}", report.blocked);
+    assert!(
+        report.max_down <= 1,
+        "{} members down at once",
+        report.max_down
+    );
+    // Leader last: once the leader is restarted no outdated follower is left.
+    for (k, r) in report.restarts.iter().enumerate() {
+        if r.was_leader {
+            assert_eq!(
+                k,
+                report.restarts.len() - 1,
+                "leader restarted before others: {report:#?}"
+            );
+        }
+    }
+    for r in &report.restarts {
+        assert!(
+            r.synced_at.is_some(),
+            "member {} never synced again",
+            r.ordinal
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rolling_restart_of_three_under_writes() {
+    let mut ens = Ensemble::start("zk", 3, 31200);
+    let v = ens
+        .wait_for("a synced 3-member ensemble", SETTLE, |v| v.fully_synced())
+        .await;
+    let leader = leader_of(&v);
+    let writer = Writer::start(&ens.connect_string()).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let report = rolling_restart(&mut ens, "rev-2", 0, Duration::from_secs(90)).await;
+    check_order(&report, &[0, 1, 2]);
+    assert_eq!(report.restarts.last().map(|r| r.ordinal), Some(leader));
+    assert!(report.restarts.last().is_some_and(|r| r.was_leader));
+    for i in 0..3 {
+        assert_eq!(ens.revision(i), "rev-2");
+    }
+    eprintln!(
+        "3 members: wall {:?}, floor {:?}, ratio {:.2}",
+        report.wall,
+        report.floor(),
+        report.wall.as_secs_f64() / report.floor().as_secs_f64()
+    );
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    check_rollout_under_writes(&ens, writer, std::slice::from_ref(&report)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rolling_restart_of_five_with_partition_canary_under_writes() {
+    let mut ens = Ensemble::start("zk", 5, 31300);
+    ens.wait_for("a synced 5-member ensemble", SETTLE, |v| v.fully_synced())
+        .await;
+    let writer = Writer::start(&ens.connect_string()).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+
+    // Canary: partition 3 changes ordinals 3 and 4 only.
+    let canary = rolling_restart(&mut ens, "rev-2", 3, Duration::from_secs(90)).await;
+    check_order(&canary, &[3, 4]);
+    for i in 0..5 {
+        assert_eq!(ens.revision(i), if i >= 3 { "rev-2" } else { "rev-1" });
+    }
+    // The planner stays idle with the partition in place.
+    let obs = ens.observe("rev-2", 3).await;
+    assert_eq!(rollout::plan(&obs), Decision::Idle);
+
+    // Partition 0 finishes the rollout.
+    let rest = rolling_restart(&mut ens, "rev-2", 0, Duration::from_secs(90)).await;
+    check_order(&rest, &[0, 1, 2]);
+    for i in 0..5 {
+        assert_eq!(ens.revision(i), "rev-2");
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    check_rollout_under_writes(&ens, writer, &[canary, rest]).await;
+}
