@@ -147,6 +147,8 @@ async fn serve(
             (&exchange.method, exchange.path.as_str()),
             "unexpected request"
         );
+        zookeeper_operator::rbac::check_request(method.as_str(), &request.uri().to_string())
+            .unwrap();
         let bytes = request.into_body().collect_bytes().await.unwrap();
         let body: Value = if bytes.is_empty() {
             Value::Null
