@@ -51,7 +51,7 @@ enum LogFormat {
 #[derive(clap::Args)]
 struct RunArgs {
     /// Watch only this namespace (default: every namespace).
-    #[arg(long, env = "ZKOP_NAMESPACE")]
+    #[arg(id = "watch_namespace", long = "namespace", env = "ZKOP_NAMESPACE")]
     namespace: Option<String>,
     /// Log format; the level comes from RUST_LOG (default info).
     #[arg(long, env = "ZKOP_LOG_FORMAT", value_enum, default_value = "plain")]
@@ -72,7 +72,10 @@ struct RunArgs {
 fn init_tracing(format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_writer(std::io::stderr);
     match format {
         LogFormat::Plain => builder.init(),
         LogFormat::Json => builder.json().flatten_event(true).init(),
@@ -263,4 +266,33 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         l.release().await?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn command_line_is_consistent() {
+        Cli::command().debug_assert();
+        let cli = Cli::try_parse_from([
+            "zookeeper-operator",
+            "run",
+            "--namespace",
+            "team-a",
+            "--leader-elect",
+            "--leader-election-namespace",
+            "ops",
+        ])
+        .unwrap();
+        match cli.command {
+            Command::Run(args) => {
+                assert_eq!(args.namespace.as_deref(), Some("team-a"));
+                assert_eq!(args.leader_election.namespace.as_deref(), Some("ops"));
+                assert!(args.leader_election.enabled);
+            }
+            _ => panic!("parsed the wrong subcommand"),
+        }
+    }
 }

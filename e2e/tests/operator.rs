@@ -1,0 +1,657 @@
+//! End-to-end tests of the operator on a real Kubernetes with real ZooKeeper pods.
+//!
+//! They need the local cluster with the operator installed (`e2e/operator-test` does both and
+//! then runs `cargo test --test e2e -- --ignored --test-threads=1`). The test process reaches
+//! the members on their pod addresses, which the local cluster routes over its own bridge.
+
+#[allow(dead_code)]
+#[path = "../../tests/support/mod.rs"]
+mod support;
+
+use std::collections::{BTreeMap, HashMap};
+use std::future::Future;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use k8s_openapi::api::apps::v1::StatefulSet;
+use k8s_openapi::api::core::v1::{Namespace, Pod, Service};
+use k8s_openapi::api::policy::v1::PodDisruptionBudget;
+use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
+use kube::{Client, ResourceExt};
+use serde_json::{Value, json};
+use zookeeper_operator::crd::ZookeeperCluster;
+
+const FIELD_MANAGER: &str = "e2e";
+const OPERATOR_NAMESPACE: &str = "zookeeper-operator";
+
+fn log(msg: impl AsRef<str>) {
+    eprintln!("[e2e {}] {}", chrono_now(), msg.as_ref());
+}
+
+fn chrono_now() -> String {
+    k8s_openapi::jiff::Timestamp::now()
+        .strftime("%H:%M:%S")
+        .to_string()
+}
+
+async fn client() -> Client {
+    Client::try_default()
+        .await
+        .expect("KUBECONFIG points at the e2e cluster (run e2e/operator-test)")
+}
+
+/// A namespace for one test, deleted when the test ends.
+struct TestNamespace {
+    client: Client,
+    name: String,
+}
+
+impl TestNamespace {
+    async fn create(client: &Client, name: &str) -> Self {
+        let api: Api<Namespace> = Api::all(client.clone());
+        let _ = api.delete(name, &DeleteParams::default()).await;
+        wait_until(
+            &format!("old namespace {name} is gone"),
+            Duration::from_secs(120),
+            || async {
+                api.get_opt(name)
+                    .await
+                    .ok()
+                    .flatten()
+                    .is_none()
+                    .then_some(())
+            },
+        )
+        .await;
+        let ns: Namespace = serde_json::from_value(json!({"metadata": {"name": name}})).unwrap();
+        api.create(&PostParams::default(), &ns)
+            .await
+            .expect("create namespace");
+        TestNamespace {
+            client: client.clone(),
+            name: name.to_string(),
+        }
+    }
+}
+
+impl Drop for TestNamespace {
+    fn drop(&mut self) {
+        let client = self.client.clone();
+        let name = self.name.clone();
+        // Best effort, in the background: the next test waits for the namespace to be gone.
+        tokio::spawn(async move {
+            let _ = Api::<Namespace>::all(client)
+                .delete(&name, &DeleteParams::default())
+                .await;
+        });
+    }
+}
+
+/// Polls `check` every second until it returns Some, logging progress; panics after `limit`.
+async fn wait_until<T, F, Fut>(what: &str, limit: Duration, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let started = Instant::now();
+    let mut last_log = Instant::now();
+    loop {
+        if let Some(v) = check().await {
+            log(format!(
+                "{what}: after {:.1}s",
+                started.elapsed().as_secs_f64()
+            ));
+            return v;
+        }
+        if started.elapsed() > limit {
+            panic!("timed out after {limit:?} waiting until {what}");
+        }
+        if last_log.elapsed() > Duration::from_secs(15) {
+            log(format!(
+                "still waiting until {what} ({:.0}s)",
+                started.elapsed().as_secs_f64()
+            ));
+            last_log = Instant::now();
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+}
+
+/// A small, fast-probing spec for a single-node cluster.
+fn spec(extra: Value) -> Value {
+    let mut spec = json!({
+        "replicas": 3,
+        "antiAffinity": "none",
+        "resources": {"requests": {"cpu": "50m", "memory": "256Mi"}, "limits": {"memory": "512Mi"}},
+        "storage": {"size": "1Gi"},
+        "probes": {
+            "readiness": {"initialDelaySeconds": 3, "periodSeconds": 2, "timeoutSeconds": 2, "failureThreshold": 2},
+            "liveness": {"initialDelaySeconds": 30, "periodSeconds": 5, "timeoutSeconds": 3, "failureThreshold": 6}
+        }
+    });
+    merge(&mut spec, extra);
+    spec
+}
+
+fn merge(a: &mut Value, b: Value) {
+    match (a, b) {
+        (Value::Object(a), Value::Object(b)) => {
+            for (k, v) in b {
+                merge(a.entry(k).or_insert(Value::Null), v);
+            }
+        }
+        (a, b) => *a = b,
+    }
+}
+
+async fn apply_cluster(
+    client: &Client,
+    ns: &str,
+    name: &str,
+    spec: Value,
+) -> Result<ZookeeperCluster, kube::Error> {
+    let api: Api<ZookeeperCluster> = Api::namespaced(client.clone(), ns);
+    let obj = json!({
+        "apiVersion": "zookeeper.ensemble.dev/v1alpha1",
+        "kind": "ZookeeperCluster",
+        "metadata": {"name": name},
+        "spec": spec,
+    });
+    api.patch(
+        name,
+        &PatchParams::apply(FIELD_MANAGER).force(),
+        &Patch::Apply(&obj),
+    )
+    .await
+}
+
+async fn cluster(client: &Client, ns: &str, name: &str) -> ZookeeperCluster {
+    Api::<ZookeeperCluster>::namespaced(client.clone(), ns)
+        .get(name)
+        .await
+        .expect("get cluster")
+}
+
+fn condition(zk: &ZookeeperCluster, type_: &str) -> Option<(String, String, String)> {
+    let c = zk
+        .status
+        .as_ref()?
+        .conditions
+        .iter()
+        .find(|c| c.type_ == type_)?;
+    Some((c.status.clone(), c.reason.clone(), c.message.clone()))
+}
+
+/// Available, every member serving, nothing progressing, for the current generation.
+async fn wait_settled(client: &Client, ns: &str, name: &str, limit: Duration) -> ZookeeperCluster {
+    wait_until(
+        &format!("{ns}/{name} is Available and settled"),
+        limit,
+        || async {
+            let zk = cluster(client, ns, name).await;
+            let status = zk.status.as_ref()?;
+            let current = status.observed_generation == zk.metadata.generation;
+            let available = condition(&zk, "Available")?.0 == "True";
+            let idle = condition(&zk, "Progressing")?.0 == "False";
+            let healthy = condition(&zk, "Degraded")?.0 == "False";
+            (current && available && idle && healthy).then_some(zk)
+        },
+    )
+    .await
+}
+
+async fn member_pods(client: &Client, ns: &str, name: &str) -> Vec<Pod> {
+    Api::<Pod>::namespaced(client.clone(), ns)
+        .list(&ListParams::default().labels(&format!("app.kubernetes.io/instance={name}")))
+        .await
+        .expect("list pods")
+        .items
+}
+
+fn pod_ready(p: &Pod) -> bool {
+    p.metadata.deletion_timestamp.is_none()
+        && p.status
+            .as_ref()
+            .and_then(|s| s.conditions.as_ref())
+            .is_some_and(|cs| cs.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
+}
+
+fn ordinal(p: &Pod) -> usize {
+    p.name_any().rsplit('-').next().unwrap().parse().unwrap()
+}
+
+fn uids(pods: &[Pod]) -> BTreeMap<usize, String> {
+    pods.iter()
+        .map(|p| (ordinal(p), p.uid().unwrap_or_default()))
+        .collect()
+}
+
+/// The client Service's cluster IP: pods get new addresses when they are recreated, the
+/// Service keeps one and sends each new connection to a Ready member.
+async fn connect_string(client: &Client, ns: &str, name: &str) -> String {
+    let svc = Api::<Service>::namespaced(client.clone(), ns)
+        .get(&format!("{name}-cs"))
+        .await
+        .expect("client service");
+    let ip = svc
+        .spec
+        .and_then(|s| s.cluster_ip)
+        .expect("client service has a cluster IP");
+    format!("{ip}:2181")
+}
+
+/// Samples the member pods every 300 ms while a rollout runs: the most members down at once,
+/// and the order in which pods were replaced.
+struct Sampler {
+    state: Arc<Mutex<SamplerState>>,
+    stop: Arc<std::sync::atomic::AtomicBool>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+#[derive(Default, Debug, Clone)]
+struct SamplerState {
+    samples: usize,
+    max_down: usize,
+    max_down_detail: String,
+    /// Ordinals in the order their pods were replaced (first sighting of a new UID or a deletion).
+    replaced: Vec<usize>,
+    /// Distinct UIDs seen per ordinal.
+    uids: HashMap<usize, Vec<String>>,
+}
+
+impl Sampler {
+    fn start(client: Client, ns: String, name: String, replicas: usize) -> Self {
+        let state = Arc::new(Mutex::new(SamplerState::default()));
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let task = {
+            let (state, stop) = (state.clone(), stop.clone());
+            tokio::spawn(async move {
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    let pods = member_pods(&client, &ns, &name).await;
+                    record(&mut state.lock().unwrap(), &pods, replicas);
+                    tokio::time::sleep(Duration::from_millis(300)).await;
+                }
+            })
+        };
+        Sampler { state, stop, task }
+    }
+
+    async fn stop(self) -> SamplerState {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        let _ = self.task.await;
+        self.state.lock().unwrap().clone()
+    }
+}
+
+/// Adds one sample of the member pods.
+fn record(s: &mut SamplerState, pods: &[Pod], replicas: usize) {
+    s.samples += 1;
+    let mut down = Vec::new();
+    for i in 0..replicas {
+        match pods.iter().find(|p| ordinal(p) == i) {
+            Some(p) => {
+                let uid = p.uid().unwrap_or_default();
+                let seen = s.uids.entry(i).or_default();
+                let is_new = !seen.contains(&uid);
+                if is_new {
+                    seen.push(uid);
+                }
+                let replaced_now =
+                    (is_new && seen.len() > 1) || p.metadata.deletion_timestamp.is_some();
+                if replaced_now && s.replaced.last() != Some(&i) {
+                    s.replaced.push(i);
+                }
+                if !pod_ready(p) {
+                    down.push(format!("{i}(unready)"));
+                }
+            }
+            None => {
+                if s.replaced.last() != Some(&i) {
+                    s.replaced.push(i);
+                }
+                down.push(format!("{i}(missing)"));
+            }
+        }
+    }
+    if down.len() > s.max_down {
+        s.max_down = down.len();
+        s.max_down_detail = down.join(",");
+    }
+}
+
+async fn update_revision(client: &Client, ns: &str, name: &str) -> Option<String> {
+    Api::<StatefulSet>::namespaced(client.clone(), ns)
+        .get(name)
+        .await
+        .ok()?
+        .status?
+        .update_revision
+}
+
+fn revision(p: &Pod) -> Option<String> {
+    p.labels().get("controller-revision-hash").cloned()
+}
+
+#[tokio::test]
+#[ignore = "needs the local Kubernetes with the operator installed: run e2e/operator-test"]
+async fn lifecycle_status_steady_state_and_invalid_spec() {
+    let client = client().await;
+    let ns = TestNamespace::create(&client, "e2e-lifecycle").await;
+    let (ns, name) = (ns.name.clone(), "zk");
+    let created = Instant::now();
+    apply_cluster(&client, &ns, name, spec(json!({})))
+        .await
+        .expect("apply a valid cluster");
+    let zk = wait_settled(&client, &ns, name, Duration::from_secs(420)).await;
+    log(format!(
+        "FIGURE time from apply to Available with 3 members: {:.1}s",
+        created.elapsed().as_secs_f64()
+    ));
+
+    // Status tells the ZooKeeper-level truth.
+    let status = zk.status.clone().unwrap();
+    let leader = status.leader.clone().expect("a leader is reported");
+    let modes: Vec<&str> = status.members.iter().map(|m| m.mode.as_str()).collect();
+    assert_eq!(
+        modes.iter().filter(|m| **m == "leader").count(),
+        1,
+        "{modes:?}"
+    );
+    assert_eq!(
+        modes.iter().filter(|m| **m == "follower").count(),
+        2,
+        "{modes:?}"
+    );
+    assert!(
+        status.members.iter().all(|m| m.ready && m.zxid.is_some()),
+        "{:?}",
+        status.members
+    );
+    assert_eq!(status.ready_replicas, 3);
+    assert_eq!(
+        status.connection_string.as_deref(),
+        Some(format!("zk-cs.{ns}.svc.cluster.local:2181").as_str())
+    );
+    assert!(
+        status
+            .members
+            .iter()
+            .any(|m| m.name == leader && m.mode == "leader")
+    );
+
+    // Owned objects exist and carry the owner reference.
+    let pdb = Api::<PodDisruptionBudget>::namespaced(client.clone(), &ns)
+        .get("zk-pdb")
+        .await
+        .unwrap();
+    assert_eq!(pdb.owner_references()[0].name, "zk");
+    assert_eq!(pdb.status.as_ref().unwrap().disruptions_allowed, 1);
+
+    // Steady state: a reconcile (triggered by an annotation) writes nothing.
+    let api: Api<ZookeeperCluster> = Api::namespaced(client.clone(), &ns);
+    let sts_api: Api<StatefulSet> = Api::namespaced(client.clone(), &ns);
+    api.patch(
+        name,
+        &PatchParams::default(),
+        &Patch::Merge(json!({"metadata": {"annotations": {"e2e/poke": "1"}}})),
+    )
+    .await
+    .unwrap();
+    let before = (
+        api.get(name).await.unwrap().resource_version(),
+        sts_api.get(name).await.unwrap().resource_version(),
+    );
+    tokio::time::sleep(Duration::from_secs(12)).await;
+    let after = (
+        api.get(name).await.unwrap().resource_version(),
+        sts_api.get(name).await.unwrap().resource_version(),
+    );
+    assert_eq!(before, after, "a steady cluster was written to");
+    log("steady cluster: 0 writes to the cluster or its StatefulSet in 12 s after a reconcile");
+
+    // The API server rejects what the schema can: an even number of members.
+    let err = apply_cluster(&client, &ns, name, spec(json!({"replicas": 4})))
+        .await
+        .unwrap_err();
+    let msg = err.to_string();
+    assert!(msg.contains("spec.replicas must be odd"), "{msg}");
+
+    // What only the operator can judge: Degraded/InvalidSpec, and the ensemble is untouched.
+    let pods_before = uids(&member_pods(&client, &ns, name).await);
+    let sts_before = sts_api.get(name).await.unwrap();
+    apply_cluster(&client, &ns, name, spec(json!({"config": {"heap": "1G"}})))
+        .await
+        .expect("the schema accepts it");
+    let zk = wait_until(
+        "Degraded=True InvalidSpec",
+        Duration::from_secs(60),
+        || async {
+            let zk = cluster(&client, &ns, name).await;
+            let (status, reason, _) = condition(&zk, "Degraded")?;
+            (status == "True" && reason == "InvalidSpec").then_some(zk)
+        },
+    )
+    .await;
+    let (_, _, message) = condition(&zk, "Degraded").unwrap();
+    assert!(
+        message.contains("spec.config.heap 1G does not fit in the memory limit"),
+        "{message}"
+    );
+    assert_eq!(
+        condition(&zk, "Available").unwrap().0,
+        "True",
+        "the ensemble still serves"
+    );
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    assert_eq!(
+        uids(&member_pods(&client, &ns, name).await),
+        pods_before,
+        "no member was restarted"
+    );
+    let sts_after = sts_api.get(name).await.unwrap();
+    assert_eq!(
+        sts_after.metadata.generation, sts_before.metadata.generation,
+        "the StatefulSet was not changed"
+    );
+
+    // Fixing the spec clears the condition.
+    apply_cluster(&client, &ns, name, spec(json!({})))
+        .await
+        .unwrap();
+    wait_settled(&client, &ns, name, Duration::from_secs(120)).await;
+    assert_eq!(uids(&member_pods(&client, &ns, name).await), pods_before);
+}
+
+/// Changes a restart-relevant value and samples the rollout until every member the partition
+/// lets change runs the new revision and the cluster is settled.
+async fn rollout(
+    client: &Client,
+    ns: &str,
+    name: &str,
+    change: Value,
+    label: &str,
+) -> (SamplerState, Duration) {
+    let sampler = Sampler::start(client.clone(), ns.to_string(), name.to_string(), 3);
+    let started = Instant::now();
+    apply_cluster(client, ns, name, spec(change))
+        .await
+        .expect("apply change");
+    let generation = cluster(client, ns, name).await.metadata.generation;
+    // The rollout has begun once the operator observed the new generation and is progressing.
+    wait_until(
+        &format!("{label}: the operator picked up generation {generation:?}"),
+        Duration::from_secs(60),
+        || async {
+            let zk = cluster(client, ns, name).await;
+            (zk.status.as_ref()?.observed_generation == generation).then_some(())
+        },
+    )
+    .await;
+    wait_settled(client, ns, name, Duration::from_secs(480)).await;
+    let took = started.elapsed();
+    let state = sampler.stop().await;
+    log(format!(
+        "FIGURE {label}: {:.1}s, {} samples, most members down at once {} [{}], replaced in order {:?}",
+        took.as_secs_f64(),
+        state.samples,
+        state.max_down,
+        state.max_down_detail,
+        state.replaced
+    ));
+    (state, took)
+}
+
+#[tokio::test]
+#[ignore = "needs the local Kubernetes with the operator installed: run e2e/operator-test"]
+async fn rolling_restart_under_write_load_canary_and_operator_restart() {
+    let client = client().await;
+    let ns = TestNamespace::create(&client, "e2e-rollout").await;
+    let (ns, name) = (ns.name.clone(), "zk");
+    apply_cluster(&client, &ns, name, spec(json!({})))
+        .await
+        .expect("apply");
+    let zk = wait_settled(&client, &ns, name, Duration::from_secs(420)).await;
+    let writer = support::Writer::start(&connect_string(&client, &ns, name).await).await;
+
+    // 1. A config change rolls one member at a time, followers first, the leader last.
+    let leader = zk.status.as_ref().unwrap().leader.clone().unwrap();
+    let leader_ordinal: usize = leader.rsplit('-').next().unwrap().parse().unwrap();
+    let (state, _) = rollout(
+        &client,
+        &ns,
+        name,
+        json!({"config": {"maxClientCnxns": 61}}),
+        "rolling restart of 3",
+    )
+    .await;
+    assert!(
+        state.max_down <= 1,
+        "two members were down at once: {}",
+        state.max_down_detail
+    );
+    assert_eq!(
+        state.replaced.len(),
+        3,
+        "each member restarted once: {:?}",
+        state.replaced
+    );
+    assert_eq!(
+        state.replaced.last(),
+        Some(&leader_ordinal),
+        "the leader {leader} goes last: {:?}",
+        state.replaced
+    );
+    let followers: Vec<usize> = state.replaced[..2].to_vec();
+    let mut sorted = followers.clone();
+    sorted.sort_by(|a, b| b.cmp(a));
+    assert_eq!(
+        followers, sorted,
+        "followers go from the highest ordinal down"
+    );
+    let rev = update_revision(&client, &ns, name).await.unwrap();
+    assert!(
+        member_pods(&client, &ns, name)
+            .await
+            .iter()
+            .all(|p| revision(p).as_deref() == Some(rev.as_str()))
+    );
+
+    // 2. Canary: partition 1 updates ordinals 1 and 2 only; partition 0 finishes.
+    let before = uids(&member_pods(&client, &ns, name).await);
+    let (state, _) = rollout(
+        &client,
+        &ns,
+        name,
+        json!({"config": {"maxClientCnxns": 62}, "updateStrategy": {"partition": 1}}),
+        "canary with partition 1",
+    )
+    .await;
+    assert!(state.max_down <= 1, "{}", state.max_down_detail);
+    let pods = member_pods(&client, &ns, name).await;
+    let rev = update_revision(&client, &ns, name).await.unwrap();
+    let now = uids(&pods);
+    assert_eq!(
+        now[&0], before[&0],
+        "zk-0 is below the partition and keeps its pod"
+    );
+    assert_ne!(now[&1], before[&1]);
+    assert_ne!(now[&2], before[&2]);
+    let zk0 = pods.iter().find(|p| ordinal(p) == 0).unwrap();
+    assert_ne!(
+        revision(zk0).as_deref(),
+        Some(rev.as_str()),
+        "zk-0 still runs the old revision"
+    );
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    assert_eq!(
+        uids(&member_pods(&client, &ns, name).await)[&0],
+        before[&0],
+        "zk-0 stays put"
+    );
+    let (state, _) = rollout(
+        &client,
+        &ns,
+        name,
+        json!({"config": {"maxClientCnxns": 62}, "updateStrategy": {"partition": 0}}),
+        "finishing the canary",
+    )
+    .await;
+    assert_eq!(state.replaced, vec![0], "only zk-0 is restarted to finish");
+
+    // 3. The operator killed mid-rollout resumes without an extra restart.
+    let sampler = Sampler::start(client.clone(), ns.clone(), name.to_string(), 3);
+    apply_cluster(
+        &client,
+        &ns,
+        name,
+        spec(json!({"config": {"maxClientCnxns": 63}})),
+    )
+    .await
+    .unwrap();
+    let sampler_state = sampler.state.clone();
+    wait_until(
+        "the first member of the new rollout is replaced",
+        Duration::from_secs(180),
+        || async { (!sampler_state.lock().unwrap().replaced.is_empty()).then_some(()) },
+    )
+    .await;
+    let operators: Api<Pod> = Api::namespaced(client.clone(), OPERATOR_NAMESPACE);
+    let op_pods = operators
+        .list(&ListParams::default().labels("app.kubernetes.io/name=zookeeper-operator"))
+        .await
+        .unwrap();
+    assert!(
+        !op_pods.items.is_empty(),
+        "the operator runs in {OPERATOR_NAMESPACE}"
+    );
+    for p in &op_pods.items {
+        operators
+            .delete(&p.name_any(), &DeleteParams::default().grace_period(0))
+            .await
+            .unwrap();
+    }
+    log("killed the operator mid-rollout");
+    wait_settled(&client, &ns, name, Duration::from_secs(480)).await;
+    let state = sampler.stop().await;
+    assert!(state.max_down <= 1, "{}", state.max_down_detail);
+    for i in 0..3 {
+        assert_eq!(
+            state.uids[&i].len(),
+            2,
+            "zk-{i} was restarted exactly once: {:?}",
+            state.uids[&i]
+        );
+    }
+
+    // Every acknowledged write survived all of it.
+    let (zk_client, attempts) = writer.stop().await;
+    let checked = support::verify_acknowledged(&zk_client, &attempts).await;
+    let failed = attempts.iter().filter(|a| a.result.is_err()).count();
+    let (longest, _) = support::longest_unavailability(&attempts);
+    log(format!(
+        "FIGURE writer: {} attempts, {checked} acknowledged and read back, {failed} failed, longest write unavailability {:.2}s",
+        attempts.len(),
+        longest.as_secs_f64()
+    ));
+    assert!(checked > 0);
+}
