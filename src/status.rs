@@ -82,9 +82,19 @@ pub fn merge_conditions(
     out
 }
 
-/// Whether writing `new` would change anything: the status is written only then.
+/// Whether writing `new` would change anything: the status is written only then. A member's
+/// zxid moves with every client write, so a change of zxids alone is not worth a write; they are
+/// brought up to date with the next real change.
 pub fn needs_write(old: Option<&ZookeeperClusterStatus>, new: &ZookeeperClusterStatus) -> bool {
-    old != Some(new)
+    let Some(old) = old else { return true };
+    let without_zxid = |s: &ZookeeperClusterStatus| {
+        let mut s = s.clone();
+        for m in &mut s.members {
+            m.zxid = None;
+        }
+        s
+    };
+    without_zxid(old) != without_zxid(new)
 }
 
 /// The condition of a given type, if present.
@@ -333,6 +343,26 @@ mod tests {
         };
         assert!(needs_write(Some(&old), &changed));
         assert!(needs_write(None, &again));
+        // Client writes move the zxids; that alone causes no write.
+        let member = |zxid: &str| MemberStatus {
+            name: "zk-0".into(),
+            ordinal: 0,
+            mode: "leader".into(),
+            zxid: Some(zxid.into()),
+            revision: Some("r1".into()),
+            ready: true,
+        };
+        let with_zxid = |zxid: &str| ZookeeperClusterStatus {
+            members: vec![member(zxid)],
+            ..again.clone()
+        };
+        assert!(!needs_write(
+            Some(&with_zxid("0x100000001")),
+            &with_zxid("0x100000f00")
+        ));
+        let mut follower = with_zxid("0x100000f00");
+        follower.members[0].mode = "follower".into();
+        assert!(needs_write(Some(&with_zxid("0x100000001")), &follower));
         // Order is fixed whatever the judgement order.
         let types: Vec<_> = again.conditions.iter().map(|c| c.type_.as_str()).collect();
         assert_eq!(types, [AVAILABLE, DEGRADED]);

@@ -18,7 +18,7 @@ use kube::core::DeserializeGuard;
 use kube::runtime::controller::{Action, Config as ControllerConfig, Controller};
 use kube::runtime::events::{Recorder, Reporter};
 use kube::runtime::reflector::ObjectRef;
-use kube::runtime::watcher;
+use kube::runtime::{WatchStreamExt, predicates, reflector, watcher};
 use kube::{Api, Client, ResourceExt};
 
 use crate::crd::ZookeeperCluster;
@@ -158,7 +158,15 @@ pub async fn run(
     let managed =
         watcher::Config::default().labels(&format!("app.kubernetes.io/managed-by={MANAGER}"));
     let member_pods = watcher::Config::default().labels("app.kubernetes.io/name=zookeeper");
-    Controller::new(clusters, watcher::Config::default().any_semantic())
+    // Only spec changes (a new generation) of the cluster itself trigger a reconcile: the
+    // operator's own status writes (members' zxids move with every client write) must not.
+    let (reader, writer) = reflector::store();
+    let cluster_changes = watcher(clusters, watcher::Config::default().any_semantic())
+        .default_backoff()
+        .reflect(writer)
+        .applied_objects()
+        .predicate_filter(predicates::generation, Default::default());
+    Controller::for_stream(cluster_changes, reader)
         .owns(sts, managed.clone())
         .owns(svc, managed.clone())
         .owns(pdb, managed)
