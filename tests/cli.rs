@@ -26,11 +26,22 @@ fn committed_crd_is_not_stale() {
 fn render_prints_every_object_of_each_sample() {
     for sample in ["zk", "minimal", "production"] {
         let out = operator(&["render", "-f", &format!("config/samples/{sample}.yaml")]);
-        assert!(out.status.success(), "{sample}: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{sample}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         let yaml = String::from_utf8(out.stdout).unwrap();
         let docs: Vec<serde_json::Value> = serde_saphyr::from_multiple(&yaml).unwrap();
-        let kinds: Vec<_> = docs.iter().map(|d| d["kind"].as_str().unwrap().to_string()).collect();
-        assert_eq!(kinds, ["Service", "Service", "PodDisruptionBudget", "StatefulSet"], "{sample}");
+        let kinds: Vec<_> = docs
+            .iter()
+            .map(|d| d["kind"].as_str().unwrap().to_string())
+            .collect();
+        assert_eq!(
+            kinds,
+            ["Service", "Service", "PodDisruptionBudget", "StatefulSet"],
+            "{sample}"
+        );
     }
 }
 
@@ -46,7 +57,10 @@ fn render_of_an_invalid_spec_names_each_field_and_fails() {
     .unwrap();
     let out = operator(&["render", "-f", file.to_str().unwrap()]);
     assert!(!out.status.success());
-    assert!(out.stdout.is_empty(), "nothing is rendered for an invalid spec");
+    assert!(
+        out.stdout.is_empty(),
+        "nothing is rendered for an invalid spec"
+    );
     let err = String::from_utf8(out.stderr).unwrap();
     assert!(err.contains("spec.replicas is 2"), "{err}");
     assert!(err.contains("spec.config.heap 3G does not fit"), "{err}");

@@ -20,7 +20,8 @@ fn collect(path: &str, schema: &Value, out: &mut Vec<String>) {
     };
     for (name, sub) in props {
         let p = format!("{path}.{name}");
-        let nested = sub.get("properties").is_some() && !DOCUMENTED_AS_A_WHOLE.contains(&p.as_str());
+        let nested =
+            sub.get("properties").is_some() && !DOCUMENTED_AS_A_WHOLE.contains(&p.as_str());
         if nested {
             collect(&p, sub, out);
         } else {
@@ -41,5 +42,8 @@ fn readme_documents_every_spec_field() {
         .iter()
         .filter(|f| !readme.contains(&format!("`{f}`")))
         .collect();
-    assert!(missing.is_empty(), "README.md's reference lacks {missing:?}");
+    assert!(
+        missing.is_empty(),
+        "README.md's reference lacks {missing:?}"
+    );
 }
