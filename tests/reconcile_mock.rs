@@ -382,3 +382,49 @@ fn object_reference_names_the_cluster() {
     let zk = cluster(json!({}), None);
     assert_eq!(zk.object_ref(&()).name.as_deref(), Some("zk"));
 }
+
+#[tokio::test]
+async fn malformed_object_gets_a_warning_event_and_nothing_else() {
+    // What the watch hands over when an object does not match the schema (e.g. written while an
+    // older CRD without validation was installed): the metadata survives, the spec does not.
+    let guard: DeserializeGuard<ZookeeperCluster> = serde_json::from_value(json!({
+        "apiVersion": "zookeeper.ensemble.dev/v1alpha1",
+        "kind": "ZookeeperCluster",
+        "metadata": {"name": "broken", "namespace": NS, "uid": "uid-2"},
+        "spec": {"replicas": "three"},
+    }))
+    .unwrap();
+    assert!(guard.0.is_err(), "the object is malformed");
+    let script = vec![expect(
+        Method::POST,
+        &format!("/apis/events.k8s.io/v1/namespaces/{NS}/events"),
+        |body| (StatusCode::OK, body.clone()),
+    )];
+    let (service, handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
+    let writes = Arc::new(Mutex::new(Vec::new()));
+    let server = tokio::spawn(serve(handle, script, writes.clone()));
+    let ctx = Arc::new(Context::new(
+        Client::new(service, NS),
+        Arc::new(Metrics::default()),
+        healthy_prober(),
+    ));
+    let action = reconcile(Arc::new(guard), ctx.clone()).await;
+    assert!(
+        action.is_ok(),
+        "a malformed object is not a reconcile error: {action:?}"
+    );
+    drop(ctx);
+    server.await.unwrap();
+    let writes = writes.lock().unwrap();
+    assert_eq!(writes.len(), 1);
+    let event = &writes[0].1;
+    assert_eq!(event["reason"], "MalformedObject");
+    assert_eq!(event["regarding"]["name"], "broken");
+    assert!(
+        event["note"]
+            .as_str()
+            .unwrap()
+            .contains("Invalid type string \"three\""),
+        "{event}"
+    );
+}
