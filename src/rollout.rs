@@ -47,6 +47,40 @@ pub struct Observation {
 }
 
 impl Observation {
+    /// Builds the observation from the StatefulSet, its pods (any order; other pods are
+    /// ignored), the cluster's `updateStrategy` and the probe results. `probed_at` must be
+    /// taken before the first probe is sent.
+    pub fn from_objects(
+        statefulset: &k8s_openapi::api::apps::v1::StatefulSet,
+        pods: &[k8s_openapi::api::core::v1::Pod],
+        partition: u32,
+        paused: bool,
+        probes: Vec<MemberProbe>,
+        probed_at: SystemTime,
+    ) -> Self {
+        let cluster = statefulset.metadata.name.clone().unwrap_or_default();
+        let status = statefulset.status.as_ref();
+        Self {
+            replicas: statefulset
+                .spec
+                .as_ref()
+                .and_then(|s| s.replicas)
+                .map_or(1, |r| r.max(0) as u32),
+            generation: statefulset.metadata.generation,
+            observed_generation: status.and_then(|s| s.observed_generation),
+            update_revision: status.and_then(|s| s.update_revision.clone()),
+            partition,
+            paused,
+            pods: pods
+                .iter()
+                .filter_map(|p| PodFacts::from_pod(&cluster, p))
+                .collect(),
+            probes,
+            probed_at,
+            cluster,
+        }
+    }
+
     /// The ensemble view the plan is made from (also what status reports).
     pub fn ensemble(&self) -> EnsembleView {
         EnsembleView::build(
@@ -915,6 +949,43 @@ mod tests {
         }
         assert_eq!(order, vec![4, 2, 1, 0, 3]);
         assert_eq!(plan(&obs(&ms, Some(4))), Decision::Idle);
+    }
+
+    #[test]
+    fn observation_from_kubernetes_objects() {
+        let sts: k8s_openapi::api::apps::v1::StatefulSet =
+            serde_json::from_value(serde_json::json!({
+                "metadata": {"name": "zk", "generation": 4},
+                "spec": {"replicas": 3, "serviceName": "zk-hs", "selector": {}, "template": {}},
+                "status": {"replicas": 3, "observedGeneration": 3, "updateRevision": "zk-new"}
+            }))
+            .expect("statefulset json");
+        let pod = |i: u32, rev: &str| -> k8s_openapi::api::core::v1::Pod {
+            serde_json::from_value(serde_json::json!({
+                "metadata": {"name": format!("zk-{i}"), "labels": {"controller-revision-hash": rev}},
+                "status": {"conditions": [{"type": "Ready", "status": "True"}]}
+            }))
+            .expect("pod json")
+        };
+        let probes = obs(&three_outdated(), Some(2)).probes;
+        let mut o = Observation::from_objects(
+            &sts,
+            &[pod(2, OLD), pod(0, OLD), pod(1, OLD)],
+            0,
+            false,
+            probes,
+            t0(),
+        );
+        assert_eq!(o.cluster, "zk");
+        assert_eq!(o.replicas, 3);
+        assert_eq!(o.pods.len(), 3);
+        // observedGeneration 3 lags generation 4.
+        assert!(matches!(
+            plan(&o),
+            Decision::Wait(WaitReason::GenerationNotObserved { .. })
+        ));
+        o.observed_generation = Some(4);
+        assert_eq!(plan(&o), restart(2, RestartReason::OutdatedFollower));
     }
 
     #[test]

@@ -4,6 +4,7 @@
 //! Every test runs its own ensemble on 127.0.0.1-127.0.0.N with its own ports, so the tests
 //! run in parallel.
 
+#[allow(dead_code)]
 mod support;
 
 use std::time::{Duration, Instant};

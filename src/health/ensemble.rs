@@ -25,6 +25,41 @@ pub struct PodFacts {
     pub created_at: Option<SystemTime>,
 }
 
+impl PodFacts {
+    /// Reads the facts from a member pod of StatefulSet `cluster`; `None` when the pod's name
+    /// is not `<cluster>-<ordinal>`.
+    pub fn from_pod(cluster: &str, pod: &k8s_openapi::api::core::v1::Pod) -> Option<Self> {
+        let name = pod.metadata.name.as_deref()?;
+        let ordinal: u32 = name
+            .strip_prefix(cluster)?
+            .strip_prefix('-')?
+            .parse()
+            .ok()?;
+        let ready = pod
+            .status
+            .as_ref()
+            .and_then(|s| s.conditions.as_ref())
+            .is_some_and(|cs| cs.iter().any(|c| c.type_ == "Ready" && c.status == "True"));
+        Some(Self {
+            ordinal: Ordinal(ordinal),
+            name: MemberName::new(cluster, Ordinal(ordinal)),
+            revision: pod
+                .metadata
+                .labels
+                .as_ref()
+                .and_then(|l| l.get("controller-revision-hash"))
+                .cloned(),
+            ready,
+            terminating: pod.metadata.deletion_timestamp.is_some(),
+            created_at: pod
+                .metadata
+                .creation_timestamp
+                .as_ref()
+                .map(|t| SystemTime::from(t.0)),
+        })
+    }
+}
+
 /// One member as the operator sees it.
 #[derive(Clone, Debug, PartialEq)]
 pub struct MemberView {
@@ -457,6 +492,40 @@ mod tests {
         assert_eq!(v.sync, Sync::MntrNotWhitelisted);
         assert!(!v.fully_synced());
         assert_eq!(v.degraded().map(|d| d.0), Some("MntrNotWhitelisted"));
+    }
+
+    #[test]
+    fn pod_facts_from_a_kubernetes_pod() {
+        let pod: k8s_openapi::api::core::v1::Pod = serde_json::from_value(serde_json::json!({
+            "metadata": {
+                "name": "zk-2",
+                "labels": {"controller-revision-hash": "zk-5d8f7c9b4"},
+                "creationTimestamp": "2026-11-26T01:02:03Z",
+                "deletionTimestamp": "2026-11-26T01:05:00Z"
+            },
+            "status": {"conditions": [
+                {"type": "ContainersReady", "status": "True"},
+                {"type": "Ready", "status": "True"}
+            ]}
+        }))
+        .expect("pod json");
+        let f = PodFacts::from_pod("zk", &pod).expect("member pod");
+        assert_eq!(f.ordinal, Ordinal(2));
+        assert_eq!(f.name.as_str(), "zk-2");
+        assert_eq!(f.revision.as_deref(), Some("zk-5d8f7c9b4"));
+        assert!(f.ready);
+        assert!(f.terminating);
+        let created = f.created_at.expect("created");
+        let secs = created
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .expect("after epoch")
+            .as_secs();
+        assert_eq!(secs, 1_795_654_923);
+        // Another StatefulSet's pod whose name starts the same is not a member.
+        let other: k8s_openapi::api::core::v1::Pod =
+            serde_json::from_value(serde_json::json!({"metadata": {"name": "zk-backup-0"}}))
+                .expect("pod json");
+        assert!(PodFacts::from_pod("zk", &other).is_none());
     }
 
     #[test]

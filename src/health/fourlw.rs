@@ -53,6 +53,26 @@ impl MemberAddress {
     }
 }
 
+/// The ordinal DNS address of every member `0..replicas` of `cluster`, ready for
+/// [`probe_ensemble`].
+pub fn member_addresses(
+    cluster: &str,
+    namespace: &str,
+    cluster_domain: &str,
+    client_port: u16,
+    replicas: u32,
+) -> Vec<(Ordinal, MemberAddress)> {
+    (0..replicas)
+        .map(|i| {
+            let o = Ordinal(i);
+            (
+                o,
+                MemberAddress::ordinal_dns(cluster, o, namespace, cluster_domain, client_port),
+            )
+        })
+        .collect()
+}
+
 impl fmt::Display for MemberAddress {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}:{}", self.host, self.port)
@@ -294,6 +314,10 @@ mod tests {
     fn ordinal_dns_name() {
         let a = MemberAddress::ordinal_dns("zk", Ordinal(2), "prod", "cluster.local", 2181);
         assert_eq!(a.to_string(), "zk-2.zk-hs.prod.svc.cluster.local:2181");
+        let all = member_addresses("zk", "prod", "cluster.local", 2181, 3);
+        assert_eq!(all.len(), 3);
+        assert_eq!(all[0].0, Ordinal(0));
+        assert_eq!(all[0].1.host, "zk-0.zk-hs.prod.svc.cluster.local");
     }
 
     #[tokio::test]

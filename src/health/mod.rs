@@ -14,7 +14,9 @@ pub mod parse;
 use std::fmt;
 
 pub use ensemble::{EnsembleView, Leadership, MemberView, PodFacts, Sync};
-pub use fourlw::{MemberAddress, MemberProbe, ProbeConfig, probe_ensemble, probe_member};
+pub use fourlw::{
+    MemberAddress, MemberProbe, ProbeConfig, member_addresses, probe_ensemble, probe_member,
+};
 pub use parse::{Mntr, Srvr, Zxid};
 
 /// A StatefulSet ordinal (`zk-2` has ordinal 2; its ZooKeeper `myid` is 3).

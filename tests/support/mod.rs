@@ -3,9 +3,9 @@
 //! Each member is a real JVM (`QuorumPeerMain`) from the jars `e2e/lib/zookeeper-dist.sh`
 //! prepares, listening on its own loopback address 127.0.0.<ordinal+1> with the same ports as
 //! the others, as pods do. Every process is killed when the [`Ensemble`] is dropped.
-
-// Shared by the integration test and the benchmark; each uses a different part.
-#![allow(dead_code)]
+//!
+//! Included by the integration test, the benchmark and the end-to-end tests, each using a
+//! different part, so each includes it with `#[allow(dead_code)] mod support;`.
 
 use std::fs;
 use std::net::TcpListener;
@@ -260,7 +260,7 @@ impl Ensemble {
         )
         .await;
         let mut pods = Vec::new();
-        for i in 0..self.len() {
+        for (i, probe) in probes.iter().enumerate() {
             let running = self.running(i);
             let m = &self.members[i];
             let ordinal = Ordinal(i as u32);
@@ -274,7 +274,7 @@ impl Ensemble {
                 ordinal,
                 name: MemberName::new(&self.name, ordinal),
                 revision: Some(m.revision.clone()),
-                ready: running && probes[i].srvr.serving().is_some(),
+                ready: running && probe.srvr.serving().is_some(),
                 terminating: false,
                 created_at: Some(SystemTime::UNIX_EPOCH + Duration::from_secs(secs)),
             });
