@@ -5,6 +5,9 @@
 set -euo pipefail
 source "$(dirname "$0")/common.sh"
 mkdir -p "$BIN_CACHE"
+# one build at a time (several scripts may ask for the binaries at once)
+exec 9> "$BIN_CACHE/.build.lock"
+flock 9 || die "could not lock $BIN_CACHE/.build.lock"
 TIMES=$BIN_CACHE/build-times.txt
 JOBS=${ZKOP_BUILD_JOBS:-2}
 export CGO_ENABLED=0 GOFLAGS=-buildvcs=false
