@@ -62,7 +62,7 @@ async fn main() {
         "rolling restart of real ZooKeeper {} processes, planner-driven, leader last",
         support::VERSION
     );
-    for (members, port_base) in [(3usize, 32000u16), (5, 32100)] {
+    for (members, port_base) in [(3usize, 22000u16), (5, 22100)] {
         let mut ratios = Vec::new();
         let mut gaps = Vec::new();
         for run in 1..=runs {

@@ -2,14 +2,18 @@
 //!
 //! Needs Java and the jars of `e2e/lib/zookeeper-dist.sh`; fails (never skips) without them.
 //! Every test runs its own ensemble on 127.0.0.1-127.0.0.N with its own ports, so the tests
-//! run in parallel.
+//! run in parallel. Port bases 21000-21300 lie below Kubernetes' NodePort range (30000-32767)
+//! and Linux's ephemeral range (32768+), so neither a local cluster's NodePort rules nor
+//! outgoing connections can take them.
 
 #[allow(dead_code)]
 mod support;
 
 use std::time::{Duration, Instant};
 
-use support::{Ensemble, Writer, longest_unavailability, rolling_restart, verify_acknowledged};
+use support::{
+    Ensemble, Writer, longest_unavailability, rolling_restart, verify_acknowledged, write_gaps,
+};
 use zookeeper_operator::health::{Leadership, Mode, Ordinal, Sync};
 use zookeeper_operator::rollout::{self, BlockedReason, Decision, RestartReason};
 
@@ -24,7 +28,7 @@ fn leader_of(v: &zookeeper_operator::health::EnsembleView) -> usize {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_members_view_through_kills_and_restarts() {
-    let mut ens = Ensemble::start("zk", 3, 31000);
+    let mut ens = Ensemble::start("zk", 3, 21000);
     let v = ens
         .wait_for("a synced 3-member ensemble", SETTLE, |v| v.fully_synced())
         .await;
@@ -101,7 +105,7 @@ async fn three_members_view_through_kills_and_restarts() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn five_members_keep_quorum_with_two_down_and_lose_it_with_three() {
-    let mut ens = Ensemble::start("zk", 5, 31100);
+    let mut ens = Ensemble::start("zk", 5, 21100);
     let v = ens
         .wait_for("a synced 5-member ensemble", SETTLE, |v| v.fully_synced())
         .await;
@@ -173,6 +177,19 @@ async fn check_rollout_under_writes(
             failures_outside_leader.push(a.clone());
         }
     }
+    // Writes stall (without failing) only while the leader restarts.
+    for (gap, at) in write_gaps(&attempts) {
+        let end = at + gap;
+        let overlaps_leader = restarts.iter().any(|r| {
+            r.was_leader
+                && end + slack >= r.killed_at
+                && r.synced_at.is_none_or(|s| at <= s + slack)
+        });
+        assert!(
+            overlaps_leader || gap < Duration::from_millis(1500),
+            "writes stalled {gap:?} outside the leader's restart"
+        );
+    }
     let (longest, _) = longest_unavailability(&attempts);
     let failed = attempts.iter().filter(|a| a.result.is_err()).count();
     eprintln!(
@@ -240,7 +257,7 @@ fn check_order(report: &support::RolloutReport, expected: &[usize]) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rolling_restart_of_three_under_writes() {
-    let mut ens = Ensemble::start("zk", 3, 31200);
+    let mut ens = Ensemble::start("zk", 3, 21200);
     let v = ens
         .wait_for("a synced 3-member ensemble", SETTLE, |v| v.fully_synced())
         .await;
@@ -266,7 +283,7 @@ async fn rolling_restart_of_three_under_writes() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rolling_restart_of_five_with_partition_canary_under_writes() {
-    let mut ens = Ensemble::start("zk", 5, 31300);
+    let mut ens = Ensemble::start("zk", 5, 21300);
     ens.wait_for("a synced 5-member ensemble", SETTLE, |v| v.fully_synced())
         .await;
     let writer = Writer::start(&ens.connect_string()).await;

@@ -540,28 +540,27 @@ impl Writer {
     }
 }
 
-/// The longest time between two acknowledged writes with a failed attempt in between, and
-/// where it started.
+/// The longest time between two consecutive acknowledged writes, and when it began. The writer
+/// writes every 20 ms, so anything much longer is time in which the ensemble took no write,
+/// whether attempts failed or just waited.
 pub fn longest_unavailability(attempts: &[WriteAttempt]) -> (Duration, Option<Instant>) {
-    let mut longest = (Duration::ZERO, None);
+    write_gaps(attempts)
+        .into_iter()
+        .max_by_key(|(gap, _)| *gap)
+        .map_or((Duration::ZERO, None), |(gap, at)| (gap, Some(at)))
+}
+
+/// Every interval between consecutive acknowledged writes, with its start.
+pub fn write_gaps(attempts: &[WriteAttempt]) -> Vec<(Duration, Instant)> {
+    let mut gaps = Vec::new();
     let mut last_ok: Option<Instant> = None;
-    let mut failed_since_ok = false;
-    for a in attempts {
-        match &a.result {
-            Ok(_) => {
-                if let Some(prev) = last_ok
-                    && failed_since_ok
-                    && a.ended - prev > longest.0
-                {
-                    longest = (a.ended - prev, Some(prev));
-                }
-                last_ok = Some(a.ended);
-                failed_since_ok = false;
-            }
-            Err(_) => failed_since_ok = true,
+    for a in attempts.iter().filter(|a| a.result.is_ok()) {
+        if let Some(prev) = last_ok {
+            gaps.push((a.ended - prev, prev));
         }
+        last_ok = Some(a.ended);
     }
-    longest
+    gaps
 }
 
 /// Checks that every acknowledged write is readable with the data written.
