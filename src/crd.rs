@@ -510,7 +510,8 @@ pub struct MemberStatus {
     pub ordinal: i32,
     /// leader, follower, observer, standalone or unreachable (no answer to `srvr`).
     pub mode: String,
-    /// Last zxid the member reported, as ZooKeeper prints it (hex).
+    /// Last zxid the member reported when the status last changed, as ZooKeeper prints it (hex).
+    /// The zxid moves with every client write, so a new zxid alone does not update the status.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub zxid: Option<String>,
     /// StatefulSet revision of the member's pod.
