@@ -1,5 +1,5 @@
 # Shared settings and helpers for the e2e scripts. Source it; do not run it.
-# shellcheck shell=bash
+# shellcheck shell=bash disable=SC2034 # the settings are used by the scripts that source this file
 ZKOP_CACHE=${ZKOP_CACHE:-$HOME/.cache/zookeeper-operator}
 E2E_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 REPO_DIR=$(cd "$E2E_DIR/.." && pwd)
