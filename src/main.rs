@@ -221,6 +221,8 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         ready.clone(),
     ));
 
+    // A standby is Ready too: a rolling update waits for the new pod's readiness before it stops the old leader.
+    ready.store(true, Ordering::Relaxed);
     let leadership = match args.leader_election.elector(client.clone())? {
         Some(elector) => {
             tracing::info!(identity = elector.identity(), "waiting to become leader");
