@@ -670,3 +670,38 @@ fn values_schema_rejects_typos_and_bad_values() {
         assert!(err.contains(expected), "--set {set}: {err}");
     }
 }
+
+/// The arguments the chart passes are ones `zookeeper-operator` accepts (clap parses every
+/// argument before it acts on the final `--help`, so an unknown flag or a bad value fails here).
+#[test]
+fn the_binary_accepts_the_chart_arguments() {
+    for sets in [
+        vec![],
+        vec!["watchNamespace=apps", "logFormat=json"],
+        vec![
+            "replicaCount=2",
+            "leaderElection.leaseDuration=20s",
+            "leaderElection.retryPeriod=500ms",
+        ],
+        vec!["leaderElection.enabled=false"],
+    ] {
+        let o = objects(&render(&sets));
+        let c = operator_container(&o);
+        let mut args = c.args.clone().unwrap();
+        args.push("--help".into());
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_zookeeper-operator"));
+        cmd.args(&args);
+        for e in c.env.iter().flatten() {
+            if let Some(v) = &e.value {
+                cmd.env(&e.name, v);
+            }
+        }
+        let out = cmd.output().unwrap();
+        assert!(
+            out.status.success(),
+            "zookeeper-operator {} failed with --set {sets:?}:\n{}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
