@@ -43,10 +43,13 @@ pub const DEFAULT_IMAGE: &str = "zookeeper-operator/zookeeper:3.9.5";
 #[serde(rename_all = "camelCase")]
 pub struct ZookeeperClusterSpec {
     /// Number of ZooKeeper members (voters). Must be odd, from 1 to 9: an even number adds a
-    /// member without adding fault tolerance. 3 tolerates one failure, 5 tolerates two.
+    /// member without adding fault tolerance. 3 tolerates one failure, 5 tolerates two. It can
+    /// grow (new members start, then the old ones restart into the larger ensemble one at a
+    /// time) but not shrink.
     #[serde(default = "default_replicas")]
     #[schemars(range(min = 1, max = 9))]
     #[x_kube(validation = Rule::new("self % 2 == 1").message("spec.replicas must be odd (1, 3, 5, 7 or 9): an even ensemble tolerates no more failures than the odd one below it"))]
+    #[x_kube(validation = Rule::new("self >= oldSelf").message("spec.replicas cannot be lowered: with ZooKeeper's static membership the remaining members would lose their quorum while they restart into the smaller ensemble; create a new, smaller cluster and move the clients instead"))]
     pub replicas: i32,
 
     /// Container image that provides `start-zookeeper` and `zookeeper-ready` (see
@@ -647,6 +650,10 @@ mod tests {
         let policy = cluster(serde_json::json!({"podManagementPolicy": "OrderedReady"}));
         let err = format!("{:?}", policy.validate_cel_update(&old).unwrap_err());
         assert!(err.contains("podManagementPolicy is immutable"), "{err}");
+
+        let shrink = cluster(serde_json::json!({"replicas": 1}));
+        let err = format!("{:?}", shrink.validate_cel_update(&old).unwrap_err());
+        assert!(err.contains("spec.replicas cannot be lowered"), "{err}");
 
         let fine = cluster(serde_json::json!({"replicas": 5, "config": {"tickTime": 3000}}));
         assert_eq!(format!("{:?}", fine.validate_cel_update(&old)), "Ok(())");
