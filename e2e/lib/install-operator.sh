@@ -14,6 +14,13 @@ helm_() {
 
 # install_operator [HELM ARGS...]
 install_operator() {
+  local kubectl
+  kubectl=$(bin kubectl)
+  [[ -x $kubectl ]] || kubectl=kubectl
+  # Helm installs crds/ only on the first install and never upgrades them: apply the current CRD.
+  log "applying the ZookeeperCluster CRD from crd/"
+  "$kubectl" apply --server-side --force-conflicts -f "$REPO_DIR/crd/zookeeperclusters.yaml" > /dev/null \
+    || die "could not apply crd/zookeeperclusters.yaml; check that KUBECONFIG points at a cluster you administer"
   log "installing the operator with Helm (release $OPERATOR_RELEASE in namespace $OPERATOR_NAMESPACE)"
   helm_ upgrade --install "$OPERATOR_RELEASE" "$REPO_DIR/deploy/helm/zookeeper-operator" \
     --namespace "$OPERATOR_NAMESPACE" --create-namespace \

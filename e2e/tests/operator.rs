@@ -655,3 +655,84 @@ async fn rolling_restart_under_write_load_canary_and_operator_restart() {
     ));
     assert!(checked > 0);
 }
+
+#[tokio::test]
+#[ignore = "needs the local Kubernetes with the operator installed: run e2e/operator-test"]
+async fn scale_up_under_write_load_and_refused_scale_down() {
+    let client = client().await;
+    let ns = TestNamespace::create(&client, "e2e-scale").await;
+    let (ns, name) = (ns.name.clone(), "zk");
+    apply_cluster(&client, &ns, name, spec(json!({})))
+        .await
+        .expect("apply");
+    wait_settled(&client, &ns, name, Duration::from_secs(420)).await;
+    let writer = support::Writer::start(&connect_string(&client, &ns, name).await).await;
+
+    let started = Instant::now();
+    apply_cluster(&client, &ns, name, spec(json!({"replicas": 5})))
+        .await
+        .expect("scale up");
+    let generation = cluster(&client, &ns, name).await.metadata.generation;
+    let zk = wait_until(
+        "5 members serve the new configuration",
+        Duration::from_secs(600),
+        || async {
+            let zk = cluster(&client, &ns, name).await;
+            let status = zk.status.as_ref()?;
+            let settled = status.observed_generation == generation
+                && condition(&zk, "Available")?.0 == "True"
+                && condition(&zk, "Progressing")?.0 == "False"
+                && condition(&zk, "Degraded")?.0 == "False";
+            (settled && status.members.len() == 5).then_some(zk)
+        },
+    )
+    .await;
+    log(format!(
+        "FIGURE scale-up from 3 to 5 members: {:.1}s",
+        started.elapsed().as_secs_f64()
+    ));
+    let modes: Vec<&str> = zk
+        .status
+        .as_ref()
+        .unwrap()
+        .members
+        .iter()
+        .map(|m| m.mode.as_str())
+        .collect();
+    assert_eq!(
+        modes.iter().filter(|m| **m == "leader").count(),
+        1,
+        "{modes:?}"
+    );
+    assert_eq!(
+        modes.iter().filter(|m| **m == "follower").count(),
+        4,
+        "{modes:?}"
+    );
+    let rev = update_revision(&client, &ns, name).await.unwrap();
+    assert!(
+        member_pods(&client, &ns, name)
+            .await
+            .iter()
+            .all(|p| revision(p).as_deref() == Some(rev.as_str()))
+    );
+
+    // Shrinking is refused before it reaches the ensemble.
+    let err = apply_cluster(&client, &ns, name, spec(json!({"replicas": 3})))
+        .await
+        .unwrap_err();
+    assert!(
+        err.to_string().contains("spec.replicas cannot be lowered"),
+        "{err}"
+    );
+
+    let (zk_client, attempts) = writer.stop().await;
+    let checked = support::verify_acknowledged(&zk_client, &attempts).await;
+    let (longest, _) = support::longest_unavailability(&attempts);
+    log(format!(
+        "FIGURE writer during scale-up: {} attempts, {checked} acknowledged and read back, longest write unavailability {:.2}s",
+        attempts.len(),
+        longest.as_secs_f64()
+    ));
+    assert!(checked > 0);
+}
