@@ -13,8 +13,7 @@ use kube::{Resource, ResourceExt};
 
 use super::{Context, Error, apply, observe};
 use crate::crd::{ZookeeperCluster, ZookeeperClusterStatus};
-use crate::health::Ordinal;
-use crate::health::fourlw::MemberAddress;
+use crate::health::fourlw::member_addresses;
 use crate::metrics::ClusterLabels;
 use crate::render::labels::MANAGER;
 use crate::render::render;
@@ -175,35 +174,24 @@ async fn reconcile_cluster(zk: &ZookeeperCluster, ctx: &Context) -> Result<Actio
     // observe
     let pods = observe::pods(&ctx.client, &namespace, &name).await?;
     let spec = &validated.spec;
-    let replicas = spec.replicas.max(0) as u32;
-    let client_port = spec.ports.client as u16;
-    let addresses = (0..replicas)
-        .map(|i| {
-            let address = MemberAddress::ordinal_dns(
-                &name,
-                Ordinal(i),
-                &namespace,
-                &spec.cluster_domain,
-                client_port,
-            );
-            (Ordinal(i), address)
-        })
-        .collect();
+    let addresses = member_addresses(
+        &name,
+        &namespace,
+        &spec.cluster_domain,
+        spec.ports.client as u16,
+        spec.replicas.max(0) as u32,
+    );
+    // Taken before the first word is sent: the planner ignores probes older than a pod.
     let probed_at = SystemTime::now();
     let probes = (ctx.prober)(addresses).await;
-    let sts_status = sts.status.clone().unwrap_or_default();
-    let observation = Observation {
-        cluster: name.clone(),
-        replicas,
-        generation: sts.metadata.generation,
-        observed_generation: sts_status.observed_generation,
-        update_revision: sts_status.update_revision.clone(),
-        partition: spec.update_strategy.partition.max(0) as u32,
-        paused: spec.update_strategy.paused,
-        pods,
+    let observation = Observation::from_objects(
+        &sts,
+        &pods,
+        spec.update_strategy.partition.max(0) as u32,
+        spec.update_strategy.paused,
         probes,
         probed_at,
-    };
+    );
 
     // plan
     let decision = rollout::plan(&observation);
