@@ -42,7 +42,6 @@ async fn client() -> Client {
 
 /// A namespace for one test, deleted when the test ends.
 struct TestNamespace {
-    client: Client,
     name: String,
 }
 
@@ -68,7 +67,6 @@ impl TestNamespace {
             .await
             .expect("create namespace");
         TestNamespace {
-            client: client.clone(),
             name: name.to_string(),
         }
     }
@@ -76,14 +74,27 @@ impl TestNamespace {
 
 impl Drop for TestNamespace {
     fn drop(&mut self) {
-        let client = self.client.clone();
         let name = self.name.clone();
-        // Best effort, in the background: the next test waits for the namespace to be gone.
-        tokio::spawn(async move {
-            let _ = Api::<Namespace>::all(client)
-                .delete(&name, &DeleteParams::default())
-                .await;
-        });
+        // The test's runtime cannot run a task while this thread blocks on it: delete from a
+        // runtime and a client of our own.
+        let deleted = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("a runtime for the cleanup");
+            rt.block_on(async move {
+                let client = Client::try_default().await.map_err(|e| e.to_string())?;
+                Api::<Namespace>::all(client)
+                    .delete(&name, &DeleteParams::default())
+                    .await
+                    .map(|_| ())
+                    .map_err(|e| e.to_string())
+            })
+        })
+        .join();
+        if !matches!(deleted, Ok(Ok(()))) {
+            log(format!("could not delete namespace {}; delete it by hand", self.name));
+        }
     }
 }
 
