@@ -333,9 +333,6 @@ impl LeaderElector {
                 }
             }
         };
-        if decision != Decision::Renew {
-            info!(lease = %self.lease_ref(), identity = %self.identity, "acquired leadership");
-        }
         self.observed.update(written.spec.as_ref(), Instant::now());
         Ok(Attempt::Leading)
     }
@@ -346,7 +343,11 @@ impl LeaderElector {
         let mut last_holder = None;
         loop {
             match self.try_acquire_or_renew().await {
-                Ok(Attempt::Leading) => break,
+                Ok(Attempt::Leading) => {
+                    // Also when the Lease already named us: a restarted container keeps its pod name.
+                    info!(lease = %self.lease_ref(), identity = %self.identity, "acquired leadership");
+                    break;
+                }
                 Ok(Attempt::Following { holder, expires_in }) => {
                     if last_holder.as_ref() != Some(&holder) {
                         info!(lease = %self.lease_ref(), %holder, ?expires_in, "waiting as standby; another replica leads");
