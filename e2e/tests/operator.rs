@@ -93,7 +93,10 @@ impl Drop for TestNamespace {
         })
         .join();
         if !matches!(deleted, Ok(Ok(()))) {
-            log(format!("could not delete namespace {}; delete it by hand", self.name));
+            log(format!(
+                "could not delete namespace {}; delete it by hand",
+                self.name
+            ));
         }
     }
 }
