@@ -410,20 +410,18 @@ impl LeaderElector {
 
     fn acquired_spec(&self, previous: Option<&LeaseSpec>) -> LeaseSpec {
         let now = MicroTime(Timestamp::now());
-        let transitions = previous.and_then(|s| s.lease_transitions).unwrap_or(0);
-        let had_holder = previous
-            .and_then(|s| s.holder_identity.as_deref())
-            .is_some_and(|h| !h.is_empty() && h != self.identity);
+        // Count every change of holder, as client-go does (also after a release); creating
+        // the Lease is no transition.
+        let transitions = previous.map_or(0, |s| {
+            let was_ours = s.holder_identity.as_deref() == Some(self.identity.as_str());
+            s.lease_transitions.unwrap_or(0) + i32::from(!was_ours)
+        });
         LeaseSpec {
             holder_identity: Some(self.identity.clone()),
             lease_duration_seconds: Some(self.config.lease_duration_seconds()),
             acquire_time: Some(now.clone()),
             renew_time: Some(now),
-            lease_transitions: Some(if had_holder {
-                transitions + 1
-            } else {
-                transitions
-            }),
+            lease_transitions: Some(transitions),
             ..LeaseSpec::default()
         }
     }
@@ -927,8 +925,8 @@ mod tests {
             "the update must carry the version it read"
         );
         assert_eq!(written["spec"]["holderIdentity"], "pod-a");
-        // A free lease (released, no holder) is taken without counting a transition.
-        assert_eq!(written["spec"]["leaseTransitions"], 3);
+        // Taking a released Lease is a transition too (as in client-go).
+        assert_eq!(written["spec"]["leaseTransitions"], 4);
     }
 
     #[tokio::test]

@@ -5,8 +5,9 @@
 
 use std::{
     collections::{BTreeMap, BTreeSet},
-    path::PathBuf,
+    path::{Path, PathBuf},
     process::Command,
+    sync::OnceLock,
 };
 
 use k8s_openapi::{
@@ -34,26 +35,55 @@ fn chart_dir() -> PathBuf {
     repo().join("deploy/helm/zookeeper-operator")
 }
 
-/// helm from `$HELM`, else `${ZKOP_CACHE:-$HOME/.cache/zookeeper-operator}/bin/helm-v3.19.5/helm`.
+/// helm from `$HELM`, else `${ZKOP_CACHE:-$HOME/.cache/zookeeper-operator}/bin/helm-v3.19.5/helm`,
+/// built there once with `go install` when it is missing (as `e2e/lib/build-binaries.sh` would).
 fn helm() -> PathBuf {
-    if let Some(path) = std::env::var_os("HELM") {
-        return PathBuf::from(path);
-    }
-    let cache = std::env::var_os("ZKOP_CACHE")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            PathBuf::from(std::env::var_os("HOME").unwrap_or_default())
-                .join(".cache/zookeeper-operator")
-        });
-    let path = cache.join(format!("bin/helm-{HELM_VERSION}/helm"));
-    assert!(
-        path.is_file(),
-        "helm {HELM_VERSION} not found at {}: build it with `e2e/lib/build-binaries.sh`, or \
-         `GOBIN={} go install helm.sh/helm/v3/cmd/helm@{HELM_VERSION}`, or point $HELM at a helm binary",
-        path.display(),
-        path.parent().unwrap().display()
+    static HELM: OnceLock<PathBuf> = OnceLock::new();
+    HELM.get_or_init(|| {
+        if let Some(path) = std::env::var_os("HELM") {
+            return PathBuf::from(path);
+        }
+        let cache = std::env::var_os("ZKOP_CACHE")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| {
+                PathBuf::from(std::env::var_os("HOME").unwrap_or_default())
+                    .join(".cache/zookeeper-operator")
+            });
+        let path = cache.join(format!("bin/helm-{HELM_VERSION}/helm"));
+        if !path.is_file() {
+            build_helm(&path);
+        }
+        path
+    })
+    .clone()
+}
+
+/// Version stamps as in helm's own release build, so `helm version` and the default
+/// Kubernetes version of `helm template` are right.
+const HELM_LDFLAGS: &str = "-s -w -X helm.sh/helm/v3/internal/version.version=v3.19.5 \
+    -X helm.sh/helm/v3/pkg/lint/rules.k8sVersionMajor=1 -X helm.sh/helm/v3/pkg/lint/rules.k8sVersionMinor=34 \
+    -X helm.sh/helm/v3/pkg/chartutil.k8sVersionMajor=1 -X helm.sh/helm/v3/pkg/chartutil.k8sVersionMinor=34";
+
+fn build_helm(path: &Path) {
+    let dir = path.parent().unwrap();
+    eprintln!(
+        "helm {HELM_VERSION} is not at {}: building it with `go install` (a few minutes, once)",
+        path.display()
     );
-    path
+    std::fs::create_dir_all(dir).unwrap();
+    let status = Command::new("go")
+        .args(["install", "-trimpath", "-ldflags", HELM_LDFLAGS])
+        .arg(format!("helm.sh/helm/v3/cmd/helm@{HELM_VERSION}"))
+        .env("GOBIN", dir)
+        .status();
+    assert!(
+        matches!(status, Ok(s) if s.success()) && path.is_file(),
+        "could not build helm {HELM_VERSION} into {} ({status:?}); build it with \
+         e2e/lib/build-binaries.sh, or `GOBIN={} go install helm.sh/helm/v3/cmd/helm@{HELM_VERSION}`, \
+         or point $HELM at a helm binary",
+        path.display(),
+        dir.display()
+    );
 }
 
 fn run_helm(args: &[&str]) -> Result<String, String> {
