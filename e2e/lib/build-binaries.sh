@@ -52,10 +52,14 @@ if ! have coredns; then
     || die "go install of CoreDNS failed; see above. Rerun: $0"
   record "coredns-$COREDNS_VERSION" $((SECONDS - start))
 fi
+# Unstamped, helm assumes Kubernetes 1.20 for `helm template`/`lint` and refuses the chart's
+# kubeVersion constraint; stamp the pinned minor (the chart tests build helm the same way).
+minor=${KUBE_VERSION#v1.}; minor=${minor%%.*}
+HELM_K8S_STAMP="-X helm.sh/helm/v3/pkg/lint/rules.k8sVersionMajor=1 -X helm.sh/helm/v3/pkg/lint/rules.k8sVersionMinor=$minor -X helm.sh/helm/v3/pkg/chartutil.k8sVersionMajor=1 -X helm.sh/helm/v3/pkg/chartutil.k8sVersionMinor=$minor"
 if ! have helm; then
   log "building helm $HELM_VERSION"
   start=$SECONDS; d=$(dirname "$(bin helm)"); mkdir -p "$d"
-  GOBIN=$d go install -p "$JOBS" -trimpath -ldflags "-s -w -X helm.sh/helm/v3/internal/version.version=$HELM_VERSION" "helm.sh/helm/v3/cmd/helm@$HELM_VERSION" \
+  GOBIN=$d go install -p "$JOBS" -trimpath -ldflags "-s -w -X helm.sh/helm/v3/internal/version.version=$HELM_VERSION $HELM_K8S_STAMP" "helm.sh/helm/v3/cmd/helm@$HELM_VERSION" \
     || die "go install of helm failed; see above. Rerun: $0"
   record "helm-$HELM_VERSION" $((SECONDS - start))
 fi
