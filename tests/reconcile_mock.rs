@@ -182,6 +182,17 @@ fn status_echo(body: &Value) -> (StatusCode, Value) {
     (StatusCode::OK, obj)
 }
 
+/// The expected status write of the cluster `zk`.
+fn status_patch() -> Exchange {
+    expect(
+        Method::PATCH,
+        &format!(
+            "/apis/zookeeper.ensemble.dev/v1alpha1/namespaces/{NS}/zookeeperclusters/zk/status"
+        ),
+        status_echo,
+    )
+}
+
 fn base(kind: &str, name: &str) -> String {
     match kind {
         "services" => format!("/api/v1/namespaces/{NS}/services/{name}"),
@@ -238,13 +249,7 @@ async fn run(zk: ZookeeperCluster, script: Vec<Exchange>, prober: Prober) -> Vec
 #[tokio::test]
 async fn first_reconcile_applies_four_objects_in_order_then_writes_status() {
     let mut script = first_time_script();
-    script.push(expect(
-        Method::PATCH,
-        &format!(
-            "/apis/zookeeper.ensemble.dev/v1alpha1/namespaces/{NS}/zookeeperclusters/zk/status"
-        ),
-        status_echo,
-    ));
+    script.push(status_patch());
     let writes = run(cluster(json!({}), None), script, healthy_prober()).await;
     let kinds: Vec<&str> = writes
         .iter()
@@ -293,13 +298,7 @@ async fn first_reconcile_applies_four_objects_in_order_then_writes_status() {
 async fn unchanged_cluster_reconciles_with_zero_writes() {
     // First pass: learn what the operator writes.
     let mut script = first_time_script();
-    script.push(expect(
-        Method::PATCH,
-        &format!(
-            "/apis/zookeeper.ensemble.dev/v1alpha1/namespaces/{NS}/zookeeperclusters/zk/status"
-        ),
-        status_echo,
-    ));
+    script.push(status_patch());
     let writes = run(cluster(json!({}), None), script, healthy_prober()).await;
     let applied: Vec<Value> = writes[..4].iter().map(|(_, b)| b.clone()).collect();
     let status = writes[4].1["status"].clone();
@@ -342,13 +341,7 @@ async fn unchanged_cluster_reconciles_with_zero_writes() {
 #[tokio::test]
 async fn invalid_spec_writes_only_status_and_an_event() {
     let script = vec![
-        expect(
-            Method::PATCH,
-            &format!(
-                "/apis/zookeeper.ensemble.dev/v1alpha1/namespaces/{NS}/zookeeperclusters/zk/status"
-            ),
-            status_echo,
-        ),
+        status_patch(),
         expect(
             Method::POST,
             &format!("/apis/events.k8s.io/v1/namespaces/{NS}/events"),

@@ -333,6 +333,28 @@ fn record(s: &mut SamplerState, pods: &[Pod], replicas: usize) {
     }
 }
 
+/// Asserts the members report exactly one leader and `followers` followers.
+fn assert_modes(zk: &ZookeeperCluster, followers: usize) {
+    let modes: Vec<&str> = zk
+        .status
+        .as_ref()
+        .expect("status")
+        .members
+        .iter()
+        .map(|m| m.mode.as_str())
+        .collect();
+    assert_eq!(
+        modes.iter().filter(|m| **m == "leader").count(),
+        1,
+        "{modes:?}"
+    );
+    assert_eq!(
+        modes.iter().filter(|m| **m == "follower").count(),
+        followers,
+        "{modes:?}"
+    );
+}
+
 async fn update_revision(client: &Client, ns: &str, name: &str) -> Option<String> {
     Api::<StatefulSet>::namespaced(client.clone(), ns)
         .get(name)
@@ -365,17 +387,7 @@ async fn lifecycle_status_steady_state_and_invalid_spec() {
     // Status tells the ZooKeeper-level truth.
     let status = zk.status.clone().unwrap();
     let leader = status.leader.clone().expect("a leader is reported");
-    let modes: Vec<&str> = status.members.iter().map(|m| m.mode.as_str()).collect();
-    assert_eq!(
-        modes.iter().filter(|m| **m == "leader").count(),
-        1,
-        "{modes:?}"
-    );
-    assert_eq!(
-        modes.iter().filter(|m| **m == "follower").count(),
-        2,
-        "{modes:?}"
-    );
+    assert_modes(&zk, 2);
     assert!(
         status.members.iter().all(|m| m.ready && m.zxid.is_some()),
         "{:?}",
@@ -705,24 +717,7 @@ async fn scale_up_under_write_load_and_refused_scale_down() {
         "FIGURE scale-up from 3 to 5 members: {:.1}s",
         started.elapsed().as_secs_f64()
     ));
-    let modes: Vec<&str> = zk
-        .status
-        .as_ref()
-        .unwrap()
-        .members
-        .iter()
-        .map(|m| m.mode.as_str())
-        .collect();
-    assert_eq!(
-        modes.iter().filter(|m| **m == "leader").count(),
-        1,
-        "{modes:?}"
-    );
-    assert_eq!(
-        modes.iter().filter(|m| **m == "follower").count(),
-        4,
-        "{modes:?}"
-    );
+    assert_modes(&zk, 4);
     let rev = update_revision(&client, &ns, name).await.unwrap();
     assert!(
         member_pods(&client, &ns, name)
