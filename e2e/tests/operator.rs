@@ -527,17 +527,27 @@ async fn rollout(
     (state, took)
 }
 
+/// A settled 3-member cluster `zk` in a fresh namespace, with a writer through its client
+/// Service. The namespace is deleted when the returned guard is dropped.
+async fn settled_cluster_with_writer(
+    client: &Client,
+    namespace: &str,
+) -> (TestNamespace, ZookeeperCluster, support::Writer) {
+    let guard = TestNamespace::create(client, namespace).await;
+    apply_cluster(client, namespace, "zk", spec(json!({})))
+        .await
+        .expect("apply");
+    let zk = wait_settled(client, namespace, "zk", Duration::from_secs(420)).await;
+    let writer = support::Writer::start(&connect_string(client, namespace, "zk").await).await;
+    (guard, zk, writer)
+}
+
 #[tokio::test]
 #[ignore = "needs the local Kubernetes with the operator installed: run e2e/operator-test"]
 async fn rolling_restart_under_write_load_canary_and_operator_restart() {
     let client = client().await;
-    let ns = TestNamespace::create(&client, "e2e-rollout").await;
-    let (ns, name) = (ns.name.clone(), "zk");
-    apply_cluster(&client, &ns, name, spec(json!({})))
-        .await
-        .expect("apply");
-    let zk = wait_settled(&client, &ns, name, Duration::from_secs(420)).await;
-    let writer = support::Writer::start(&connect_string(&client, &ns, name).await).await;
+    let (guard, zk, writer) = settled_cluster_with_writer(&client, "e2e-rollout").await;
+    let (ns, name) = (guard.name.clone(), "zk");
 
     // 1. A config change rolls one member at a time, followers first, the leader last.
     let leader = zk.status.as_ref().unwrap().leader.clone().unwrap();
@@ -686,13 +696,8 @@ async fn rolling_restart_under_write_load_canary_and_operator_restart() {
 #[ignore = "needs the local Kubernetes with the operator installed: run e2e/operator-test"]
 async fn scale_up_under_write_load_and_refused_scale_down() {
     let client = client().await;
-    let ns = TestNamespace::create(&client, "e2e-scale").await;
-    let (ns, name) = (ns.name.clone(), "zk");
-    apply_cluster(&client, &ns, name, spec(json!({})))
-        .await
-        .expect("apply");
-    wait_settled(&client, &ns, name, Duration::from_secs(420)).await;
-    let writer = support::Writer::start(&connect_string(&client, &ns, name).await).await;
+    let (guard, _, writer) = settled_cluster_with_writer(&client, "e2e-scale").await;
+    let (ns, name) = (guard.name.clone(), "zk");
 
     let started = Instant::now();
     apply_cluster(&client, &ns, name, spec(json!({"replicas": 5})))
