@@ -14,10 +14,6 @@ use kube::{CustomResource, KubeSchema};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-/// API group of the custom resource.
-pub const GROUP: &str = "zookeeper.ensemble.dev";
-/// API version of the custom resource.
-pub const VERSION: &str = "v1alpha1";
 /// Default ZooKeeper image: built from `deploy/images/zookeeper`.
 pub const DEFAULT_IMAGE: &str = "zookeeper-operator/zookeeper:3.9.5";
 
@@ -26,6 +22,7 @@ pub const DEFAULT_IMAGE: &str = "zookeeper-operator/zookeeper:3.9.5";
 #[derive(CustomResource, KubeSchema, Deserialize, Serialize, Clone, Debug, PartialEq)]
 #[cfg_attr(test, kube(cel))]
 #[kube(
+    // The same as `names::API_GROUP` (a literal is required here; a test compares them).
     group = "zookeeper.ensemble.dev",
     version = "v1alpha1",
     kind = "ZookeeperCluster",

@@ -10,6 +10,7 @@ pub mod crd;
 pub mod health;
 pub mod leader;
 pub mod metrics;
+pub mod names;
 pub mod rbac;
 pub mod render;
 pub mod rollout;

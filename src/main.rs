@@ -201,7 +201,7 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         "cannot reach Kubernetes: set KUBECONFIG or run inside a pod with a service account",
     )?;
     let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
-    let crd_name = format!("zookeeperclusters.{}", zookeeper_operator::crd::GROUP);
+    let crd_name = ZookeeperCluster::crd_name();
     if crds
         .get_opt(&crd_name)
         .await
@@ -241,7 +241,6 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         concurrency: args.concurrency,
     };
     tracing::info!(namespace = args.namespace.as_deref().unwrap_or("<all>"), addr = %args.metrics_addr, "starting controller");
-    ready.store(true, Ordering::Relaxed);
     let lost = async {
         match &leadership {
             Some(l) => l.lost().await,

@@ -1,8 +1,9 @@
 //! Prometheus metrics. Label sets are bounded: error categories are a fixed list, and per-cluster
 //! series carry only namespace, cluster name and member mode.
 
+use std::collections::HashMap;
 use std::sync::Mutex;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -10,6 +11,18 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
+
+use crate::health::Mode;
+use crate::rollout::{Decision, Plan};
+
+/// Every mode a member can report, for the members-by-mode series.
+pub const MODES: [Mode; 5] = [
+    Mode::Leader,
+    Mode::Follower,
+    Mode::Observer,
+    Mode::Standalone,
+    Mode::Unreachable,
+];
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ErrorLabels {
@@ -38,6 +51,8 @@ pub struct Metrics {
     pub restarts: Family<ClusterLabels, Counter>,
     pub rollouts_blocked_seconds: Family<ClusterLabels, Counter<f64, std::sync::atomic::AtomicU64>>,
     pub members: Family<ModeLabels, Gauge>,
+    /// When each blocked cluster's blocked time was last counted.
+    blocked_since: Mutex<HashMap<ClusterLabels, Instant>>,
 }
 
 impl Default for Metrics {
@@ -83,6 +98,7 @@ impl Default for Metrics {
             restarts,
             rollouts_blocked_seconds,
             members,
+            blocked_since: Mutex::default(),
         }
     }
 }
@@ -118,15 +134,53 @@ impl Metrics {
         }
     }
 
+    /// Records what one pass planned: members by mode, and the time a blocked rollout has been
+    /// blocked (real time between passes, whatever the requeue interval).
+    pub fn observe_plan(&self, cluster: &ClusterLabels, plan: &Plan) {
+        self.observe_blocked(
+            cluster,
+            matches!(plan.decision, Decision::Blocked(_)),
+            Instant::now(),
+        );
+        let counts: Vec<_> = MODES
+            .iter()
+            .map(|mode| {
+                let n = plan.view.members.iter().filter(|m| m.mode == *mode).count();
+                (mode.as_str(), n as i64)
+            })
+            .collect();
+        self.set_members(&cluster.namespace, &cluster.cluster, &counts);
+    }
+
+    /// Adds the time since the previous blocked pass of `cluster` to its blocked seconds; the
+    /// first pass that is no longer blocked adds the last stretch and stops the clock.
+    fn observe_blocked(&self, cluster: &ClusterLabels, blocked: bool, now: Instant) {
+        let mut since = self.blocked_since.lock().unwrap_or_else(|e| e.into_inner());
+        let last = if blocked {
+            since.insert(cluster.clone(), now)
+        } else {
+            since.remove(cluster)
+        };
+        if let Some(last) = last {
+            self.rollouts_blocked_seconds
+                .get_or_create(cluster)
+                .inc_by(now.saturating_duration_since(last).as_secs_f64());
+        }
+    }
+
     /// Forgets a deleted cluster's series so label sets stay bounded by live clusters.
-    pub fn forget_cluster(&self, namespace: &str, cluster: &str, modes: &[&'static str]) {
+    pub fn forget_cluster(&self, namespace: &str, cluster: &str) {
         let key = ClusterLabels {
             namespace: namespace.to_string(),
             cluster: cluster.to_string(),
         };
         self.restarts.remove(&key);
         self.rollouts_blocked_seconds.remove(&key);
-        for mode in modes {
+        self.blocked_since
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&key);
+        for mode in MODES.iter().map(|m| m.as_str()) {
             self.members.remove(&ModeLabels {
                 namespace: namespace.to_string(),
                 cluster: cluster.to_string(),
@@ -165,7 +219,25 @@ mod tests {
             ),
             "{text}"
         );
-        m.forget_cluster("ns", "zk", &["leader", "follower"]);
+        m.forget_cluster("ns", "zk");
         assert!(!m.encode().contains("cluster=\"zk\""));
+    }
+
+    #[test]
+    fn blocked_seconds_count_real_time_between_passes() {
+        let m = Metrics::default();
+        let zk = ClusterLabels {
+            namespace: "ns".into(),
+            cluster: "zk".into(),
+        };
+        let t0 = Instant::now();
+        m.observe_blocked(&zk, true, t0);
+        m.observe_blocked(&zk, true, t0 + Duration::from_secs(10));
+        m.observe_blocked(&zk, true, t0 + Duration::from_secs(25));
+        // Unblocked 7 s later: that stretch counts, then the clock stops.
+        m.observe_blocked(&zk, false, t0 + Duration::from_secs(32));
+        m.observe_blocked(&zk, false, t0 + Duration::from_secs(90));
+        let blocked = m.rollouts_blocked_seconds.get_or_create(&zk).get();
+        assert!((blocked - 32.0).abs() < 1e-9, "{blocked}");
     }
 }

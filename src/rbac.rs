@@ -41,12 +41,12 @@ pub struct Rule {
 /// `update` or `delete`: owner references let the garbage collector delete them with their cluster.
 pub const CHILD_VERBS: &[&str] = &["get", "list", "watch", "create", "patch"];
 
-pub const GROUP: &str = "zookeeper.ensemble.dev";
+/// The CRD's name; a test checks it against the type (a constant is needed in the table below).
 pub const CRD_NAME: &str = "zookeeperclusters.zookeeper.ensemble.dev";
 
 /// Watch ZookeeperClusters; the operator never writes their spec or metadata (no finalizers).
 pub const ZOOKEEPER_CLUSTERS: Rule = Rule {
-    api_group: GROUP,
+    api_group: crate::names::API_GROUP,
     resource: "zookeeperclusters",
     verbs: &["get", "list", "watch"],
     resource_names: &[],
@@ -55,7 +55,7 @@ pub const ZOOKEEPER_CLUSTERS: Rule = Rule {
 
 /// Write `.status` (conditions, members) with a patch.
 pub const ZOOKEEPER_CLUSTERS_STATUS: Rule = Rule {
-    api_group: GROUP,
+    api_group: crate::names::API_GROUP,
     resource: "zookeeperclusters/status",
     verbs: &["patch"],
     resource_names: &[],
@@ -273,6 +273,12 @@ pub fn check_request(method: &str, uri: &str) -> Result<RequestAttributes, RbacE
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_crd_name_is_the_types() {
+        use kube::CustomResourceExt;
+        assert_eq!(CRD_NAME, crate::crd::ZookeeperCluster::crd_name());
+    }
     use std::collections::HashSet;
 
     #[test]
@@ -310,7 +316,7 @@ mod tests {
                 "PATCH",
                 "/apis/zookeeper.ensemble.dev/v1alpha1/namespaces/ns/zookeeperclusters/a/status?fieldManager=x",
                 "patch",
-                GROUP,
+                crate::names::API_GROUP,
                 "zookeeperclusters/status",
             ),
             (

@@ -91,25 +91,6 @@ impl Observation {
             &self.probes,
         )
     }
-
-    /// Rollout progress: members at the update revision among those the partition lets change.
-    pub fn progress(&self) -> Progress {
-        let view = self.ensemble();
-        let eligible: Vec<_> = view
-            .members
-            .iter()
-            .filter(|m| m.ordinal.0 >= self.partition)
-            .collect();
-        Progress {
-            updated: eligible.iter().filter(|m| m.updated).count() as u32,
-            eligible: eligible.len() as u32,
-            held_by_partition: view
-                .members
-                .iter()
-                .filter(|m| m.ordinal.0 < self.partition && !m.updated)
-                .count() as u32,
-        }
-    }
 }
 
 /// How far a rollout has come.
@@ -121,6 +102,54 @@ pub struct Progress {
     pub eligible: u32,
     /// Outdated members the partition keeps at their revision.
     pub held_by_partition: u32,
+    /// `spec.updateStrategy.partition`.
+    pub partition: u32,
+}
+
+impl Progress {
+    /// Members at the update revision among those the partition lets change.
+    pub fn of(view: &EnsembleView, partition: u32) -> Self {
+        let eligible: Vec<_> = view
+            .members
+            .iter()
+            .filter(|m| m.ordinal.0 >= partition)
+            .collect();
+        Progress {
+            updated: eligible.iter().filter(|m| m.updated).count() as u32,
+            eligible: eligible.len() as u32,
+            held_by_partition: view
+                .members
+                .iter()
+                .filter(|m| m.ordinal.0 < partition && !m.updated)
+                .count() as u32,
+            partition,
+        }
+    }
+}
+
+/// One pass's plan: the ensemble view (built once), the rollout's progress and the decision.
+/// Acting and status both read it; nothing rebuilds the view.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Plan {
+    /// The ensemble as the probes and pods show it.
+    pub view: EnsembleView,
+    /// How far the rollout has come.
+    pub progress: Progress,
+    /// The StatefulSet's `status.updateRevision`.
+    pub update_revision: Option<String>,
+    /// What to do now.
+    pub decision: Decision,
+}
+
+/// What the act step did with the decision.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Act {
+    /// Nothing was evicted.
+    None,
+    /// The decided pod was evicted.
+    Evicted(String),
+    /// The eviction was refused (the PodDisruptionBudget allows no disruption now).
+    EvictionRefused(String),
 }
 
 /// What the controller should do now.
@@ -234,16 +263,30 @@ pub enum BlockedReason {
     },
 }
 
-impl Decision {
-    /// When to look again: a few seconds while a rollout or a problem lasts; `None` when only
-    /// a change (watch event) can bring work.
-    pub fn requeue_after(&self) -> Option<Duration> {
-        match self {
-            Decision::Idle | Decision::Wait(WaitReason::Paused { .. }) => None,
-            Decision::Restart(_) => Some(Duration::from_secs(2)),
-            Decision::Wait(_) => Some(Duration::from_secs(3)),
-            Decision::Blocked(_) => Some(Duration::from_secs(10)),
+/// How often a steady cluster is looked at again: ZooKeeper itself sends no watch events, so a
+/// slow resync notices a member that stopped serving while its pod stayed Ready.
+pub const STEADY_RESYNC: Duration = Duration::from_secs(60);
+/// How often a cluster is looked at while something is wrong that no watch event will report.
+pub const BUSY_RESYNC: Duration = Duration::from_secs(5);
+
+/// When to look at the cluster again, the one requeue policy: a few seconds while a rollout
+/// or a problem lasts (ZooKeeper's own changes produce no watch events), the slow resync when
+/// the ensemble is steady.
+pub fn requeue_after(plan: &Plan, act: &Act) -> Duration {
+    if *act != Act::None {
+        return Duration::from_secs(2);
+    }
+    match &plan.decision {
+        Decision::Restart(_) => Duration::from_secs(2),
+        Decision::Wait(WaitReason::Paused { .. }) | Decision::Idle => {
+            if plan.view.fully_synced() {
+                STEADY_RESYNC
+            } else {
+                BUSY_RESYNC
+            }
         }
+        Decision::Wait(_) => Duration::from_secs(3),
+        Decision::Blocked(_) => Duration::from_secs(10),
     }
 }
 
@@ -352,20 +395,34 @@ fn opt(v: &Option<i64>) -> String {
 
 /// The step for the `Progressing` condition, e.g. "restarted 1 of 3; waiting for zk-1 to
 /// rejoin as a synced follower (pod not Ready)".
-pub fn step_message(observation: &Observation, decision: &Decision) -> String {
-    let p = observation.progress();
-    let mut msg = format!("restarted {} of {}; {decision}", p.updated, p.eligible);
+pub fn step_message(plan: &Plan) -> String {
+    let p = &plan.progress;
+    let mut msg = format!(
+        "restarted {} of {}; {}",
+        p.updated, p.eligible, plan.decision
+    );
     if p.held_by_partition > 0 {
         msg.push_str(&format!(
             "; {} member(s) below partition {} keep their revision",
-            p.held_by_partition, observation.partition
+            p.held_by_partition, p.partition
         ));
     }
     msg
 }
 
-/// Decides the next step of a rolling restart. Pure: same observation, same decision.
-pub fn plan(obs: &Observation) -> Decision {
+/// Plans the next step of a rolling restart: builds the ensemble view once and decides from it.
+/// Pure: same observation, same plan.
+pub fn plan(obs: &Observation) -> Plan {
+    let view = obs.ensemble();
+    Plan {
+        progress: Progress::of(&view, obs.partition),
+        update_revision: obs.update_revision.clone(),
+        decision: decide(obs, &view),
+        view,
+    }
+}
+
+fn decide(obs: &Observation, view: &EnsembleView) -> Decision {
     if obs.generation.is_none() || obs.observed_generation < obs.generation {
         return Decision::Wait(WaitReason::GenerationNotObserved {
             generation: obs.generation,
@@ -376,7 +433,6 @@ pub fn plan(obs: &Observation) -> Decision {
         return Decision::Wait(WaitReason::UpdateRevisionUnknown);
     }
 
-    let view = obs.ensemble();
     // Evidence that the last action is still in flight: act on nothing until it settles.
     for m in &view.members {
         let Some(pod) = &m.pod else {
@@ -407,20 +463,9 @@ pub fn plan(obs: &Observation) -> Decision {
                 pod: m.name.clone(),
                 step: rejoin_step(m),
             }),
-            None => match sync_shortfall(&view, 0) {
+            None => match sync_shortfall(view, 0) {
                 Some((synced, expected)) if view.voters_serving == view.voters => {
-                    match view
-                        .members
-                        .iter()
-                        .rev()
-                        .find(|m| m.updated && m.mode != Mode::Leader)
-                    {
-                        Some(m) => Decision::Wait(WaitReason::Rejoining {
-                            pod: m.name.clone(),
-                            step: RejoinStep::NotSynced { synced, expected },
-                        }),
-                        None => Decision::Idle,
-                    }
+                    rejoining_unsynced(view, synced, expected).unwrap_or(Decision::Idle)
                 }
                 _ => Decision::Idle,
             },
@@ -484,23 +529,10 @@ pub fn plan(obs: &Observation) -> Decision {
         let missing = u32::from(!healthy(candidate));
         match &view.sync {
             Sync::Count(_) => {
-                if let Some((synced, expected)) = sync_shortfall(&view, missing) {
-                    // A restarted member that serves but is not yet counted is still rejoining.
-                    return match view
-                        .members
-                        .iter()
-                        .rev()
-                        .find(|m| m.updated && m.mode != Mode::Leader)
-                    {
-                        Some(m) => Decision::Wait(WaitReason::Rejoining {
-                            pod: m.name.clone(),
-                            step: RejoinStep::NotSynced { synced, expected },
-                        }),
-                        None => Decision::Blocked(BlockedReason::FollowersNotSynced {
-                            synced,
-                            expected,
-                        }),
-                    };
+                if let Some((synced, expected)) = sync_shortfall(view, missing) {
+                    return rejoining_unsynced(view, synced, expected).unwrap_or(
+                        Decision::Blocked(BlockedReason::FollowersNotSynced { synced, expected }),
+                    );
                 }
             }
             Sync::MntrNotWhitelisted => {
@@ -521,6 +553,21 @@ pub fn plan(obs: &Observation) -> Decision {
         pod: candidate.name.clone(),
         why,
     })
+}
+
+/// A restarted member that serves but is not yet counted synced is still rejoining: wait for the
+/// highest such member.
+fn rejoining_unsynced(view: &EnsembleView, synced: u32, expected: u32) -> Option<Decision> {
+    view.members
+        .iter()
+        .rev()
+        .find(|m| m.updated && m.mode != Mode::Leader)
+        .map(|m| {
+            Decision::Wait(WaitReason::Rejoining {
+                pod: m.name.clone(),
+                step: RejoinStep::NotSynced { synced, expected },
+            })
+        })
 }
 
 /// `(synced, expected)` when the leader counts fewer than `voters - 1 - missing` synced
@@ -558,6 +605,11 @@ mod tests {
 
     const OLD: &str = "zk-old";
     const NEW: &str = "zk-new";
+
+    /// The decision alone, as most tests look at it.
+    fn decide(o: &Observation) -> Decision {
+        plan(o).decision
+    }
 
     fn t0() -> SystemTime {
         SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000)
@@ -675,7 +727,7 @@ mod tests {
     #[test]
     fn healthy_outdated_ensemble_restarts_highest_follower_first() {
         assert_eq!(
-            plan(&obs(&three_outdated(), Some(2))),
+            decide(&obs(&three_outdated(), Some(2))),
             restart(2, RestartReason::OutdatedFollower)
         );
     }
@@ -686,7 +738,7 @@ mod tests {
         let mut ms = three_outdated();
         ms[2] = down(true);
         let o = obs(&ms, Some(1));
-        let d = plan(&o);
+        let d = decide(&o);
         assert_eq!(
             d,
             Decision::Wait(WaitReason::Rejoining {
@@ -695,7 +747,7 @@ mod tests {
             })
         );
         assert_eq!(
-            step_message(&o, &d),
+            step_message(&plan(&o)),
             "restarted 1 of 3; waiting for zk-2 to rejoin as a synced follower (pod not Ready)"
         );
         // Ready, but its own srvr says not serving.
@@ -704,7 +756,7 @@ mod tests {
             ..m("follower", true)
         };
         assert!(matches!(
-            plan(&obs(&ms, Some(1))),
+            decide(&obs(&ms, Some(1))),
             Decision::Wait(WaitReason::Rejoining {
                 step: RejoinStep::NotServing(_),
                 ..
@@ -713,7 +765,7 @@ mod tests {
         // Serves, but the leader does not count it yet.
         ms[2] = m("follower", true);
         assert_eq!(
-            plan(&obs(&ms, Some(1))),
+            decide(&obs(&ms, Some(1))),
             Decision::Wait(WaitReason::Rejoining {
                 pod: name(2),
                 step: RejoinStep::NotSynced {
@@ -724,24 +776,27 @@ mod tests {
         );
         // Synced: the next follower, zk-0 (zk-1 leads).
         assert_eq!(
-            plan(&obs(&ms, Some(2))),
+            decide(&obs(&ms, Some(2))),
             restart(0, RestartReason::OutdatedFollower)
         );
         ms[0] = m("follower", true);
         // Only the leader is left.
-        assert_eq!(plan(&obs(&ms, Some(2))), restart(1, RestartReason::Leader));
+        assert_eq!(
+            decide(&obs(&ms, Some(2))),
+            restart(1, RestartReason::Leader)
+        );
         // zk-1 restarted; zk-2 took over.
         ms[1] = down(true);
         ms[2] = m("leader", true);
         assert!(matches!(
-            plan(&obs(&ms, Some(1))),
+            decide(&obs(&ms, Some(1))),
             Decision::Wait(WaitReason::Rejoining { .. })
         ));
         ms[1] = m("follower", true);
-        assert_eq!(plan(&obs(&ms, Some(2))), Decision::Idle);
+        assert_eq!(decide(&obs(&ms, Some(2))), Decision::Idle);
         let o = obs(&ms, Some(2));
         assert_eq!(
-            step_message(&o, &plan(&o)),
+            step_message(&plan(&o)),
             "restarted 3 of 3; every member runs the update revision"
         );
     }
@@ -751,30 +806,41 @@ mod tests {
         let mut o = obs(&three_outdated(), Some(2));
         o.observed_generation = Some(1);
         assert!(matches!(
-            plan(&o),
+            decide(&o),
             Decision::Wait(WaitReason::GenerationNotObserved { .. })
         ));
         o.observed_generation = None;
         assert!(matches!(
-            plan(&o),
+            decide(&o),
             Decision::Wait(WaitReason::GenerationNotObserved { .. })
         ));
         o.observed_generation = Some(2);
         o.update_revision = None;
-        assert_eq!(plan(&o), Decision::Wait(WaitReason::UpdateRevisionUnknown));
+        assert_eq!(
+            decide(&o),
+            Decision::Wait(WaitReason::UpdateRevisionUnknown)
+        );
     }
 
     #[test]
     fn paused_restarts_nothing() {
         let mut o = obs(&three_outdated(), Some(2));
         o.paused = true;
-        let d = plan(&o);
-        assert_eq!(d, Decision::Wait(WaitReason::Paused { outdated: 3 }));
-        assert_eq!(d.requeue_after(), None);
+        let p = plan(&o);
+        assert_eq!(
+            p.decision,
+            Decision::Wait(WaitReason::Paused { outdated: 3 })
+        );
+        // Paused and steady: only a spec change (or the slow resync) brings work.
+        assert_eq!(requeue_after(&p, &Act::None), STEADY_RESYNC);
+        assert_eq!(
+            requeue_after(&p, &Act::Evicted("zk-2".into())),
+            Duration::from_secs(2)
+        );
         let all_new = vec![m("follower", true), m("leader", true), m("follower", true)];
         let mut o = obs(&all_new, Some(2));
         o.paused = true;
-        assert_eq!(plan(&o), Decision::Idle);
+        assert_eq!(decide(&o), Decision::Idle);
     }
 
     #[test]
@@ -784,27 +850,27 @@ mod tests {
         let mut o = obs(&ms, Some(2));
         o.partition = 1;
         // zk-0 is outdated and a follower, but below the partition: the leader goes next.
-        assert_eq!(plan(&o), restart(1, RestartReason::Leader));
+        assert_eq!(decide(&o), restart(1, RestartReason::Leader));
         ms[1] = m("follower", true);
         ms[0] = m("leader", false);
         let mut o = obs(&ms, Some(2));
         o.partition = 1;
-        let d = plan(&o);
+        let d = decide(&o);
         assert_eq!(d, Decision::Idle);
         assert_eq!(
-            step_message(&o, &d),
+            step_message(&plan(&o)),
             "restarted 2 of 2; every member runs the update revision; 1 member(s) below partition 1 keep their revision"
         );
         // Lowering the partition to 0 finishes the rollout with zk-0, the leader.
         o.partition = 0;
-        assert_eq!(plan(&o), restart(0, RestartReason::Leader));
+        assert_eq!(decide(&o), restart(0, RestartReason::Leader));
     }
 
     #[test]
     fn partition_equal_to_replicas_updates_nothing() {
         let mut o = obs(&three_outdated(), Some(2));
         o.partition = 3;
-        assert_eq!(plan(&o), Decision::Idle);
+        assert_eq!(decide(&o), Decision::Idle);
     }
 
     #[test]
@@ -812,14 +878,14 @@ mod tests {
         let mut ms = three_outdated();
         ms[0] = down(false);
         assert_eq!(
-            plan(&obs(&ms, Some(1))),
+            decide(&obs(&ms, Some(1))),
             restart(0, RestartReason::AlreadyDown)
         );
         // An unready pod that still serves also goes first.
         let mut ms = three_outdated();
         ms[0].ready = false;
         assert_eq!(
-            plan(&obs(&ms, Some(2))),
+            decide(&obs(&ms, Some(2))),
             restart(0, RestartReason::AlreadyDown)
         );
     }
@@ -830,7 +896,7 @@ mod tests {
         ms[1].ready = false;
         // zk-1 leads but its pod is not Ready: followers are not restarted while it is
         // unhealthy, and it is not restarted before them either.
-        let d = plan(&obs(&ms, Some(2)));
+        let d = decide(&obs(&ms, Some(2)));
         assert!(
             matches!(&d, Decision::Blocked(BlockedReason::MembersNotServing { candidate, .. }) if *candidate == name(2)),
             "{d:?}"
@@ -840,7 +906,8 @@ mod tests {
     #[test]
     fn two_outdated_members_down_blocks() {
         let ms = vec![down(false), m("leader", false), down(false)];
-        let d = plan(&obs(&ms, Some(0)));
+        let p = plan(&obs(&ms, Some(0)));
+        let d = p.decision.clone();
         match &d {
             Decision::Blocked(BlockedReason::MembersNotServing { candidate, down }) => {
                 assert_eq!(*candidate, name(2));
@@ -851,7 +918,7 @@ mod tests {
             other => panic!("{other:?}"),
         }
         assert!(d.to_string().contains("zk-0: connection refused"), "{d}");
-        assert_eq!(d.requeue_after(), Some(Duration::from_secs(10)));
+        assert_eq!(requeue_after(&p, &Act::None), Duration::from_secs(10));
     }
 
     #[test]
@@ -860,7 +927,7 @@ mod tests {
         let mut o = obs(&ms, Some(1));
         o.partition = 1;
         assert!(matches!(
-            plan(&o),
+            decide(&o),
             Decision::Blocked(BlockedReason::MembersNotServing { .. })
         ));
     }
@@ -869,14 +936,14 @@ mod tests {
     fn split_leadership_and_no_leader_block() {
         let ms = vec![m("leader", false), m("leader", false), m("follower", false)];
         assert_eq!(
-            plan(&obs(&ms, Some(2))),
+            decide(&obs(&ms, Some(2))),
             Decision::Blocked(BlockedReason::SplitLeadership(vec![name(0), name(1)]))
         );
     }
 
     #[test]
     fn unknown_sync_blocks() {
-        let d = plan(&obs(&three_outdated(), None));
+        let d = decide(&obs(&three_outdated(), None));
         assert!(
             matches!(&d, Decision::Blocked(BlockedReason::SyncUnknown(_))),
             "{d:?}"
@@ -887,7 +954,7 @@ mod tests {
     #[test]
     fn unsynced_followers_block_before_anything_restarts() {
         assert_eq!(
-            plan(&obs(&three_outdated(), Some(1))),
+            decide(&obs(&three_outdated(), Some(1))),
             Decision::Blocked(BlockedReason::FollowersNotSynced {
                 synced: 1,
                 expected: 2
@@ -900,20 +967,20 @@ mod tests {
         let mut ms = three_outdated();
         ms[2].terminating = true;
         assert_eq!(
-            plan(&obs(&ms, Some(2))),
+            decide(&obs(&ms, Some(2))),
             Decision::Wait(WaitReason::PodTerminating(name(2)))
         );
         let mut ms = three_outdated();
         ms[2].exists = false;
         assert_eq!(
-            plan(&obs(&ms, Some(2))),
+            decide(&obs(&ms, Some(2))),
             Decision::Wait(WaitReason::PodMissing(name(2)))
         );
         let mut ms = three_outdated();
         ms[2] = m("follower", true);
         ms[2].created_after_probe = true;
         assert_eq!(
-            plan(&obs(&ms, Some(2))),
+            decide(&obs(&ms, Some(2))),
             Decision::Wait(WaitReason::ObservationOlderThanPod(name(2)))
         );
     }
@@ -921,14 +988,14 @@ mod tests {
     #[test]
     fn one_member_ensemble_restarts_its_only_member() {
         let o = obs(&[m("standalone", false)], None);
-        assert_eq!(plan(&o), restart(0, RestartReason::OnlyMember));
+        assert_eq!(decide(&o), restart(0, RestartReason::OnlyMember));
         let o = obs(&[down(true)], None);
         assert!(matches!(
-            plan(&o),
+            decide(&o),
             Decision::Wait(WaitReason::Rejoining { .. })
         ));
         let o = obs(&[m("standalone", true)], None);
-        assert_eq!(plan(&o), Decision::Idle);
+        assert_eq!(decide(&o), Decision::Idle);
     }
 
     #[test]
@@ -937,7 +1004,7 @@ mod tests {
         ms[3] = m("leader", false);
         let mut order = Vec::new();
         for _ in 0..5 {
-            match plan(&obs(&ms, Some(4))) {
+            match decide(&obs(&ms, Some(4))) {
                 Decision::Restart(r) => {
                     order.push(r.ordinal.0);
                     let was_leader = r.why == RestartReason::Leader;
@@ -948,7 +1015,7 @@ mod tests {
             }
         }
         assert_eq!(order, vec![4, 2, 1, 0, 3]);
-        assert_eq!(plan(&obs(&ms, Some(4))), Decision::Idle);
+        assert_eq!(decide(&obs(&ms, Some(4))), Decision::Idle);
     }
 
     #[test]
@@ -981,11 +1048,11 @@ mod tests {
         assert_eq!(o.pods.len(), 3);
         // observedGeneration 3 lags generation 4.
         assert!(matches!(
-            plan(&o),
+            decide(&o),
             Decision::Wait(WaitReason::GenerationNotObserved { .. })
         ));
         o.observed_generation = Some(4);
-        assert_eq!(plan(&o), restart(2, RestartReason::OutdatedFollower));
+        assert_eq!(decide(&o), restart(2, RestartReason::OutdatedFollower));
     }
 
     #[test]
@@ -993,7 +1060,7 @@ mod tests {
         let mut ms = three_outdated();
         ms[2] = down(true);
         let o = obs(&ms, Some(1));
-        assert_eq!(plan(&o), plan(&o.clone()));
+        assert_eq!(decide(&o), decide(&o.clone()));
     }
 
     // ---- properties over random observations ----
@@ -1056,7 +1123,7 @@ mod tests {
 
         #[test]
         fn never_restart_while_another_member_does_not_serve(o in arb_observation()) {
-            if let Decision::Restart(r) = plan(&o) {
+            if let Decision::Restart(r) = decide(&o) {
                 let view = o.ensemble();
                 for m in view.members.iter().filter(|m| m.ordinal != r.ordinal) {
                     prop_assert!(serves(m), "restarted {} while {:?}", r.pod, m);
@@ -1066,7 +1133,7 @@ mod tests {
 
         #[test]
         fn restarts_only_outdated_members_at_or_above_partition(o in arb_observation()) {
-            if let Decision::Restart(r) = plan(&o) {
+            if let Decision::Restart(r) = decide(&o) {
                 prop_assert!(r.ordinal.0 >= o.partition);
                 prop_assert!(!o.paused);
                 prop_assert!(o.observed_generation >= o.generation);
@@ -1077,7 +1144,7 @@ mod tests {
 
         #[test]
         fn leader_never_restarted_while_an_outdated_follower_waits(o in arb_observation()) {
-            if let Decision::Restart(r) = plan(&o) {
+            if let Decision::Restart(r) = decide(&o) {
                 let view = o.ensemble();
                 if view.member(r.ordinal).expect("member").mode == Mode::Leader && view.voters > 1 {
                     prop_assert!(!view.members.iter().any(|m| m.ordinal != r.ordinal
@@ -1088,7 +1155,7 @@ mod tests {
 
         #[test]
         fn restart_only_when_the_leader_counts_the_others_synced(o in arb_observation()) {
-            if let Decision::Restart(r) = plan(&o) {
+            if let Decision::Restart(r) = decide(&o) {
                 let view = o.ensemble();
                 if view.voters > 1 {
                     let candidate_down = !serves(view.member(r.ordinal).expect("member"));
@@ -1105,7 +1172,7 @@ mod tests {
                 Some(p) => p.terminating || p.created_at.is_some_and(|c| c + Duration::from_secs(1) > o.probed_at),
             });
             if stale || o.observed_generation < o.generation {
-                prop_assert!(!matches!(plan(&o), Decision::Restart(_)));
+                prop_assert!(!matches!(decide(&o), Decision::Restart(_)));
             }
         }
 
@@ -1135,7 +1202,7 @@ mod tests {
                 let synced = (0..n).filter(|&i| i != leader_at && down_for[i] == 0 && unsynced_for[i] == 0).count() as u32;
                 let mut o = obs(&ms, Some(synced));
                 o.partition = partition;
-                let d = plan(&o);
+                let d = decide(&o);
                 match d {
                     Decision::Restart(r) => {
                         let i = r.ordinal.0 as usize;

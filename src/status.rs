@@ -7,21 +7,61 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 
 use k8s_openapi::api::apps::v1::StatefulSet;
 
-use crate::crd::{MemberStatus, ZookeeperClusterStatus};
-use crate::health::{EnsembleView, Mode};
-use crate::rollout::{Decision, Observation, WaitReason, step_message};
+use crate::crd::{MemberStatus, ZookeeperCluster, ZookeeperClusterStatus};
+use crate::health::{EnsembleView, Leadership, Sync, WHITELIST};
+use crate::rollout::{Act, Decision, Plan, WaitReason, step_message};
 use crate::validate::InvalidSpec;
 
 pub const AVAILABLE: &str = "Available";
 pub const PROGRESSING: &str = "Progressing";
 pub const DEGRADED: &str = "Degraded";
 
+/// Every condition reason and Event reason the operator writes: status alone decides them.
+pub mod reason {
+    /// Available: a majority serves under one leader.
+    pub const QUORUM_SERVING: &str = "QuorumServing";
+    /// Available=False: no serving quorum.
+    pub const NO_QUORUM: &str = "NoQuorum";
+    /// Progressing=False: every member the partition lets change runs the update revision.
+    pub const UP_TO_DATE: &str = "UpToDate";
+    /// Progressing=False: `spec.updateStrategy.paused`.
+    pub const PAUSED: &str = "Paused";
+    /// Progressing: a member is being restarted (also the Event of an eviction).
+    pub const RESTARTING_MEMBER: &str = "RestartingMember";
+    /// Progressing: waiting for members to come back or for the StatefulSet.
+    pub const WAITING_FOR_MEMBERS: &str = "WaitingForMembers";
+    /// Progressing: the PodDisruptionBudget refused the eviction.
+    pub const EVICTION_REFUSED: &str = "EvictionRefused";
+    /// Progressing and Degraded: a restart is due but unsafe (also its Event).
+    pub const ROLLOUT_BLOCKED: &str = "RolloutBlocked";
+    /// Degraded=False.
+    pub const HEALTHY: &str = "Healthy";
+    /// Degraded: several members claim to lead.
+    pub const SPLIT_LEADERSHIP: &str = "SplitLeadership";
+    /// Degraded: no majority serves.
+    pub const QUORUM_LOST: &str = "QuorumLost";
+    /// Degraded: a bare majority serves; one more failure loses the quorum.
+    pub const QUORUM_AT_RISK: &str = "QuorumAtRisk";
+    /// Degraded: a member does not serve, the quorum is not at risk yet.
+    pub const MEMBER_DOWN: &str = "MemberDown";
+    /// Degraded: every member serves but the leader counts fewer synced followers.
+    pub const FOLLOWERS_NOT_SYNCED: &str = "FollowersNotSynced";
+    /// Degraded: the leader refuses `mntr`.
+    pub const MNTR_NOT_WHITELISTED: &str = "MntrNotWhitelisted";
+    /// Degraded (and its Event): the spec was refused; nothing was touched.
+    pub const INVALID_SPEC: &str = "InvalidSpec";
+    /// Event: the object does not match the schema.
+    pub const MALFORMED_OBJECT: &str = "MalformedObject";
+    /// Event: applying an owned object failed.
+    pub const APPLY_FAILED: &str = "ApplyFailed";
+}
+
 /// One condition as the reconcile judged it, before timestamps.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Judgement {
     pub type_: &'static str,
     pub status: bool,
-    pub reason: String,
+    pub reason: &'static str,
     pub message: String,
 }
 
@@ -29,13 +69,13 @@ impl Judgement {
     pub fn new(
         type_: &'static str,
         status: bool,
-        reason: impl Into<String>,
+        reason: &'static str,
         message: impl Into<String>,
     ) -> Self {
         Judgement {
             type_,
             status,
-            reason: reason.into(),
+            reason,
             message: message.into(),
         }
     }
@@ -61,7 +101,7 @@ pub fn merge_conditions(
         out.push(Condition {
             type_: j.type_.to_string(),
             status: status.to_string(),
-            reason: j.reason.clone(),
+            reason: j.reason.to_string(),
             message: j.message.clone(),
             observed_generation: generation,
             last_transition_time,
@@ -102,33 +142,53 @@ pub fn condition<'a>(status: &'a ZookeeperClusterStatus, type_: &str) -> Option<
     status.conditions.iter().find(|c| c.type_ == type_)
 }
 
-/// Every mode a member can report, for the members-by-mode metric.
-pub const MODES: [Mode; 5] = [
-    Mode::Leader,
-    Mode::Follower,
-    Mode::Observer,
-    Mode::Standalone,
-    Mode::Unreachable,
-];
-
-/// What the reconcile did this time, beyond the planner's decision.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Act {
-    /// Nothing was evicted.
-    None,
-    /// The decided pod was evicted.
-    Evicted(String),
-    /// The eviction was refused (the PodDisruptionBudget allows no disruption now).
-    EvictionRefused(String),
+/// Why the ensemble is degraded, as the `Degraded` condition; `None` when every member serves
+/// and the leader counts them synced.
+pub fn degraded(view: &EnsembleView) -> Option<Judgement> {
+    let degraded = |reason, message| Some(Judgement::new(DEGRADED, true, reason, message));
+    if let Leadership::Split(ls) = &view.leadership {
+        let message = format!("{} all claim to lead", view.names(ls).join(", "));
+        return degraded(reason::SPLIT_LEADERSHIP, message);
+    }
+    let down = view.not_serving();
+    let quorum = view.voters / 2 + 1;
+    if !view.available() {
+        let message = format!(
+            "{} of {} members serve, a quorum needs {quorum}; not serving: {}",
+            view.voters_serving,
+            view.voters,
+            down.join(", ")
+        );
+        return degraded(reason::QUORUM_LOST, message);
+    }
+    if !down.is_empty() {
+        // One more failure would lose the quorum when only a bare majority serves.
+        let why = if view.voters_serving == quorum {
+            reason::QUORUM_AT_RISK
+        } else {
+            reason::MEMBER_DOWN
+        };
+        return degraded(why, format!("not serving: {}", down.join(", ")));
+    }
+    match &view.sync {
+        Sync::Count(n) if n + 1 < view.voters => degraded(
+            reason::FOLLOWERS_NOT_SYNCED,
+            format!(
+                "the leader counts {n} synced followers of {}",
+                view.voters - 1
+            ),
+        ),
+        Sync::MntrNotWhitelisted => degraded(
+            reason::MNTR_NOT_WHITELISTED,
+            format!("the leader refuses mntr; add it to 4lw.commands.whitelist ({WHITELIST})"),
+        ),
+        _ => None,
+    }
 }
 
-/// The three conditions from the ensemble view and the planner's decision.
-pub fn judge(
-    observation: &Observation,
-    view: &EnsembleView,
-    decision: &Decision,
-    act: &Act,
-) -> [Judgement; 3] {
+/// The three conditions from the plan and what the act step did.
+pub fn judge(plan: &Plan, act: &Act) -> [Judgement; 3] {
+    let view = &plan.view;
     let quorum = view.voters / 2 + 1;
     let available = if view.available() {
         let leader = view
@@ -138,7 +198,7 @@ pub fn judge(
         Judgement::new(
             AVAILABLE,
             true,
-            "QuorumServing",
+            reason::QUORUM_SERVING,
             format!(
                 "{} of {} members serve a quorum led by {leader} (from each member's srvr)",
                 view.voters_serving, view.voters
@@ -148,19 +208,19 @@ pub fn judge(
         Judgement::new(
             AVAILABLE,
             false,
-            "NoQuorum",
+            reason::NO_QUORUM,
             format!(
                 "{} of {} members serve a quorum; at least {quorum} must serve under one leader",
                 view.voters_serving, view.voters
             ),
         )
     };
-    let step = step_message(observation, decision);
-    let progressing = match (decision, act) {
+    let step = step_message(plan);
+    let progressing = match (&plan.decision, act) {
         (_, Act::EvictionRefused(pod)) => Judgement::new(
             PROGRESSING,
             true,
-            "EvictionRefused",
+            reason::EVICTION_REFUSED,
             format!(
                 "{step}; the eviction of {pod} was refused by the PodDisruptionBudget, retrying"
             ),
@@ -168,28 +228,34 @@ pub fn judge(
         (Decision::Idle, _) => Judgement::new(
             PROGRESSING,
             false,
-            "UpToDate",
+            reason::UP_TO_DATE,
             format!(
                 "every member the partition lets change runs revision {}",
-                observation.update_revision.as_deref().unwrap_or("unknown")
+                plan.update_revision.as_deref().unwrap_or("unknown")
             ),
         ),
         (Decision::Wait(WaitReason::Paused { .. }), _) => {
-            Judgement::new(PROGRESSING, false, "Paused", step)
+            Judgement::new(PROGRESSING, false, reason::PAUSED, step)
         }
-        (Decision::Restart(_), _) => Judgement::new(PROGRESSING, true, "RestartingMember", step),
-        (Decision::Wait(_), _) => Judgement::new(PROGRESSING, true, "WaitingForMembers", step),
-        (Decision::Blocked(_), _) => Judgement::new(PROGRESSING, true, "RolloutBlocked", step),
+        (Decision::Restart(_), _) => {
+            Judgement::new(PROGRESSING, true, reason::RESTARTING_MEMBER, step)
+        }
+        (Decision::Wait(_), _) => {
+            Judgement::new(PROGRESSING, true, reason::WAITING_FOR_MEMBERS, step)
+        }
+        (Decision::Blocked(_), _) => {
+            Judgement::new(PROGRESSING, true, reason::ROLLOUT_BLOCKED, step)
+        }
     };
-    let degraded = match (view.degraded(), decision) {
-        (Some((reason, message)), _) => Judgement::new(DEGRADED, true, reason, message),
+    let degraded = match (degraded(view), &plan.decision) {
+        (Some(j), _) => j,
         (None, Decision::Blocked(b)) => {
-            Judgement::new(DEGRADED, true, "RolloutBlocked", b.to_string())
+            Judgement::new(DEGRADED, true, reason::ROLLOUT_BLOCKED, b.to_string())
         }
         (None, _) => Judgement::new(
             DEGRADED,
             false,
-            "Healthy",
+            reason::HEALTHY,
             format!(
                 "all {} members serve and the leader counts them synced",
                 view.voters
@@ -199,22 +265,29 @@ pub fn judge(
     [available, progressing, degraded]
 }
 
+/// Whether the previous status already reported the rollout as blocked (its Event was sent).
+pub fn was_blocked(previous: Option<&ZookeeperClusterStatus>) -> bool {
+    previous
+        .and_then(|s| condition(s, PROGRESSING))
+        .is_some_and(|c| c.reason == reason::ROLLOUT_BLOCKED)
+}
+
 /// The whole status of a cluster whose spec is valid.
-#[allow(clippy::too_many_arguments)]
 pub fn cluster_status(
-    previous: Option<&ZookeeperClusterStatus>,
-    generation: Option<i64>,
+    zk: &ZookeeperCluster,
     connection_string: String,
     sts: &StatefulSet,
-    observation: &Observation,
-    view: &EnsembleView,
-    decision: &Decision,
+    plan: &Plan,
     act: &Act,
     now: &Time,
 ) -> ZookeeperClusterStatus {
     let s = sts.status.clone().unwrap_or_default();
-    let judgements = judge(observation, view, decision, act);
-    let prev_conditions = previous
+    let view = &plan.view;
+    let judgements = judge(plan, act);
+    let generation = zk.metadata.generation;
+    let prev_conditions = zk
+        .status
+        .as_ref()
         .map(|p| p.conditions.as_slice())
         .unwrap_or_default();
     ZookeeperClusterStatus {
@@ -257,23 +330,17 @@ pub fn invalid_status(
     );
     status.conditions = merge_conditions(
         &status.conditions,
-        &[Judgement::new(DEGRADED, true, "InvalidSpec", message)],
+        &[Judgement::new(
+            DEGRADED,
+            true,
+            reason::INVALID_SPEC,
+            message,
+        )],
         generation,
         now,
     );
     status.observed_generation = generation;
     status
-}
-
-/// Members per mode, for the metric.
-pub fn mode_counts(view: &EnsembleView) -> Vec<(&'static str, i64)> {
-    MODES
-        .iter()
-        .map(|mode| {
-            let n = view.members.iter().filter(|m| m.mode == *mode).count();
-            (mode.as_str(), n as i64)
-        })
-        .collect()
 }
 
 #[cfg(test)]

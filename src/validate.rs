@@ -11,7 +11,7 @@ use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use kube::ResourceExt;
 
 use crate::crd::{ZookeeperCluster, ZookeeperClusterSpec};
-use crate::render::labels::RESERVED_LABEL_PREFIX;
+use crate::names::RESERVED_LABEL_PREFIX;
 
 /// Longest `metadata.name`: the StatefulSet adds `-<hash>` to its revision labels (63 chars max).
 pub const MAX_NAME_LEN: usize = 52;

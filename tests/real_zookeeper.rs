@@ -16,6 +16,7 @@ use support::{
 };
 use zookeeper_operator::health::{Leadership, Mode, Ordinal, Sync};
 use zookeeper_operator::rollout::{self, BlockedReason, Decision, RestartReason};
+use zookeeper_operator::status;
 
 const SETTLE: Duration = Duration::from_secs(60);
 
@@ -35,7 +36,7 @@ async fn three_members_view_through_kills_and_restarts() {
     assert_eq!(v.voters_serving, 3);
     assert!(v.available());
     assert_eq!(v.sync, Sync::Count(2));
-    assert_eq!(v.degraded(), None);
+    assert_eq!(status::degraded(&v), None);
     let leader = leader_of(&v);
     let modes: Vec<Mode> = v.members.iter().map(|m| m.mode).collect();
     assert_eq!(modes.iter().filter(|m| **m == Mode::Leader).count(), 1);
@@ -56,11 +57,11 @@ async fn three_members_view_through_kills_and_restarts() {
         Some("connection refused")
     );
     assert!(v.available());
-    assert_eq!(v.degraded().map(|d| d.0), Some("QuorumAtRisk"));
+    assert_eq!(status::degraded(&v).map(|j| j.reason), Some("QuorumAtRisk"));
     // With every member outdated, the planner restarts the dead one first.
     let obs = ens.observe("rev-2", 0).await;
     assert_eq!(
-        rollout::plan(&obs),
+        rollout::plan(&obs).decision,
         Decision::Restart(rollout::Restart {
             ordinal: Ordinal(follower as u32),
             pod: zookeeper_operator::health::MemberName::new("zk", Ordinal(follower as u32)),
@@ -81,15 +82,15 @@ async fn three_members_view_through_kills_and_restarts() {
         .await;
     assert_eq!(v.leadership, Leadership::None);
     assert!(!v.available());
-    assert_eq!(v.degraded().map(|d| d.0), Some("QuorumLost"));
+    assert_eq!(status::degraded(&v).map(|j| j.reason), Some("QuorumLost"));
     let obs = ens.observe("rev-2", 0).await;
     assert!(
         matches!(
-            rollout::plan(&obs),
+            rollout::plan(&obs).decision,
             Decision::Blocked(BlockedReason::MembersNotServing { .. })
         ),
         "{:?}",
-        rollout::plan(&obs)
+        rollout::plan(&obs).decision
     );
 
     // Both come back: one leader again, every follower synced.
@@ -99,7 +100,7 @@ async fn three_members_view_through_kills_and_restarts() {
         .wait_for("the ensemble to heal", SETTLE, |v| v.fully_synced())
         .await;
     assert!(v.available());
-    assert_eq!(v.degraded(), None);
+    assert_eq!(status::degraded(&v), None);
     leader_of(&v);
 }
 
@@ -117,7 +118,7 @@ async fn five_members_keep_quorum_with_two_down_and_lose_it_with_three() {
     let v = ens
         .wait_for("4 of 5 serving", SETTLE, |v| v.sync == Sync::Count(3))
         .await;
-    assert_eq!(v.degraded().map(|d| d.0), Some("MemberDown"));
+    assert_eq!(status::degraded(&v).map(|j| j.reason), Some("MemberDown"));
 
     ens.kill_member(followers[1]);
     let v = ens
@@ -125,17 +126,17 @@ async fn five_members_keep_quorum_with_two_down_and_lose_it_with_three() {
         .await;
     assert!(v.available());
     assert_eq!(v.voters_serving, 3);
-    assert_eq!(v.degraded().map(|d| d.0), Some("QuorumAtRisk"));
+    assert_eq!(status::degraded(&v).map(|j| j.reason), Some("QuorumAtRisk"));
     // Two outdated members are down: restarting either is refused.
     let obs = ens.observe("rev-2", 0).await;
-    assert!(matches!(rollout::plan(&obs), Decision::Blocked(_)));
+    assert!(matches!(rollout::plan(&obs).decision, Decision::Blocked(_)));
 
     ens.kill_member(followers[2]);
     let v = ens
         .wait_for("the quorum to be lost", SETTLE, |v| !v.majority_serving())
         .await;
     assert!(!v.available());
-    assert_eq!(v.degraded().map(|d| d.0), Some("QuorumLost"));
+    assert_eq!(status::degraded(&v).map(|j| j.reason), Some("QuorumLost"));
 
     for &f in &followers[..3] {
         ens.start_member(f);
@@ -297,7 +298,7 @@ async fn rolling_restart_of_five_with_partition_canary_under_writes() {
     }
     // The planner stays idle with the partition in place.
     let obs = ens.observe("rev-2", 3).await;
-    assert_eq!(rollout::plan(&obs), Decision::Idle);
+    assert_eq!(rollout::plan(&obs).decision, Decision::Idle);
 
     // Partition 0 finishes the rollout.
     let rest = rolling_restart(&mut ens, "rev-2", 0, Duration::from_secs(90)).await;

@@ -7,15 +7,13 @@ use kube::api::{Api, Patch, PatchParams};
 use kube::{Client, Resource, ResourceExt};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
-use sha2::{Digest, Sha256};
 
-use super::Error;
+use kube::runtime::events::EventType;
+
+use super::{ClusterId, Context, Error};
+use crate::names::{self, APPLIED_HASH_ANNOTATION, MANAGER};
 use crate::render::DesiredObjects;
-use crate::render::labels::MANAGER;
-
-/// Annotation on every owned object: a hash of what the operator last applied, so an unchanged
-/// object is not written again.
-pub const APPLIED_HASH_ANNOTATION: &str = "zookeeper.ensemble.dev/applied-hash";
+use crate::status::reason;
 
 fn params() -> PatchParams {
     PatchParams::apply(MANAGER).force()
@@ -23,11 +21,7 @@ fn params() -> PatchParams {
 
 /// Hash of a rendered object (before the hash annotation is added).
 pub fn applied_hash<K: Serialize>(obj: &K) -> String {
-    let bytes = serde_json::to_vec(obj).expect("k8s objects serialize to JSON");
-    Sha256::digest(&bytes)[..8]
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    names::short_hash(&serde_json::to_vec(obj).expect("k8s objects serialize to JSON"))
 }
 
 /// Whether `live` differs from what we would apply: it is missing, carries another hash, or
@@ -72,9 +66,30 @@ where
     api.patch(&name, &params(), &Patch::Apply(&obj)).await
 }
 
+/// Applies every owned object (see [`apply_all`]); a failure is also a Warning Event on the
+/// cluster, since it stops everything after it.
+pub async fn apply(
+    ctx: &Context,
+    id: &ClusterId,
+    desired: &DesiredObjects,
+) -> Result<StatefulSet, Error> {
+    let result = apply_all(&ctx.client, &id.namespace, desired).await;
+    if let Err(e) = &result {
+        ctx.publish(
+            id,
+            EventType::Warning,
+            reason::APPLY_FAILED,
+            "Apply",
+            e.to_string(),
+        )
+        .await;
+    }
+    result
+}
+
 /// Applies the objects in order: Services and PDB first so the StatefulSet's pods find their
 /// DNS names and disruption budget in place. Returns the StatefulSet as the server has it.
-pub async fn apply(
+pub async fn apply_all(
     client: &Client,
     namespace: &str,
     desired: &DesiredObjects,

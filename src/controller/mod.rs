@@ -2,28 +2,36 @@
 //! object cannot stop the others), owns their StatefulSet, Services and PDB, watches their pods,
 //! and runs one reconcile pipeline per change.
 
+//! One file per step of the pipeline: [`reconcile`] calls validate and render (pure, outside
+//! this module), then [`apply`], [`observe`], plan (pure, `crate::rollout`), [`act`] and
+//! [`status`] (the IO half of `crate::status`).
+
+pub mod act;
 pub mod apply;
 pub mod observe;
 pub mod reconcile;
+pub mod status;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use futures::StreamExt;
+use futures::{StreamExt, TryStreamExt};
 use k8s_openapi::api::apps::v1::StatefulSet;
-use k8s_openapi::api::core::v1::{Pod, Service};
+use k8s_openapi::api::core::v1::{ObjectReference, Pod, Service};
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use kube::core::DeserializeGuard;
 use kube::runtime::controller::{Action, Config as ControllerConfig, Controller};
-use kube::runtime::events::{Recorder, Reporter};
+use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use kube::runtime::reflector::ObjectRef;
 use kube::runtime::{WatchStreamExt, predicates, reflector, watcher};
-use kube::{Api, Client, ResourceExt};
+use kube::{Api, Client, Resource, ResourceExt};
 
 use crate::crd::ZookeeperCluster;
-use crate::metrics::Metrics;
-use crate::render::labels::MANAGER;
+use crate::metrics::{ClusterLabels, Metrics};
+use crate::names::{self, INSTANCE_LABEL, MANAGER};
+use crate::validate::ValidatedCluster;
 use observe::Prober;
 
 /// Errors of one reconcile, named after the action that failed.
@@ -62,6 +70,50 @@ impl Error {
     }
 }
 
+/// Who one reconcile is about: the cluster's namespace, name and the references its children and
+/// Events carry.
+pub struct ClusterId {
+    pub namespace: String,
+    pub name: String,
+    /// For Events about the cluster.
+    pub reference: ObjectReference,
+    /// The controller owner reference every child carries.
+    pub owner: OwnerReference,
+}
+
+impl ClusterId {
+    pub fn of(zk: &ZookeeperCluster) -> Result<Self, Error> {
+        Ok(ClusterId {
+            namespace: zk
+                .namespace()
+                .ok_or(Error::MissingField("metadata.namespace"))?,
+            name: zk.name_any(),
+            reference: zk.object_ref(&()),
+            owner: zk
+                .controller_owner_ref(&())
+                .ok_or(Error::MissingField("metadata.uid"))?,
+        })
+    }
+
+    /// The labels of the cluster's metric series.
+    pub fn labels(&self) -> ClusterLabels {
+        ClusterLabels {
+            namespace: self.namespace.clone(),
+            cluster: self.name.clone(),
+        }
+    }
+
+    /// The client Service address `status.connectionString` publishes.
+    pub fn connection_string(&self, cluster: &ValidatedCluster) -> String {
+        names::connection_string(
+            &self.name,
+            &self.namespace,
+            &cluster.spec.cluster_domain,
+            cluster.spec.ports.client,
+        )
+    }
+}
+
 /// What every reconcile shares.
 pub struct Context {
     pub client: Client,
@@ -84,6 +136,41 @@ impl Context {
             metrics,
             prober,
             failures: Mutex::default(),
+        }
+    }
+
+    /// Publishes an Event about the cluster. Events are best effort: failing to record one must
+    /// not fail the reconcile.
+    pub async fn publish(
+        &self,
+        id: &ClusterId,
+        type_: EventType,
+        reason: &str,
+        action: &str,
+        note: String,
+    ) {
+        self.publish_to(&id.reference, type_, reason, action, note)
+            .await
+    }
+
+    /// Publishes an Event about any object (a malformed cluster has no [`ClusterId`]).
+    pub async fn publish_to(
+        &self,
+        reference: &ObjectReference,
+        type_: EventType,
+        reason: &str,
+        action: &str,
+        note: String,
+    ) {
+        let event = Event {
+            type_,
+            reason: reason.to_string(),
+            note: Some(note.chars().take(1000).collect()),
+            action: action.to_string(),
+            secondary: None,
+        };
+        if let Err(e) = self.recorder.publish(&event, reference).await {
+            tracing::warn!(error = %e, reason, "failed to publish event");
         }
     }
 
@@ -155,15 +242,23 @@ pub async fn run(
             Api::all(client.clone()),
         ),
     };
-    let managed =
-        watcher::Config::default().labels(&format!("app.kubernetes.io/managed-by={MANAGER}"));
-    let member_pods = watcher::Config::default().labels("app.kubernetes.io/name=zookeeper");
+    let managed = watcher::Config::default().labels(&names::managed_selector());
+    let member_pods =
+        watcher::Config::default().labels(&format!("{}={}", names::NAME_LABEL, names::APP_NAME));
     // Only spec changes (a new generation) of the cluster itself trigger a reconcile: the
     // operator's own status writes (members' zxids move with every client write) must not.
     let (reader, writer) = reflector::store();
+    let metrics = ctx.metrics.clone();
     let cluster_changes = watcher(clusters, watcher::Config::default().any_semantic())
         .default_backoff()
         .reflect(writer)
+        // No finalizer, so a deleted cluster is never reconciled again: its metric series are
+        // forgotten when the watch reports the deletion.
+        .inspect_ok(move |event| {
+            if let watcher::Event::Delete(obj) = event {
+                metrics.forget_cluster(&obj.namespace().unwrap_or_default(), &obj.name_any());
+            }
+        })
         .applied_objects()
         .predicate_filter(predicates::generation, Default::default());
     Controller::for_stream(cluster_changes, reader)
@@ -172,7 +267,7 @@ pub async fn run(
         .owns(pdb, managed)
         // Pods are owned by the StatefulSet, not by the cluster: map them back by label.
         .watches(pods, member_pods, |pod: Pod| {
-            let cluster = pod.labels().get("app.kubernetes.io/instance")?.clone();
+            let cluster = pod.labels().get(INSTANCE_LABEL)?.clone();
             Some(ObjectRef::new(&cluster).within(&pod.namespace()?))
         })
         .with_config(

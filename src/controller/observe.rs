@@ -1,16 +1,19 @@
 //! Observe: the StatefulSet's pods from the API and every member's four-letter-word answers.
 
 use std::sync::Arc;
+use std::time::SystemTime;
 
 use futures::future::BoxFuture;
+use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::Pod;
-use kube::Client;
 use kube::api::{Api, ListParams};
 
-use super::Error;
-use crate::health::fourlw::{MemberAddress, ProbeConfig, probe_ensemble};
+use super::{ClusterId, Context, Error};
+use crate::health::fourlw::{MemberAddress, ProbeConfig, member_addresses, probe_ensemble};
 use crate::health::{MemberProbe, Ordinal};
-use crate::render::labels::selector_labels;
+use crate::names;
+use crate::rollout::Observation;
+use crate::validate::ValidatedCluster;
 
 /// Sends the four-letter words to a set of members. The real one speaks TCP to the members'
 /// ordinal DNS names; tests substitute their own.
@@ -23,14 +26,40 @@ pub fn network_prober(config: ProbeConfig) -> Prober {
     Arc::new(move |members| Box::pin(probe_ensemble(members, config)))
 }
 
+/// Everything the planner needs: the StatefulSet (as just applied), its pods, and each member's
+/// answers through its ordinal DNS name.
+pub async fn observe(
+    ctx: &Context,
+    id: &ClusterId,
+    cluster: &ValidatedCluster,
+    sts: &StatefulSet,
+) -> Result<Observation, Error> {
+    let pods = pods(ctx, id).await?;
+    let spec = &cluster.spec;
+    let addresses = member_addresses(
+        &id.name,
+        &id.namespace,
+        &spec.cluster_domain,
+        spec.ports.client as u16,
+        spec.replicas.max(0) as u32,
+    );
+    // Taken before the first word is sent: the planner ignores probes older than a pod.
+    let probed_at = SystemTime::now();
+    let probes = (ctx.prober)(addresses).await;
+    Ok(Observation::from_objects(
+        sts,
+        &pods,
+        spec.update_strategy.partition.max(0) as u32,
+        spec.update_strategy.paused,
+        probes,
+        probed_at,
+    ))
+}
+
 /// The member pods of a cluster.
-pub async fn pods(client: &Client, namespace: &str, cluster: &str) -> Result<Vec<Pod>, Error> {
-    let api: Api<Pod> = Api::namespaced(client.clone(), namespace);
-    let selector = selector_labels(cluster)
-        .into_iter()
-        .map(|(k, v)| format!("{k}={v}"))
-        .collect::<Vec<_>>()
-        .join(",");
+async fn pods(ctx: &Context, id: &ClusterId) -> Result<Vec<Pod>, Error> {
+    let api: Api<Pod> = Api::namespaced(ctx.client.clone(), &id.namespace);
+    let selector = names::member_selector(&id.name);
     let list = api
         .list(&ListParams::default().labels(&selector))
         .await

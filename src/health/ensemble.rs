@@ -264,60 +264,18 @@ impl EnsembleView {
             }
     }
 
-    /// Why the ensemble is degraded, as a `Degraded` condition reason and message; `None` when
-    /// every member serves and is synced.
-    pub fn degraded(&self) -> Option<(&'static str, String)> {
-        if let Leadership::Split(ls) = &self.leadership {
-            let names: Vec<String> = ls.iter().map(|o| self.name(*o)).collect();
-            return Some((
-                "SplitLeadership",
-                format!("{} all claim to lead", names.join(", ")),
-            ));
-        }
-        let down: Vec<String> = self
-            .members
+    /// Members that do not serve, with what they said, for messages.
+    pub fn not_serving(&self) -> Vec<String> {
+        self.members
             .iter()
             .filter(|m| m.problem.is_some())
             .map(|m| format!("{} ({})", m.name, m.problem.as_deref().unwrap_or_default()))
-            .collect();
-        if !self.available() {
-            return Some((
-                "QuorumLost",
-                format!(
-                    "{} of {} members serve, a quorum needs {}; not serving: {}",
-                    self.voters_serving,
-                    self.voters,
-                    self.voters / 2 + 1,
-                    down.join(", ")
-                ),
-            ));
-        }
-        if !down.is_empty() {
-            // One more failure would lose the quorum when only a bare majority serves.
-            let reason = if self.voters_serving == self.voters / 2 + 1 {
-                "QuorumAtRisk"
-            } else {
-                "MemberDown"
-            };
-            return Some((reason, format!("not serving: {}", down.join(", "))));
-        }
-        match &self.sync {
-            Sync::Count(n) if n + 1 < self.voters => Some((
-                "FollowersNotSynced",
-                format!(
-                    "the leader counts {n} synced followers of {}",
-                    self.voters - 1
-                ),
-            )),
-            Sync::MntrNotWhitelisted => Some((
-                "MntrNotWhitelisted",
-                format!(
-                    "the leader refuses mntr; add it to 4lw.commands.whitelist ({})",
-                    super::WHITELIST
-                ),
-            )),
-            _ => None,
-        }
+            .collect()
+    }
+
+    /// The names of the members with these ordinals.
+    pub fn names(&self, ordinals: &[Ordinal]) -> Vec<String> {
+        ordinals.iter().map(|o| self.name(*o)).collect()
     }
 
     fn name(&self, o: Ordinal) -> String {
@@ -392,7 +350,7 @@ mod tests {
         assert!(v.available());
         assert!(v.fully_synced());
         assert_eq!(v.sync, Sync::Count(2));
-        assert_eq!(v.degraded(), None);
+        assert_eq!(crate::status::degraded(&v), None);
         assert!(v.members[2].updated);
         assert!(!v.members[0].updated);
         assert_eq!(
@@ -410,8 +368,9 @@ mod tests {
         assert!(v.available());
         assert!(!v.fully_synced());
         assert_eq!(v.members[2].mode, Mode::Unreachable);
-        let (reason, msg) = v.degraded().expect("degraded");
-        assert_eq!(reason, "QuorumAtRisk");
+        let j = crate::status::degraded(&v).expect("degraded");
+        let msg = &j.message;
+        assert_eq!(j.reason, "QuorumAtRisk");
         assert!(msg.contains("zk-2 (connection refused)"), "{msg}");
     }
 
@@ -424,7 +383,10 @@ mod tests {
         probes[0] = probe(0, srvr_of("leader"), Some(mntr_synced(3)));
         probes[4].srvr = Outcome::Timeout;
         let v = EnsembleView::build("zk", 5, Some("a"), &pods, &probes);
-        assert_eq!(v.degraded().map(|d| d.0), Some("MemberDown"));
+        assert_eq!(
+            crate::status::degraded(&v).map(|j| j.reason),
+            Some("MemberDown")
+        );
     }
 
     #[test]
@@ -438,7 +400,10 @@ mod tests {
         assert_eq!(v.sync, Sync::NoLeader);
         assert!(!v.majority_serving());
         assert!(!v.available());
-        assert_eq!(v.degraded().map(|d| d.0), Some("QuorumLost"));
+        assert_eq!(
+            crate::status::degraded(&v).map(|j| j.reason),
+            Some("QuorumLost")
+        );
     }
 
     #[test]
@@ -452,8 +417,9 @@ mod tests {
         );
         assert!(v.leader().is_none());
         assert!(!v.available());
-        let (reason, msg) = v.degraded().expect("degraded");
-        assert_eq!(reason, "SplitLeadership");
+        let j = crate::status::degraded(&v).expect("degraded");
+        let msg = &j.message;
+        assert_eq!(j.reason, "SplitLeadership");
         assert!(msg.contains("zk-0, zk-1"), "{msg}");
     }
 
@@ -491,7 +457,10 @@ mod tests {
         let v = EnsembleView::build("zk", 3, Some("b"), &pods, &probes);
         assert_eq!(v.sync, Sync::MntrNotWhitelisted);
         assert!(!v.fully_synced());
-        assert_eq!(v.degraded().map(|d| d.0), Some("MntrNotWhitelisted"));
+        assert_eq!(
+            crate::status::degraded(&v).map(|j| j.reason),
+            Some("MntrNotWhitelisted")
+        );
     }
 
     #[test]

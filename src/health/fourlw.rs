@@ -47,7 +47,7 @@ impl MemberAddress {
         port: u16,
     ) -> Self {
         Self::new(
-            format!("{cluster}-{ordinal}.{cluster}-hs.{namespace}.svc.{cluster_domain}"),
+            crate::names::member_host(cluster, ordinal.0, namespace, cluster_domain),
             port,
         )
     }

@@ -36,7 +36,7 @@ pub struct MemberName(String);
 impl MemberName {
     /// The name of member `ordinal` of the StatefulSet `cluster`.
     pub fn new(cluster: &str, ordinal: Ordinal) -> Self {
-        Self(format!("{cluster}-{ordinal}"))
+        Self(crate::names::member_pod(cluster, ordinal.0))
     }
 
     /// The pod name.
@@ -109,6 +109,9 @@ pub enum Word {
 }
 
 impl Word {
+    /// Every word the health component sends: exactly the rendered whitelist.
+    pub const ALL: [Word; 3] = [Word::Srvr, Word::Mntr, Word::Ruok];
+
     /// The four letters sent on the wire.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -125,7 +128,8 @@ impl fmt::Display for Word {
     }
 }
 
-/// The value for `4lw.commands.whitelist` (or `-Dzookeeper.4lw.commands.whitelist=`).
+/// The value for `4lw.commands.whitelist` (or `-Dzookeeper.4lw.commands.whitelist=`): the words
+/// of [`Word::ALL`], never `*` (a test keeps the two equal).
 pub const WHITELIST: &str = "srvr,mntr,ruok";
 
 /// What one four-letter word sent to one member came to.
@@ -173,5 +177,16 @@ impl<T> Outcome<T> {
             Outcome::DnsFailure(detail) => format!("name does not resolve: {detail}"),
             Outcome::Other(detail) => detail.clone(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_whitelist_is_exactly_the_words_sent() {
+        let words: Vec<&str> = Word::ALL.iter().map(|w| w.as_str()).collect();
+        assert_eq!(WHITELIST, words.join(","));
     }
 }

@@ -3,14 +3,13 @@
 //! The flag set is the reference image's; our own image accepts the same flags. No string from
 //! the user reaches a shell: the flags are passed as an argument vector, not through `sh -c`.
 
+use crate::health::WHITELIST;
 use crate::validate::ValidatedCluster;
 
 /// Where the data volume is mounted.
 pub const DATA_MOUNT: &str = "/var/lib/zookeeper";
 /// ZooKeeper configuration directory inside the image.
 pub const CONF_DIR: &str = "/opt/zookeeper/conf";
-/// Four-letter words the health component and probes use; the server refuses all others.
-pub const FOUR_LETTER_WORDS: &str = "srvr,mntr,ruok";
 
 /// The full `start-zookeeper` invocation.
 pub fn start_zookeeper(v: &ValidatedCluster) -> Vec<String> {
@@ -45,6 +44,6 @@ pub fn start_zookeeper(v: &ValidatedCluster) -> Vec<String> {
 /// pod existed retries instead of failing for the JVM's cache lifetime.
 pub fn server_jvm_flags() -> String {
     format!(
-        "-Dzookeeper.4lw.commands.whitelist={FOUR_LETTER_WORDS} -Dsun.net.inetaddr.negative.ttl=0 -Dsun.net.inetaddr.ttl=10"
+        "-Dzookeeper.4lw.commands.whitelist={WHITELIST} -Dsun.net.inetaddr.negative.ttl=0 -Dsun.net.inetaddr.ttl=10"
     )
 }

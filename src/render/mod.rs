@@ -64,9 +64,9 @@ fn with_type<T: serde::Serialize>(obj: &T) -> serde_json::Value {
 
 #[cfg(test)]
 mod tests {
-    use super::statefulset::RESTART_HASH_ANNOTATION;
     use super::*;
     use crate::crd::ZookeeperCluster;
+    use crate::names::RESTART_HASH_ANNOTATION;
     use crate::validate::validate;
 
     fn rendered(spec: serde_json::Value) -> DesiredObjects {

@@ -5,17 +5,13 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, OwnerReferen
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
 use super::labels::{object_meta, selector_labels};
+use crate::names;
 use crate::validate::ValidatedCluster;
-
-/// Name of the PodDisruptionBudget.
-pub fn pdb_name(cluster: &str) -> String {
-    format!("{cluster}-pdb")
-}
 
 /// PodDisruptionBudget over the members; evictions (ours included) respect it.
 pub fn pdb(v: &ValidatedCluster, owner: Option<&OwnerReference>) -> PodDisruptionBudget {
     PodDisruptionBudget {
-        metadata: object_meta(pdb_name(&v.name), &v.namespace, &v.name, owner),
+        metadata: object_meta(names::pdb(&v.name), &v.namespace, &v.name, owner),
         spec: Some(PodDisruptionBudgetSpec {
             max_unavailable: Some(IntOrString::Int(v.spec.pdb.max_unavailable)),
             selector: Some(LabelSelector {

@@ -4,17 +4,8 @@ use k8s_openapi::api::core::v1::{Service, ServicePort, ServiceSpec};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 
 use super::labels::{object_meta, selector_labels};
+use crate::names;
 use crate::validate::ValidatedCluster;
-
-/// Name of the headless Service that gives every member `<pod>.<name>-hs` as DNS name.
-pub fn headless_name(cluster: &str) -> String {
-    format!("{cluster}-hs")
-}
-
-/// Name of the client Service.
-pub fn client_name(cluster: &str) -> String {
-    format!("{cluster}-cs")
-}
 
 fn port(name: &str, port: i32) -> ServicePort {
     ServicePort {
@@ -33,7 +24,12 @@ fn port(name: &str, port: i32) -> ServicePort {
 pub fn headless(v: &ValidatedCluster, owner: Option<&OwnerReference>) -> Service {
     let p = &v.spec.ports;
     Service {
-        metadata: object_meta(headless_name(&v.name), &v.namespace, &v.name, owner),
+        metadata: object_meta(
+            names::headless_service(&v.name),
+            &v.namespace,
+            &v.name,
+            owner,
+        ),
         spec: Some(ServiceSpec {
             cluster_ip: Some("None".to_string()),
             publish_not_ready_addresses: Some(true),
@@ -52,7 +48,7 @@ pub fn headless(v: &ValidatedCluster, owner: Option<&OwnerReference>) -> Service
 /// Client Service: a cluster IP in front of the Ready members.
 pub fn client(v: &ValidatedCluster, owner: Option<&OwnerReference>) -> Service {
     Service {
-        metadata: object_meta(client_name(&v.name), &v.namespace, &v.name, owner),
+        metadata: object_meta(names::client_service(&v.name), &v.namespace, &v.name, owner),
         spec: Some(ServiceSpec {
             type_: Some("ClusterIP".to_string()),
             selector: Some(selector_labels(&v.name)),

@@ -13,16 +13,13 @@ use k8s_openapi::api::core::v1::{
     WeightedPodAffinityTerm,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta, OwnerReference};
-use sha2::{Digest, Sha256};
 
 use super::args::{DATA_MOUNT, server_jvm_flags, start_zookeeper};
 use super::labels::{labels, object_meta, selector_labels};
-use super::services::headless_name;
 use crate::crd::{AntiAffinity, PodManagementPolicy, ProbeTiming};
+use crate::names::{self, RESTART_HASH_ANNOTATION};
 use crate::validate::ValidatedCluster;
 
-/// Pod-template annotation holding a hash of everything that needs a restart to take effect.
-pub const RESTART_HASH_ANNOTATION: &str = "zookeeper.ensemble.dev/restart-hash";
 /// Name of the volume claim template (and so of each member's PVC prefix).
 pub const DATA_VOLUME: &str = "datadir";
 /// Name of the ZooKeeper container.
@@ -170,9 +167,7 @@ fn pod_template(v: &ValidatedCluster) -> PodTemplateSpec {
 /// Hash of the pod template (before the hash annotation is added): any change that needs a
 /// restart changes it, and nothing else does.
 pub fn restart_hash(template: &PodTemplateSpec) -> String {
-    let bytes = serde_json::to_vec(template).expect("a pod template serializes to JSON");
-    let digest = Sha256::digest(&bytes);
-    digest[..8].iter().map(|b| format!("{b:02x}")).collect()
+    names::short_hash(&serde_json::to_vec(template).expect("a pod template serializes to JSON"))
 }
 
 /// The StatefulSet of the ensemble.
@@ -202,7 +197,7 @@ pub fn statefulset(v: &ValidatedCluster, owner: Option<&OwnerReference>) -> Stat
         metadata: object_meta(v.name.clone(), &v.namespace, &v.name, owner),
         spec: Some(StatefulSetSpec {
             replicas: Some(s.replicas),
-            service_name: Some(headless_name(&v.name)),
+            service_name: Some(names::headless_service(&v.name)),
             selector: LabelSelector {
                 match_labels: Some(selector_labels(&v.name)),
                 ..Default::default()

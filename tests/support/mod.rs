@@ -422,7 +422,7 @@ pub async fn rolling_restart(
         {
             last.synced_at = Some(Instant::now());
         }
-        match rollout::plan(&obs) {
+        match rollout::plan(&obs).decision {
             Decision::Idle => break,
             Decision::Restart(r) => {
                 let i = r.ordinal.0 as usize;

@@ -1,0 +1,158 @@
+//! One home for every name the operator gives or looks up: the API group, object names, DNS
+//! names, label and annotation keys, the field manager, and the short hash in annotations.
+//!
+//! Everything that must agree (the names the renderer writes and the names the controller and
+//! the health component look up) is built here, so no two places spell the same name.
+
+use sha2::{Digest, Sha256};
+
+/// The API group of `ZookeeperCluster`. The `#[kube(group = ...)]` attribute on the type needs a
+/// literal; a test checks that it says the same.
+pub const API_GROUP: &str = "zookeeper.ensemble.dev";
+
+/// Value of `app.kubernetes.io/managed-by`, the server-side apply field manager and the Event
+/// reporter.
+pub const MANAGER: &str = "zookeeper-operator";
+
+/// Labels under this prefix are the operator's own; users may not set them.
+pub const RESERVED_LABEL_PREFIX: &str = "app.kubernetes.io/";
+/// `app.kubernetes.io/name`: `zookeeper` on every member pod and owned object.
+pub const NAME_LABEL: &str = "app.kubernetes.io/name";
+/// `app.kubernetes.io/instance`: the ZookeeperCluster's name.
+pub const INSTANCE_LABEL: &str = "app.kubernetes.io/instance";
+/// `app.kubernetes.io/managed-by`: [`MANAGER`].
+pub const MANAGED_BY_LABEL: &str = "app.kubernetes.io/managed-by";
+/// `app.kubernetes.io/component`: [`COMPONENT`].
+pub const COMPONENT_LABEL: &str = "app.kubernetes.io/component";
+/// Value of [`NAME_LABEL`].
+pub const APP_NAME: &str = "zookeeper";
+/// Value of [`COMPONENT_LABEL`].
+pub const COMPONENT: &str = "server";
+
+/// Pod-template annotation: a hash of everything that needs a restart, so a change rolls.
+pub const RESTART_HASH_ANNOTATION: &str = "zookeeper.ensemble.dev/restart-hash";
+/// Annotation on every owned object: a hash of what the operator last applied, so an unchanged
+/// object is not written again.
+pub const APPLIED_HASH_ANNOTATION: &str = "zookeeper.ensemble.dev/applied-hash";
+
+/// The StatefulSet of a cluster has the cluster's own name.
+pub fn statefulset(cluster: &str) -> String {
+    cluster.to_string()
+}
+
+/// The headless Service that gives every member `<pod>.<cluster>-hs` as its DNS name.
+pub fn headless_service(cluster: &str) -> String {
+    format!("{cluster}-hs")
+}
+
+/// The client Service, `<cluster>-cs`.
+pub fn client_service(cluster: &str) -> String {
+    format!("{cluster}-cs")
+}
+
+/// The PodDisruptionBudget, `<cluster>-pdb`.
+pub fn pdb(cluster: &str) -> String {
+    format!("{cluster}-pdb")
+}
+
+/// Member `ordinal`'s pod, `<cluster>-<ordinal>`.
+pub fn member_pod(cluster: &str, ordinal: u32) -> String {
+    format!("{}-{ordinal}", statefulset(cluster))
+}
+
+/// Member `ordinal`'s stable DNS name through the headless Service:
+/// `<cluster>-<i>.<cluster>-hs.<namespace>.svc.<cluster_domain>`.
+pub fn member_host(cluster: &str, ordinal: u32, namespace: &str, cluster_domain: &str) -> String {
+    format!(
+        "{}.{}.{namespace}.svc.{cluster_domain}",
+        member_pod(cluster, ordinal),
+        headless_service(cluster)
+    )
+}
+
+/// The client Service's DNS name, `<cluster>-cs.<namespace>.svc.<cluster_domain>`.
+pub fn client_host(cluster: &str, namespace: &str, cluster_domain: &str) -> String {
+    format!(
+        "{}.{namespace}.svc.{cluster_domain}",
+        client_service(cluster)
+    )
+}
+
+/// The connection string `status.connectionString` publishes: the client Service and port.
+pub fn connection_string(
+    cluster: &str,
+    namespace: &str,
+    cluster_domain: &str,
+    client_port: i32,
+) -> String {
+    format!(
+        "{}:{client_port}",
+        client_host(cluster, namespace, cluster_domain)
+    )
+}
+
+/// The label selector (`k=v,k=v`) of a cluster's member pods.
+pub fn member_selector(cluster: &str) -> String {
+    format!("{NAME_LABEL}={APP_NAME},{INSTANCE_LABEL}={cluster}")
+}
+
+/// The label selector of every object the operator manages.
+pub fn managed_selector() -> String {
+    format!("{MANAGED_BY_LABEL}={MANAGER}")
+}
+
+/// The first 8 bytes of a SHA-256, in hex: short enough for an annotation, long enough that a
+/// change is never mistaken for no change in practice.
+pub fn short_hash(bytes: &[u8]) -> String {
+    Sha256::digest(bytes)[..8]
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::crd::ZookeeperCluster;
+    use kube::{CustomResourceExt, Resource};
+
+    #[test]
+    fn the_type_carries_the_api_group() {
+        assert_eq!(ZookeeperCluster::group(&()), API_GROUP);
+        assert_eq!(
+            ZookeeperCluster::crd_name(),
+            format!("zookeeperclusters.{API_GROUP}")
+        );
+    }
+
+    #[test]
+    fn annotations_live_in_the_api_group() {
+        for key in [RESTART_HASH_ANNOTATION, APPLIED_HASH_ANNOTATION] {
+            assert_eq!(key.split_once('/').map(|(g, _)| g), Some(API_GROUP));
+        }
+    }
+
+    #[test]
+    fn names_as_users_see_them() {
+        assert_eq!(
+            member_host("zk", 2, "prod", "cluster.local"),
+            "zk-2.zk-hs.prod.svc.cluster.local"
+        );
+        assert_eq!(
+            connection_string("zk", "prod", "cluster.local", 2181),
+            "zk-cs.prod.svc.cluster.local:2181"
+        );
+        assert_eq!(
+            member_selector("zk"),
+            "app.kubernetes.io/name=zookeeper,app.kubernetes.io/instance=zk"
+        );
+        assert_eq!(pdb("zk"), "zk-pdb");
+    }
+
+    #[test]
+    fn short_hash_is_stable_and_sensitive() {
+        assert_eq!(short_hash(b"a"), short_hash(b"a"));
+        assert_ne!(short_hash(b"a"), short_hash(b"b"));
+        assert_eq!(short_hash(b"a").len(), 16);
+    }
+}
