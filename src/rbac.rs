@@ -1,5 +1,8 @@
 //! The Kubernetes API permissions the operator needs, in one table.
 //!
+//! The running operator never reads this module: it is the test oracle that lives in `src` so
+//! that the chart tests, the README test and the mocked-API tests all check against one table.
+//!
 //! Read verbs (`get`, `list`, `watch`) on everything the operator watches; write verbs only where
 //! the code writes: server-side apply of its children, status patches, evictions, Events, the Lease.
 //!

@@ -486,6 +486,42 @@ async fn lifecycle_status_steady_state_and_invalid_spec() {
         .unwrap();
     wait_settled(&client, &ns, name, Duration::from_secs(120)).await;
     assert_eq!(uids(&member_pods(&client, &ns, name).await), pods_before);
+
+    // Deleting the cluster forgets its metric series (no finalizer: the watch's delete event
+    // is the only notice the operator gets).
+    let series = format!("namespace=\"{ns}\",cluster=\"{name}\"");
+    let metrics = operator_metrics(&client).await;
+    assert!(metrics.contains(&series), "no series for {series}:\n{metrics}");
+    api.delete(name, &DeleteParams::default()).await.unwrap();
+    wait_until(
+        "the deleted cluster's metric series are gone",
+        Duration::from_secs(60),
+        || async { (!operator_metrics(&client).await.contains(&series)).then_some(()) },
+    )
+    .await;
+    log("deleted cluster: its metric series are gone from /metrics");
+}
+
+/// The /metrics text of every operator pod, through the API server's pod proxy.
+async fn operator_metrics(client: &Client) -> String {
+    let operators: Api<Pod> = Api::namespaced(client.clone(), OPERATOR_NAMESPACE);
+    let pods = operators
+        .list(&ListParams::default().labels("app.kubernetes.io/name=zookeeper-operator"))
+        .await
+        .unwrap();
+    let mut text = String::new();
+    for p in pods.items.iter().filter(|p| pod_ready(p)) {
+        let path = format!(
+            "/api/v1/namespaces/{OPERATOR_NAMESPACE}/pods/{}:8080/proxy/metrics",
+            p.name_any()
+        );
+        let request = http::Request::get(path).body(Vec::new()).unwrap();
+        match client.request_text(request).await {
+            Ok(t) => text.push_str(&t),
+            Err(e) => log(format!("metrics of {}: {e}", p.name_any())),
+        }
+    }
+    text
 }
 
 /// Changes a restart-relevant value and samples the rollout until every member the partition
