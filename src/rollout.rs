@@ -248,6 +248,10 @@ pub enum BlockedReason {
         /// Members not serving, with what they said.
         down: Vec<(MemberName, String)>,
     },
+    /// A member runs standalone in a multi-member ensemble: it holds data of its own that the
+    /// others do not have (a second ensemble). Restarting it would make it follow the others
+    /// and replace its data with theirs, so nothing is restarted until a person decides.
+    StandaloneMember(MemberName),
     /// No member leads.
     NoLeader,
     /// Several members claim to lead.
@@ -361,6 +365,10 @@ impl fmt::Display for BlockedReason {
                     list.join("; ")
                 )
             }
+            BlockedReason::StandaloneMember(m) => write!(
+                f,
+                "{m} runs standalone, apart from the other members; restarting it would replace its data with theirs, so nothing is restarted (see the README's scaling section)"
+            ),
             BlockedReason::NoLeader => f.write_str("no member leads; the ensemble has no quorum"),
             BlockedReason::SplitLeadership(ls) => {
                 let names: Vec<&str> = ls.iter().map(MemberName::as_str).collect();
@@ -447,6 +455,14 @@ fn decide(obs: &Observation, view: &EnsembleView) -> Decision {
         {
             return Decision::Wait(WaitReason::ObservationOlderThanPod(m.name.clone()));
         }
+    }
+
+    // A standalone member of a multi-member ensemble is a second ensemble with data of its own:
+    // never restart anything (least of all it) while one exists.
+    if view.voters > 1
+        && let Some(m) = view.members.iter().find(|m| m.mode == Mode::Standalone)
+    {
+        return Decision::Blocked(BlockedReason::StandaloneMember(m.name.clone()));
     }
 
     let healthy = |m: &crate::health::MemberView| m.pod_ready() && m.problem.is_none();
@@ -919,6 +935,41 @@ mod tests {
         }
         assert!(d.to_string().contains("zk-0: connection refused"), "{d}");
         assert_eq!(requeue_after(&p, &Act::None), Duration::from_secs(10));
+    }
+
+    #[test]
+    fn a_standalone_member_of_a_grown_ensemble_is_never_restarted() {
+        // 1 -> 3 with static membership: zk-0 still runs standalone with the user's data while
+        // zk-1 and zk-2 elected a leader of their own. Restarting zk-0 would make it follow them
+        // and replace its data with their empty tree.
+        let ms = vec![
+            m("standalone", false),
+            m("leader", true),
+            m("follower", true),
+        ];
+        let p = plan(&obs(&ms, Some(1)));
+        assert_eq!(
+            p.decision,
+            Decision::Blocked(BlockedReason::StandaloneMember(name(0)))
+        );
+        let degraded = crate::status::degraded(&p.view).expect("degraded");
+        assert_eq!(degraded.reason, crate::status::reason::STANDALONE_MEMBER);
+        assert!(
+            degraded.message.contains("zk-0 runs standalone"),
+            "{degraded:?}"
+        );
+        // Even when zk-0 looks down to the pod (NotReady), it is not "already down".
+        let mut ms = ms;
+        ms[0].ready = false;
+        assert_eq!(
+            decide(&obs(&ms, Some(1))),
+            Decision::Blocked(BlockedReason::StandaloneMember(name(0)))
+        );
+        // A one-member ensemble runs standalone by design and restarts as usual.
+        assert_eq!(
+            decide(&obs(&[m("standalone", false)], None)),
+            restart(0, RestartReason::OnlyMember)
+        );
     }
 
     #[test]

@@ -8,7 +8,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use k8s_openapi::api::apps::v1::StatefulSet;
 
 use crate::crd::{MemberStatus, ZookeeperCluster, ZookeeperClusterStatus};
-use crate::health::{EnsembleView, Leadership, Sync, WHITELIST};
+use crate::health::{EnsembleView, Leadership, Mode, Sync, WHITELIST};
 use crate::rollout::{Act, Decision, Plan, WaitReason, step_message};
 use crate::validate::InvalidSpec;
 
@@ -38,6 +38,8 @@ pub mod reason {
     pub const HEALTHY: &str = "Healthy";
     /// Degraded: several members claim to lead.
     pub const SPLIT_LEADERSHIP: &str = "SplitLeadership";
+    /// Degraded: a member runs standalone apart from a multi-member ensemble (two ensembles).
+    pub const STANDALONE_MEMBER: &str = "StandaloneMember";
     /// Degraded: no majority serves.
     pub const QUORUM_LOST: &str = "QuorumLost";
     /// Degraded: a bare majority serves; one more failure loses the quorum.
@@ -149,6 +151,15 @@ pub fn degraded(view: &EnsembleView) -> Option<Judgement> {
     if let Leadership::Split(ls) = &view.leadership {
         let message = format!("{} all claim to lead", view.names(ls).join(", "));
         return degraded(reason::SPLIT_LEADERSHIP, message);
+    }
+    if view.voters > 1
+        && let Some(m) = view.members.iter().find(|m| m.mode == Mode::Standalone)
+    {
+        let message = format!(
+            "{} runs standalone, apart from the other members of this {}-member ensemble: it serves data the others do not have; the operator restarts nothing until this is resolved (see the README's scaling section)",
+            m.name, view.voters
+        );
+        return degraded(reason::STANDALONE_MEMBER, message);
     }
     let down = view.not_serving();
     let quorum = view.voters / 2 + 1;
