@@ -1,7 +1,7 @@
 //! The Helm chart: lint, render, parse into Kubernetes types, RBAC equal to `src/rbac.rs`,
 //! chart CRD equal to `crd/`, plain manifests in `config/install/` not stale.
 //!
-//! Needs helm v3.19.5 in the cache directory (see [`helm`]); no cluster.
+//! Needs helm (the version of `e2e/versions.env`) in the cache directory (see [`helm`]); no cluster.
 
 use std::{
     collections::{BTreeMap, BTreeSet},
@@ -22,8 +22,11 @@ use serde::de::DeserializeOwned;
 use serde_json::Value;
 use zookeeper_operator::rbac::{self, Scope};
 
-const HELM_VERSION: &str = "v3.19.5";
-const KUBE_VERSION: &str = "v1.34.4";
+#[path = "../e2e/lib/versions.rs"]
+mod versions;
+
+use versions::{HELM_VERSION, KUBE_VERSION};
+
 const RELEASE: &str = "zk-op";
 const NAMESPACE: &str = "zk-operator";
 
@@ -35,8 +38,8 @@ fn chart_dir() -> PathBuf {
     repo().join("deploy/helm/zookeeper-operator")
 }
 
-/// helm from `$HELM`, else `${ZKOP_CACHE:-$HOME/.cache/zookeeper-operator}/bin/helm-v3.19.5/helm`,
-/// built there once with `go install` when it is missing (as `e2e/lib/build-binaries.sh` would).
+/// helm from `$HELM`, else `${ZKOP_CACHE:-$HOME/.cache/zookeeper-operator}/bin/helm-<HELM_VERSION>/helm`,
+/// built there once by `e2e/lib/build-binaries.sh helm` when it is missing.
 fn helm() -> PathBuf {
     static HELM: OnceLock<PathBuf> = OnceLock::new();
     HELM.get_or_init(|| {
@@ -58,31 +61,20 @@ fn helm() -> PathBuf {
     .clone()
 }
 
-/// Version stamps as in helm's own release build, so `helm version` and the default
-/// Kubernetes version of `helm template` are right.
-const HELM_LDFLAGS: &str = "-s -w -X helm.sh/helm/v3/internal/version.version=v3.19.5 \
-    -X helm.sh/helm/v3/pkg/lint/rules.k8sVersionMajor=1 -X helm.sh/helm/v3/pkg/lint/rules.k8sVersionMinor=34 \
-    -X helm.sh/helm/v3/pkg/chartutil.k8sVersionMajor=1 -X helm.sh/helm/v3/pkg/chartutil.k8sVersionMinor=34";
-
 fn build_helm(path: &Path) {
-    let dir = path.parent().unwrap();
     eprintln!(
-        "helm {HELM_VERSION} is not at {}: building it with `go install` (a few minutes, once)",
+        "helm {HELM_VERSION} is not at {}: building it with e2e/lib/build-binaries.sh helm (a few minutes, once)",
         path.display()
     );
-    std::fs::create_dir_all(dir).unwrap();
-    let status = Command::new("go")
-        .args(["install", "-trimpath", "-ldflags", HELM_LDFLAGS])
-        .arg(format!("helm.sh/helm/v3/cmd/helm@{HELM_VERSION}"))
-        .env("GOBIN", dir)
+    let status = Command::new("bash")
+        .arg(repo().join("e2e/lib/build-binaries.sh"))
+        .arg("helm")
         .status();
     assert!(
         matches!(status, Ok(s) if s.success()) && path.is_file(),
-        "could not build helm {HELM_VERSION} into {} ({status:?}); build it with \
-         e2e/lib/build-binaries.sh, or `GOBIN={} go install helm.sh/helm/v3/cmd/helm@{HELM_VERSION}`, \
-         or point $HELM at a helm binary",
+        "could not build helm {HELM_VERSION} into {} ({status:?}); see the output above, rerun \
+         e2e/lib/build-binaries.sh helm, or point $HELM at a helm binary",
         path.display(),
-        dir.display()
     );
 }
 
@@ -395,8 +387,12 @@ fn default_install_is_least_privilege_and_hardened() {
 
     let c = operator_container(&o);
     assert_eq!(
-        c.image.as_deref(),
-        Some("zookeeper-operator/operator:0.1.0")
+        c.image,
+        Some(format!(
+            "zookeeper-operator/operator:{}",
+            versions::OPERATOR_VERSION
+        )),
+        "the chart's default image is the one e2e/images builds"
     );
     assert_eq!(c.image_pull_policy.as_deref(), Some("IfNotPresent"));
     let sc = c.security_context.as_ref().unwrap();
@@ -633,6 +629,129 @@ fn plain_install_manifests_are_up_to_date() {
             .or_default() += 1;
     }
     assert_eq!(by_ns.keys().collect::<Vec<_>>(), vec![&ns], "{by_ns:?}");
+}
+
+/// `e2e/versions.env` is the one list of pinned versions: the shell reads it through
+/// `e2e/lib/common.sh`, Rust through `e2e/lib/versions.rs`. Files that cannot read it keep a
+/// copy (Go modules, Cargo's package version, the CRD's default image, ...): all must agree.
+#[test]
+fn versions_agree_everywhere() {
+    let mut keys = Vec::new();
+    for line in versions::FILE.lines() {
+        if line.trim().is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let (key, value) = line
+            .split_once('=')
+            .unwrap_or_else(|| panic!("e2e/versions.env: not a KEY=VALUE line: {line:?}"));
+        assert!(
+            !value.is_empty()
+                && value
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || ".-_+".contains(c)),
+            "e2e/versions.env: {key}={value:?} is not a plain value that shell and Rust read alike"
+        );
+        keys.push(key);
+    }
+    let known: Vec<&str> = versions::ALL.iter().map(|(k, _)| *k).collect();
+    assert_eq!(
+        keys, known,
+        "e2e/versions.env and e2e/lib/versions.rs list other keys"
+    );
+
+    // What the e2e scripts see after sourcing common.sh.
+    let script = format!(
+        "source e2e/lib/common.sh && printf '%s\\n' {}",
+        known
+            .iter()
+            .map(|k| format!("\"${k}\""))
+            .collect::<Vec<_>>()
+            .join(" ")
+    );
+    let out = Command::new("bash")
+        .args(["-c", &script])
+        .current_dir(repo())
+        .output()
+        .expect("failed to run bash");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let shell: Vec<(&str, String)> = known
+        .iter()
+        .copied()
+        .zip(
+            String::from_utf8_lossy(&out.stdout)
+                .lines()
+                .map(String::from),
+        )
+        .collect();
+    let rust: Vec<(&str, String)> = versions::ALL
+        .iter()
+        .map(|(k, v)| (*k, v.to_string()))
+        .collect();
+    assert_eq!(
+        shell, rust,
+        "e2e/lib/common.sh and e2e/lib/versions.rs disagree"
+    );
+
+    // Copies in files that cannot read e2e/versions.env.
+    let copies = [
+        (
+            "e2e/tools/kubernetes/go.mod",
+            format!("require k8s.io/kubernetes {KUBE_VERSION}\n"),
+        ),
+        (
+            "e2e/tools/kubernetes/gen-go-mod.sh",
+            format!("KUBE_VERSION=${{1:-{KUBE_VERSION}}}\n"),
+        ),
+        (
+            "e2e/tools/etcd/go.mod",
+            format!(
+                "require go.etcd.io/etcd/server/v3 {}\n",
+                versions::ETCD_VERSION
+            ),
+        ),
+        (
+            "deploy/helm/zookeeper-operator/Chart.yaml",
+            format!("appVersion: \"{}\"\n", versions::OPERATOR_VERSION),
+        ),
+    ];
+    for (file, line) in copies {
+        let text = std::fs::read_to_string(repo().join(file)).unwrap();
+        assert!(
+            text.contains(&line),
+            "{file} does not contain {line:?}: update it to the version of e2e/versions.env"
+        );
+    }
+    assert_eq!(
+        env!("CARGO_PKG_VERSION"),
+        versions::OPERATOR_VERSION,
+        "Cargo.toml's version is the operator image's tag"
+    );
+    assert_eq!(
+        zookeeper_operator::crd::DEFAULT_IMAGE,
+        format!(
+            "zookeeper-operator/zookeeper:{}",
+            versions::ZOOKEEPER_VERSION
+        ),
+        "src/crd.rs's default image is the one e2e/images builds"
+    );
+    // tests/support/ (the real-ZooKeeper tests) names the version it runs.
+    for entry in std::fs::read_dir(repo().join("tests/support")).unwrap() {
+        let path = entry.unwrap().path();
+        let text = std::fs::read_to_string(&path).unwrap_or_default();
+        for rest in text.split("pub const VERSION: &str = \"").skip(1) {
+            let copy = rest.split('"').next().unwrap();
+            assert_eq!(
+                copy,
+                versions::ZOOKEEPER_VERSION,
+                "{} runs another ZooKeeper than e2e/versions.env pins",
+                path.display()
+            );
+        }
+    }
 }
 
 /// Every key of values.yaml has a comment right above it. A section (a key whose next line is a

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Prepare a runnable Apache ZooKeeper distribution from Maven Central.
 #
-# Usage: e2e/lib/zookeeper-dist.sh [VERSION]      (default 3.9.5)
+# Usage: e2e/lib/zookeeper-dist.sh [VERSION]      (default: ZOOKEEPER_VERSION of e2e/versions.env)
 #
 # Puts org.apache.zookeeper:zookeeper:VERSION and its runtime dependencies, plus an SLF4J
 # binding so the server logs, into
@@ -13,7 +13,9 @@
 #   java -cp "$DIR/lib/*:$DIR/conf" org.apache.zookeeper.server.quorum.QuorumPeerMain zoo.cfg
 set -euo pipefail
 
-VERSION="${1:-3.9.5}"
+# shellcheck source=e2e/versions.env
+source "$(dirname "${BASH_SOURCE[0]}")/../versions.env"
+VERSION="${1:-$ZOOKEEPER_VERSION}"
 CACHE="${ZKOP_CACHE:-$HOME/.cache/zookeeper-operator}"
 DIST="$CACHE/zookeeper-$VERSION"
 STAMP="$DIST/.complete"
