@@ -34,6 +34,10 @@ pub struct Observation {
     pub observed_generation: Option<i64>,
     /// StatefulSet `status.updateRevision`: the revision every member should run.
     pub update_revision: Option<String>,
+    /// StatefulSet `status.currentRevision`. With `OnDelete` the StatefulSet controller never
+    /// advances it, so it equals the update revision exactly while the pod template is the one
+    /// the cluster was created with: members that are not up yet are starting, not restarting.
+    pub current_revision: Option<String>,
     /// `spec.updateStrategy.partition` of the cluster: ordinals below it keep their revision.
     pub partition: u32,
     /// `spec.updateStrategy.paused` of the cluster.
@@ -69,6 +73,7 @@ impl Observation {
             generation: statefulset.metadata.generation,
             observed_generation: status.and_then(|s| s.observed_generation),
             update_revision: status.and_then(|s| s.update_revision.clone()),
+            current_revision: status.and_then(|s| s.current_revision.clone()),
             partition,
             paused,
             pods: pods
@@ -104,11 +109,13 @@ pub struct Progress {
     pub held_by_partition: u32,
     /// `spec.updateStrategy.partition`.
     pub partition: u32,
+    /// The pod template is still the one the cluster was created with: nothing was restarted.
+    pub creating: bool,
 }
 
 impl Progress {
     /// Members at the update revision among those the partition lets change.
-    pub fn of(view: &EnsembleView, partition: u32) -> Self {
+    pub fn of(view: &EnsembleView, partition: u32, creating: bool) -> Self {
         let eligible: Vec<_> = view
             .members
             .iter()
@@ -123,6 +130,7 @@ impl Progress {
                 .filter(|m| m.ordinal.0 < partition && !m.updated)
                 .count() as u32,
             partition,
+            creating,
         }
     }
 }
@@ -225,8 +233,8 @@ pub enum WaitReason {
 /// What a restarted member still lacks before it counts as back.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum RejoinStep {
-    /// The pod is not Ready.
-    PodNotReady,
+    /// The pod is not Ready; with what keeps it from running, when the pod's status says.
+    PodNotReady(Option<String>),
     /// Its own `srvr` does not say leader/follower; the string says what it said.
     NotServing(String),
     /// The leader does not count every follower as synced yet.
@@ -308,7 +316,8 @@ impl fmt::Display for RestartReason {
 impl fmt::Display for RejoinStep {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            RejoinStep::PodNotReady => f.write_str("pod not Ready"),
+            RejoinStep::PodNotReady(None) => f.write_str("pod not Ready"),
+            RejoinStep::PodNotReady(Some(trouble)) => write!(f, "pod not Ready: {trouble}"),
             RejoinStep::NotServing(s) => write!(f, "srvr: {s}"),
             RejoinStep::NotSynced { synced, expected } => {
                 write!(
@@ -405,6 +414,13 @@ fn opt(v: &Option<i64>) -> String {
 /// rejoin as a synced follower (pod not Ready)".
 pub fn step_message(plan: &Plan) -> String {
     let p = &plan.progress;
+    if p.creating {
+        let v = &plan.view;
+        return format!(
+            "creating: {} of {} members serve; {}",
+            v.voters_serving, v.voters, plan.decision
+        );
+    }
     let mut msg = format!(
         "restarted {} of {}; {}",
         p.updated, p.eligible, plan.decision
@@ -423,7 +439,11 @@ pub fn step_message(plan: &Plan) -> String {
 pub fn plan(obs: &Observation) -> Plan {
     let view = obs.ensemble();
     Plan {
-        progress: Progress::of(&view, obs.partition),
+        progress: Progress::of(
+            &view,
+            obs.partition,
+            obs.current_revision.is_some() && obs.current_revision == obs.update_revision,
+        ),
         update_revision: obs.update_revision.clone(),
         decision: decide(obs, &view),
         view,
@@ -598,7 +618,7 @@ fn sync_shortfall(view: &EnsembleView, missing: u32) -> Option<(u32, u32)> {
 
 fn rejoin_step(m: &crate::health::MemberView) -> RejoinStep {
     if !m.pod_ready() {
-        RejoinStep::PodNotReady
+        RejoinStep::PodNotReady(m.pod.as_ref().and_then(|p| p.trouble.clone()))
     } else {
         RejoinStep::NotServing(m.problem.clone().unwrap_or_else(|| m.mode.to_string()))
     }
@@ -640,6 +660,7 @@ mod tests {
         terminating: bool,
         created_after_probe: bool,
         srvr: Outcome<parse::Srvr>,
+        trouble: Option<String>,
     }
 
     fn serving(mode: &str) -> Outcome<parse::Srvr> {
@@ -657,6 +678,7 @@ mod tests {
             terminating: false,
             created_after_probe: false,
             srvr: serving(mode),
+            trouble: None,
         }
     }
 
@@ -686,6 +708,7 @@ mod tests {
                     } else {
                         t0() - Duration::from_secs(60)
                     }),
+                    trouble: mem.trouble.clone(),
                 });
             }
             let is_leader = matches!(&mem.srvr, Outcome::Serving(s) if s.mode == Mode::Leader);
@@ -711,6 +734,7 @@ mod tests {
             generation: Some(2),
             observed_generation: Some(2),
             update_revision: Some(NEW.into()),
+            current_revision: Some(OLD.into()),
             partition: 0,
             paused: false,
             pods,
@@ -759,7 +783,7 @@ mod tests {
             d,
             Decision::Wait(WaitReason::Rejoining {
                 pod: name(2),
-                step: RejoinStep::PodNotReady
+                step: RejoinStep::PodNotReady(None)
             })
         );
         assert_eq!(
@@ -935,6 +959,33 @@ mod tests {
         }
         assert!(d.to_string().contains("zk-0: connection refused"), "{d}");
         assert_eq!(requeue_after(&p, &Act::None), Duration::from_secs(10));
+    }
+
+    #[test]
+    fn a_new_cluster_is_creating_not_restarting() {
+        // Freshly created: every pod at the only revision the StatefulSet ever had.
+        let mut ms = vec![m("follower", true), m("leader", true), down(true)];
+        ms[2].trouble = Some("ImagePullBackOff: Back-off pulling image".into());
+        let mut o = obs(&ms, Some(1));
+        o.current_revision = o.update_revision.clone();
+        let p = plan(&o);
+        assert_eq!(
+            step_message(&p),
+            "creating: 2 of 3 members serve; waiting for zk-2 to rejoin as a synced follower (pod not Ready: ImagePullBackOff: Back-off pulling image)"
+        );
+        let [_, progressing, degraded] = crate::status::judge(&p, &Act::None);
+        assert_eq!(progressing.reason, crate::status::reason::CREATING);
+        assert!(
+            degraded.message.contains("ImagePullBackOff"),
+            "{degraded:?}"
+        );
+        // The same ensemble after a template change is a rollout.
+        let p = plan(&obs(&ms, Some(1)));
+        assert!(
+            step_message(&p).starts_with("restarted 3 of 3; "),
+            "{}",
+            step_message(&p)
+        );
     }
 
     #[test]
@@ -1139,6 +1190,7 @@ mod tests {
                         4 => Outcome::Refused,
                         _ => Outcome::Timeout,
                     },
+                    trouble: None,
                 },
             )
     }

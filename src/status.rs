@@ -26,6 +26,12 @@ pub mod reason {
     pub const UP_TO_DATE: &str = "UpToDate";
     /// Progressing=False: `spec.updateStrategy.paused`.
     pub const PAUSED: &str = "Paused";
+    /// Progressing: a new cluster's members are starting (nothing was restarted).
+    pub const CREATING: &str = "Creating";
+    /// Available=False and Degraded: members refuse `srvr`, so their state cannot be judged.
+    pub const SRVR_NOT_WHITELISTED: &str = "SrvrNotWhitelisted";
+    /// Event: a member's pod cannot run (image pull, crash loop, OOM kill, unschedulable).
+    pub const MEMBER_POD_FAILING: &str = "MemberPodFailing";
     /// Progressing: a member is being restarted (also the Event of an eviction).
     pub const RESTARTING_MEMBER: &str = "RestartingMember";
     /// Progressing: waiting for members to come back or for the StatefulSet.
@@ -161,6 +167,14 @@ pub fn degraded(view: &EnsembleView) -> Option<Judgement> {
         );
         return degraded(reason::STANDALONE_MEMBER, message);
     }
+    let refusing = srvr_refusers(view);
+    if !refusing.is_empty() {
+        let message = format!(
+            "{} refuse srvr: it is not in their 4lw.commands.whitelist (needs {WHITELIST}), so the operator cannot tell whether they serve",
+            refusing.join(", ")
+        );
+        return degraded(reason::SRVR_NOT_WHITELISTED, message);
+    }
     let down = view.not_serving();
     let quorum = view.voters / 2 + 1;
     if !view.available() {
@@ -215,6 +229,16 @@ pub fn judge(plan: &Plan, act: &Act) -> [Judgement; 3] {
                 view.voters_serving, view.voters
             ),
         )
+    } else if !srvr_refusers(view).is_empty() {
+        Judgement::new(
+            AVAILABLE,
+            false,
+            reason::SRVR_NOT_WHITELISTED,
+            format!(
+                "cannot tell whether a quorum serves: {} refuse srvr",
+                srvr_refusers(view).join(", ")
+            ),
+        )
     } else {
         Judgement::new(
             AVAILABLE,
@@ -251,6 +275,9 @@ pub fn judge(plan: &Plan, act: &Act) -> [Judgement; 3] {
         (Decision::Restart(_), _) => {
             Judgement::new(PROGRESSING, true, reason::RESTARTING_MEMBER, step)
         }
+        (Decision::Wait(_), _) if plan.progress.creating => {
+            Judgement::new(PROGRESSING, true, reason::CREATING, step)
+        }
         (Decision::Wait(_), _) => {
             Judgement::new(PROGRESSING, true, reason::WAITING_FOR_MEMBERS, step)
         }
@@ -274,6 +301,34 @@ pub fn judge(plan: &Plan, act: &Act) -> [Judgement; 3] {
         ),
     };
     [available, progressing, degraded]
+}
+
+fn srvr_refusers(view: &EnsembleView) -> Vec<String> {
+    view.members
+        .iter()
+        .filter(|m| m.srvr_refused)
+        .map(|m| m.name.to_string())
+        .collect()
+}
+
+/// Members whose pod cannot run, with the pod-level cause, that the previous status did not
+/// report yet: each is worth one Warning Event.
+pub fn new_pod_troubles(
+    previous: Option<&ZookeeperClusterStatus>,
+    view: &EnsembleView,
+) -> Vec<String> {
+    let reported = previous
+        .and_then(|s| condition(s, DEGRADED))
+        .map(|c| c.message.as_str())
+        .unwrap_or_default();
+    view.members
+        .iter()
+        .filter_map(|m| {
+            let trouble = m.pod.as_ref()?.trouble.as_deref()?;
+            (m.problem.is_some() && !reported.contains(trouble))
+                .then(|| format!("{}: {trouble}", m.name))
+        })
+        .collect()
 }
 
 /// Whether the previous status already reported the rollout as blocked (its Event was sent).
@@ -357,6 +412,28 @@ pub fn invalid_status(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_pod_trouble_is_announced_once() {
+        use crate::health::{EnsembleView, MemberName, Ordinal, PodFacts};
+        let pod = PodFacts {
+            ordinal: Ordinal(0),
+            name: MemberName::new("zk", Ordinal(0)),
+            revision: Some("r".into()),
+            ready: false,
+            terminating: false,
+            created_at: None,
+            trouble: Some("CrashLoopBackOff: back-off 5m0s".into()),
+        };
+        let v = EnsembleView::build("zk", 1, Some("r"), &[pod], &[]);
+        let first = new_pod_troubles(None, &v);
+        assert_eq!(first, ["zk-0: CrashLoopBackOff: back-off 5m0s"]);
+        let reported = ZookeeperClusterStatus {
+            conditions: merge_conditions(&[], &[degraded(&v).expect("degraded")], None, &at(1)),
+            ..Default::default()
+        };
+        assert!(new_pod_troubles(Some(&reported), &v).is_empty());
+    }
     use k8s_openapi::jiff::Timestamp;
 
     fn at(secs: i64) -> Time {

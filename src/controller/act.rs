@@ -1,5 +1,6 @@
 //! Act: carry out the plan's decision. At most one eviction per pass, through the Eviction API so
-//! the PodDisruptionBudget is honoured; a blocked rollout is announced once with an Event.
+//! the PodDisruptionBudget is honoured; a blocked rollout and a member pod that cannot run are
+//! announced once each with a Warning Event.
 
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Api, EvictParams};
@@ -17,6 +18,16 @@ pub async fn act(
     id: &ClusterId,
     plan: &Plan,
 ) -> Result<Act, Error> {
+    for trouble in status::new_pod_troubles(zk.status.as_ref(), &plan.view) {
+        ctx.publish(
+            id,
+            EventType::Warning,
+            reason::MEMBER_POD_FAILING,
+            "Observe",
+            trouble,
+        )
+        .await;
+    }
     match &plan.decision {
         Decision::Restart(restart) => {
             let pod = restart.pod.to_string();

@@ -23,6 +23,9 @@ pub struct PodFacts {
     pub terminating: bool,
     /// `metadata.creationTimestamp` (second precision).
     pub created_at: Option<SystemTime>,
+    /// What keeps the pod from running ZooKeeper, from the pod's own status: image pull,
+    /// crash loop, OOM kill, unschedulable (PVC pending included). `None` when nothing is known.
+    pub trouble: Option<String>,
 }
 
 impl PodFacts {
@@ -56,8 +59,63 @@ impl PodFacts {
                 .creation_timestamp
                 .as_ref()
                 .map(|t| SystemTime::from(t.0)),
+            trouble: pod.status.as_ref().and_then(pod_trouble),
         })
     }
+}
+
+/// Container waiting reasons that mean the container will not run without help.
+const STUCK_WAITING: [&str; 7] = [
+    "ImagePullBackOff",
+    "ErrImagePull",
+    "InvalidImageName",
+    "CrashLoopBackOff",
+    "CreateContainerConfigError",
+    "CreateContainerError",
+    "RunContainerError",
+];
+
+/// The pod-level reason a member cannot serve, as a person would want to read it.
+fn pod_trouble(status: &k8s_openapi::api::core::v1::PodStatus) -> Option<String> {
+    let unschedulable = status
+        .conditions
+        .iter()
+        .flatten()
+        .find(|c| c.type_ == "PodScheduled" && c.status == "False");
+    if let Some(c) = unschedulable {
+        let reason = c.reason.as_deref().unwrap_or("Unschedulable");
+        return Some(match c.message.as_deref() {
+            Some(m) => format!("{reason}: {m}"),
+            None => reason.to_string(),
+        });
+    }
+    for cs in status.container_statuses.iter().flatten() {
+        let last_exit = cs
+            .last_state
+            .as_ref()
+            .and_then(|s| s.terminated.as_ref())
+            .and_then(|t| t.reason.clone());
+        let restarts = match (cs.restart_count, &last_exit) {
+            (0, _) => String::new(),
+            (n, Some(why)) => format!(" (restarted {n} times, last exit: {why})"),
+            (n, None) => format!(" (restarted {n} times)"),
+        };
+        if let Some(w) = cs.state.as_ref().and_then(|s| s.waiting.as_ref())
+            && let Some(reason) = w.reason.as_deref()
+            && STUCK_WAITING.contains(&reason)
+        {
+            let message = w
+                .message
+                .as_deref()
+                .map(|m| format!(": {m}"))
+                .unwrap_or_default();
+            return Some(format!("{reason}{message}{restarts}"));
+        }
+        if last_exit.as_deref() == Some("OOMKilled") {
+            return Some(format!("OOMKilled{restarts}"));
+        }
+    }
+    None
 }
 
 /// One member as the operator sees it.
@@ -71,8 +129,11 @@ pub struct MemberView {
     pub mode: Mode,
     /// Last zxid per its own `srvr`.
     pub zxid: Option<Zxid>,
-    /// Why it gave no serving answer (`None` when it serves).
+    /// Why it gave no serving answer (`None` when it serves), with the pod-level cause when
+    /// the pod's status tells one.
     pub problem: Option<String>,
+    /// It refused `srvr` (not in its `4lw.commands.whitelist`): its state cannot be judged.
+    pub srvr_refused: bool,
     /// Its pod, when one exists.
     pub pod: Option<PodFacts>,
     /// Its pod runs the StatefulSet's update revision.
@@ -172,6 +233,11 @@ impl EnsembleView {
                 Some(other) => (Mode::Unreachable, None, Some(other.describe())),
                 None => (Mode::Unreachable, None, Some("not probed".into())),
             };
+            // Next to what the probe saw, what the pod's own status says keeps it from running.
+            let problem = match (problem, pod.as_ref().and_then(|p| p.trouble.as_deref())) {
+                (Some(p), Some(t)) if mode == Mode::Unreachable => Some(format!("{p}; pod: {t}")),
+                (problem, _) => problem,
+            };
             if problem.is_none() {
                 if matches!(mode, Mode::Leader | Mode::Standalone) {
                     leaders.push(ordinal);
@@ -184,12 +250,15 @@ impl EnsembleView {
                 (Some(p), Some(rev)) => p.revision.as_deref() == Some(rev),
                 _ => false,
             };
+            let srvr_refused =
+                matches!(probe.map(|p| &p.srvr), Some(Outcome::NotWhitelisted { .. }));
             members.push(MemberView {
                 ordinal,
                 name: MemberName::new(cluster, ordinal),
                 mode,
                 zxid,
                 problem,
+                srvr_refused,
                 pod,
                 updated,
             });
@@ -314,6 +383,7 @@ mod tests {
             ready,
             terminating: false,
             created_at: None,
+            trouble: None,
         }
     }
 
@@ -495,6 +565,85 @@ mod tests {
             serde_json::from_value(serde_json::json!({"metadata": {"name": "zk-backup-0"}}))
                 .expect("pod json");
         assert!(PodFacts::from_pod("zk", &other).is_none());
+    }
+
+    fn pod_with_status(status: serde_json::Value) -> PodFacts {
+        let pod: k8s_openapi::api::core::v1::Pod = serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "zk-0"},
+            "status": status,
+        }))
+        .expect("pod json");
+        PodFacts::from_pod("zk", &pod).expect("member pod")
+    }
+
+    #[test]
+    fn pod_level_causes_are_facts_of_the_member() {
+        // Status shapes as the kubelet and scheduler write them.
+        let pull = pod_with_status(serde_json::json!({"containerStatuses": [{
+            "name": "zookeeper", "image": "bad:1", "imageID": "", "ready": false, "restartCount": 0,
+            "state": {"waiting": {"reason": "ImagePullBackOff", "message": "Back-off pulling image \"bad:1\""}}
+        }]}));
+        assert_eq!(
+            pull.trouble.as_deref(),
+            Some("ImagePullBackOff: Back-off pulling image \"bad:1\"")
+        );
+        let oom = pod_with_status(serde_json::json!({"containerStatuses": [{
+            "name": "zookeeper", "image": "zk", "imageID": "", "ready": false, "restartCount": 4,
+            "state": {"waiting": {"reason": "CrashLoopBackOff", "message": "back-off 1m20s"}},
+            "lastState": {"terminated": {"exitCode": 137, "reason": "OOMKilled"}}
+        }]}));
+        assert_eq!(
+            oom.trouble.as_deref(),
+            Some("CrashLoopBackOff: back-off 1m20s (restarted 4 times, last exit: OOMKilled)")
+        );
+        let pending = pod_with_status(serde_json::json!({"phase": "Pending", "conditions": [{
+            "type": "PodScheduled", "status": "False", "reason": "Unschedulable",
+            "message": "0/1 nodes are available: pod has unbound immediate PersistentVolumeClaims."
+        }]}));
+        assert!(
+            pending
+                .trouble
+                .as_deref()
+                .is_some_and(|t| t.starts_with("Unschedulable: 0/1 nodes")
+                    && t.contains("PersistentVolumeClaims")),
+            "{pending:?}"
+        );
+        let running = pod_with_status(serde_json::json!({"containerStatuses": [{
+            "name": "zookeeper", "image": "zk", "imageID": "", "ready": true, "restartCount": 0,
+            "state": {"running": {}}
+        }]}));
+        assert_eq!(running.trouble, None);
+
+        // The member's problem carries the pod's cause next to what the probe saw.
+        let (mut pods, mut probes) = healthy3();
+        pods[0].trouble = pull.trouble.clone();
+        pods[0].ready = false;
+        probes[0].srvr = Outcome::DnsFailure("zk-0: no such host".into());
+        let v = EnsembleView::build("zk", 3, Some("b"), &pods, &probes);
+        let problem = v.members[0].problem.as_deref().expect("a problem");
+        assert!(
+            problem.contains("no such host") && problem.contains("ImagePullBackOff"),
+            "{problem}"
+        );
+    }
+
+    #[test]
+    fn a_member_refusing_srvr_is_reported_as_such() {
+        let (pods, mut probes) = healthy3();
+        for p in &mut probes {
+            p.srvr = Outcome::NotWhitelisted {
+                word: "srvr".into(),
+            };
+        }
+        let v = EnsembleView::build("zk", 3, Some("b"), &pods, &probes);
+        assert!(v.members.iter().all(|m| m.srvr_refused));
+        let j = crate::status::degraded(&v).expect("degraded");
+        assert_eq!(j.reason, crate::status::reason::SRVR_NOT_WHITELISTED);
+        assert!(
+            j.message.contains("zk-0, zk-1, zk-2 refuse srvr"),
+            "{}",
+            j.message
+        );
     }
 
     #[test]

@@ -277,6 +277,7 @@ impl Ensemble {
                 ready: running && probe.srvr.serving().is_some(),
                 terminating: false,
                 created_at: Some(SystemTime::UNIX_EPOCH + Duration::from_secs(secs)),
+                trouble: None,
             });
         }
         Observation {
@@ -285,6 +286,7 @@ impl Ensemble {
             generation: Some(1),
             observed_generation: Some(1),
             update_revision: Some(update_revision.to_string()),
+            current_revision: None,
             partition,
             paused: false,
             pods,
