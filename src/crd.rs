@@ -452,7 +452,7 @@ pub struct PodSettings {
 }
 
 /// How changes roll out.
-#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase", default)]
 pub struct UpdateStrategy {
     /// Canary: only members with an ordinal >= partition are restarted into a new revision.
@@ -461,6 +461,21 @@ pub struct UpdateStrategy {
     pub partition: i32,
     /// While true, the operator restarts no member; objects are still kept up to date.
     pub paused: bool,
+    /// Seconds a restarted member may take to serve again before the rollout counts as stuck:
+    /// `Degraded` turns True with reason `RolloutStuck`, naming the member and what it lacks.
+    /// The rollout itself keeps waiting (restarting another member could cost the quorum).
+    #[schemars(range(min = 30, max = 86400))]
+    pub progress_deadline_seconds: i32,
+}
+
+impl Default for UpdateStrategy {
+    fn default() -> Self {
+        UpdateStrategy {
+            partition: 0,
+            paused: false,
+            progress_deadline_seconds: 600,
+        }
+    }
 }
 
 /// Observed state, written by the operator.

@@ -203,7 +203,7 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
     let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
     let crd_name = ZookeeperCluster::crd_name();
     if crds
-        .get_opt(&crd_name)
+        .get_opt(crd_name)
         .await
         .context("cannot read CustomResourceDefinitions")?
         .is_none()

@@ -19,6 +19,7 @@
 use std::fmt;
 use std::time::{Duration, SystemTime};
 
+use crate::crd::UpdateStrategy;
 use crate::health::{EnsembleView, MemberName, MemberProbe, Mode, Ordinal, PodFacts, Sync};
 
 /// Everything the planner looks at, gathered by the controller in one reconcile.
@@ -42,6 +43,8 @@ pub struct Observation {
     pub partition: u32,
     /// `spec.updateStrategy.paused` of the cluster.
     pub paused: bool,
+    /// `spec.updateStrategy.progressDeadlineSeconds`: how long a member may take to come back.
+    pub progress_deadline: Duration,
     /// The member pods that exist (any order).
     pub pods: Vec<PodFacts>,
     /// Each member's four-letter-word answers.
@@ -57,8 +60,7 @@ impl Observation {
     pub fn from_objects(
         statefulset: &k8s_openapi::api::apps::v1::StatefulSet,
         pods: &[k8s_openapi::api::core::v1::Pod],
-        partition: u32,
-        paused: bool,
+        strategy: &UpdateStrategy,
         probes: Vec<MemberProbe>,
         probed_at: SystemTime,
     ) -> Self {
@@ -74,8 +76,9 @@ impl Observation {
             observed_generation: status.and_then(|s| s.observed_generation),
             update_revision: status.and_then(|s| s.update_revision.clone()),
             current_revision: status.and_then(|s| s.current_revision.clone()),
-            partition,
-            paused,
+            partition: strategy.partition.max(0) as u32,
+            paused: strategy.paused,
+            progress_deadline: Duration::from_secs(strategy.progress_deadline_seconds.max(0) as u64),
             pods: pods
                 .iter()
                 .filter_map(|p| PodFacts::from_pod(&cluster, p))
@@ -147,6 +150,31 @@ pub struct Plan {
     pub update_revision: Option<String>,
     /// What to do now.
     pub decision: Decision,
+    /// The member the rollout has waited for longer than the progress deadline.
+    pub stuck: Option<Stuck>,
+}
+
+/// A member that has not come back within `spec.updateStrategy.progressDeadlineSeconds`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Stuck {
+    /// The member waited for.
+    pub member: MemberName,
+    /// Since its pod was created (or asked to terminate).
+    pub waited: Duration,
+    /// What it is waited for, as the decision says.
+    pub waiting_for: String,
+}
+
+impl fmt::Display for Stuck {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{} has not come back {} s after its pod was replaced ({}); the rollout waits for it: fix the cause or revert the change",
+            self.member,
+            self.waited.as_secs(),
+            self.waiting_for
+        )
+    }
 }
 
 /// What the act step did with the decision.
@@ -438,16 +466,39 @@ pub fn step_message(plan: &Plan) -> String {
 /// Pure: same observation, same plan.
 pub fn plan(obs: &Observation) -> Plan {
     let view = obs.ensemble();
+    let decision = decide(obs, &view);
     Plan {
+        stuck: stuck(obs, &view, &decision),
         progress: Progress::of(
             &view,
             obs.partition,
             obs.current_revision.is_some() && obs.current_revision == obs.update_revision,
         ),
         update_revision: obs.update_revision.clone(),
-        decision: decide(obs, &view),
+        decision,
         view,
     }
+}
+
+/// The member waited for, when it has been waited for past the progress deadline.
+fn stuck(obs: &Observation, view: &EnsembleView, decision: &Decision) -> Option<Stuck> {
+    let (member, since) = match decision {
+        Decision::Wait(WaitReason::Rejoining { pod, .. }) => {
+            let m = view.members.iter().find(|m| m.name == *pod)?;
+            (pod, m.pod.as_ref()?.created_at?)
+        }
+        Decision::Wait(WaitReason::PodTerminating(pod)) => {
+            let m = view.members.iter().find(|m| m.name == *pod)?;
+            (pod, m.pod.as_ref()?.deleted_at?)
+        }
+        _ => return None,
+    };
+    let waited = obs.probed_at.duration_since(since).ok()?;
+    (waited > obs.progress_deadline).then(|| Stuck {
+        member: member.clone(),
+        waited,
+        waiting_for: decision.to_string(),
+    })
 }
 
 fn decide(obs: &Observation, view: &EnsembleView) -> Decision {
@@ -708,6 +759,7 @@ mod tests {
                     } else {
                         t0() - Duration::from_secs(60)
                     }),
+                    deleted_at: None,
                     trouble: mem.trouble.clone(),
                 });
             }
@@ -737,6 +789,7 @@ mod tests {
             current_revision: Some(OLD.into()),
             partition: 0,
             paused: false,
+            progress_deadline: Duration::from_secs(600),
             pods,
             probes,
             probed_at: t0(),
@@ -962,6 +1015,39 @@ mod tests {
     }
 
     #[test]
+    fn a_member_that_does_not_come_back_in_time_is_stuck() {
+        // zk-2 restarted into a revision that crash-loops.
+        let mut ms = three_outdated();
+        ms[2] = down(true);
+        ms[2].trouble = Some("CrashLoopBackOff: back-off 5m0s".into());
+        let mut o = obs(&ms, Some(1));
+        // Its pod was created 60 s before the probes: within the deadline.
+        o.progress_deadline = Duration::from_secs(120);
+        let p = plan(&o);
+        assert_eq!(p.stuck, None);
+        o.progress_deadline = Duration::from_secs(30);
+        let p = plan(&o);
+        let stuck = p.stuck.clone().expect("stuck");
+        assert_eq!(stuck.member, name(2));
+        assert_eq!(stuck.waited, Duration::from_secs(60));
+        // The rollout keeps waiting: restarting another member could cost the quorum.
+        assert!(matches!(
+            p.decision,
+            Decision::Wait(WaitReason::Rejoining { .. })
+        ));
+        let [_, _, degraded] = crate::status::judge(&p, &Act::None);
+        assert_eq!(degraded.reason, crate::status::reason::ROLLOUT_STUCK);
+        assert!(
+            degraded
+                .message
+                .starts_with("zk-2 has not come back 60 s after")
+                && degraded.message.contains("CrashLoopBackOff"),
+            "{}",
+            degraded.message
+        );
+    }
+
+    #[test]
     fn a_new_cluster_is_creating_not_restarting() {
         // Freshly created: every pod at the only revision the StatefulSet ever had.
         let mut ms = vec![m("follower", true), m("leader", true), down(true)];
@@ -1140,8 +1226,7 @@ mod tests {
         let mut o = Observation::from_objects(
             &sts,
             &[pod(2, OLD), pod(0, OLD), pod(1, OLD)],
-            0,
-            false,
+            &UpdateStrategy::default(),
             probes,
             t0(),
         );

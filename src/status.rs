@@ -46,6 +46,8 @@ pub mod reason {
     pub const SPLIT_LEADERSHIP: &str = "SplitLeadership";
     /// Degraded: a member runs standalone apart from a multi-member ensemble (two ensembles).
     pub const STANDALONE_MEMBER: &str = "StandaloneMember";
+    /// Degraded (and its Event): a member has not come back within the progress deadline.
+    pub const ROLLOUT_STUCK: &str = "RolloutStuck";
     /// Degraded: no majority serves.
     pub const QUORUM_LOST: &str = "QuorumLost";
     /// Degraded: a bare majority serves; one more failure loses the quorum.
@@ -285,12 +287,26 @@ pub fn judge(plan: &Plan, act: &Act) -> [Judgement; 3] {
             Judgement::new(PROGRESSING, true, reason::ROLLOUT_BLOCKED, step)
         }
     };
-    let degraded = match (degraded(view), &plan.decision) {
-        (Some(j), _) => j,
-        (None, Decision::Blocked(b)) => {
+    // A stuck rollout says more than "member down", but less than a lost or split quorum.
+    let severe = |j: &Judgement| {
+        [
+            reason::QUORUM_LOST,
+            reason::SPLIT_LEADERSHIP,
+            reason::STANDALONE_MEMBER,
+            reason::SRVR_NOT_WHITELISTED,
+        ]
+        .contains(&j.reason)
+    };
+    let degraded = match (degraded(view), &plan.stuck, &plan.decision) {
+        (Some(j), _, _) if severe(&j) => j,
+        (_, Some(stuck), _) => {
+            Judgement::new(DEGRADED, true, reason::ROLLOUT_STUCK, stuck.to_string())
+        }
+        (Some(j), None, _) => j,
+        (None, None, Decision::Blocked(b)) => {
             Judgement::new(DEGRADED, true, reason::ROLLOUT_BLOCKED, b.to_string())
         }
-        (None, _) => Judgement::new(
+        (None, None, _) => Judgement::new(
             DEGRADED,
             false,
             reason::HEALTHY,
@@ -336,6 +352,13 @@ pub fn was_blocked(previous: Option<&ZookeeperClusterStatus>) -> bool {
     previous
         .and_then(|s| condition(s, PROGRESSING))
         .is_some_and(|c| c.reason == reason::ROLLOUT_BLOCKED)
+}
+
+/// Whether the previous status already reported the rollout as stuck (its Event was sent).
+pub fn was_stuck(previous: Option<&ZookeeperClusterStatus>) -> bool {
+    previous
+        .and_then(|s| condition(s, DEGRADED))
+        .is_some_and(|c| c.reason == reason::ROLLOUT_STUCK)
 }
 
 /// The whole status of a cluster whose spec is valid.
@@ -423,6 +446,7 @@ mod tests {
             ready: false,
             terminating: false,
             created_at: None,
+            deleted_at: None,
             trouble: Some("CrashLoopBackOff: back-off 5m0s".into()),
         };
         let v = EnsembleView::build("zk", 1, Some("r"), &[pod], &[]);

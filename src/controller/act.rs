@@ -28,6 +28,13 @@ pub async fn act(
         )
         .await;
     }
+    if let Some(stuck) = &plan.stuck
+        && !status::was_stuck(zk.status.as_ref())
+    {
+        let note = stuck.to_string();
+        ctx.publish(id, EventType::Warning, reason::ROLLOUT_STUCK, "Plan", note)
+            .await;
+    }
     match &plan.decision {
         Decision::Restart(restart) => {
             let pod = restart.pod.to_string();

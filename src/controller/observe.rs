@@ -49,8 +49,7 @@ pub async fn observe(
     Ok(Observation::from_objects(
         sts,
         &pods,
-        spec.update_strategy.partition.max(0) as u32,
-        spec.update_strategy.paused,
+        &spec.update_strategy,
         probes,
         probed_at,
     ))

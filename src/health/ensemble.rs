@@ -23,6 +23,8 @@ pub struct PodFacts {
     pub terminating: bool,
     /// `metadata.creationTimestamp` (second precision).
     pub created_at: Option<SystemTime>,
+    /// `metadata.deletionTimestamp`: when the pod was asked to go (plus its grace period).
+    pub deleted_at: Option<SystemTime>,
     /// What keeps the pod from running ZooKeeper, from the pod's own status: image pull,
     /// crash loop, OOM kill, unschedulable (PVC pending included). `None` when nothing is known.
     pub trouble: Option<String>,
@@ -57,6 +59,11 @@ impl PodFacts {
             created_at: pod
                 .metadata
                 .creation_timestamp
+                .as_ref()
+                .map(|t| SystemTime::from(t.0)),
+            deleted_at: pod
+                .metadata
+                .deletion_timestamp
                 .as_ref()
                 .map(|t| SystemTime::from(t.0)),
             trouble: pod.status.as_ref().and_then(pod_trouble),
@@ -383,6 +390,7 @@ mod tests {
             ready,
             terminating: false,
             created_at: None,
+            deleted_at: None,
             trouble: None,
         }
     }

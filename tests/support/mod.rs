@@ -277,6 +277,7 @@ impl Ensemble {
                 ready: running && probe.srvr.serving().is_some(),
                 terminating: false,
                 created_at: Some(SystemTime::UNIX_EPOCH + Duration::from_secs(secs)),
+                deleted_at: None,
                 trouble: None,
             });
         }
@@ -289,6 +290,7 @@ impl Ensemble {
             current_revision: None,
             partition,
             paused: false,
+            progress_deadline: Duration::from_secs(600),
             pods,
             probes,
             probed_at,
