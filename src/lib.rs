@@ -7,8 +7,8 @@
 
 pub mod controller;
 pub mod crd;
+pub mod election;
 pub mod health;
-pub mod leader;
 pub mod metrics;
 pub mod names;
 pub mod rbac;

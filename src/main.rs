@@ -12,10 +12,11 @@ use kube::{Api, Client, CustomResourceExt};
 use zookeeper_operator::controller::{self, Context, RunOptions, observe};
 use zookeeper_operator::crd::ZookeeperCluster;
 use zookeeper_operator::health::fourlw::ProbeConfig;
-use zookeeper_operator::leader::LeaderElectionArgs;
 use zookeeper_operator::metrics::Metrics;
 use zookeeper_operator::render::render;
 use zookeeper_operator::validate::validate;
+
+mod cli;
 
 #[derive(Parser)]
 #[command(
@@ -66,7 +67,7 @@ struct RunArgs {
     #[arg(long, env = "ZKOP_PROBE_TIMEOUT_SECONDS", default_value_t = 2)]
     probe_timeout_seconds: u64,
     #[command(flatten)]
-    leader_election: LeaderElectionArgs,
+    leader_election: cli::ElectionArgs,
 }
 
 fn init_tracing(format: LogFormat) {
@@ -223,10 +224,10 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
 
     // A standby is Ready too: a rolling update waits for the new pod's readiness before it stops the old leader.
     ready.store(true, Ordering::Relaxed);
-    let leadership = match args.leader_election.elector(client.clone())? {
+    let hold = match args.leader_election.elector(client.clone())? {
         Some(elector) => {
             tracing::info!(identity = elector.identity(), "waiting to become leader");
-            Some(elector.run_until_leader().await?)
+            Some(elector.acquire().await?)
         }
         None => None,
     };
@@ -242,7 +243,7 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
     };
     tracing::info!(namespace = args.namespace.as_deref().unwrap_or("<all>"), addr = %args.metrics_addr, "starting controller");
     let lost = async {
-        match &leadership {
+        match &hold {
             Some(l) => l.lost().await,
             None => std::future::pending().await,
         }
@@ -263,7 +264,7 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
             }
         }
     }
-    if let Some(l) = leadership {
+    if let Some(l) = hold {
         l.release().await?;
     }
     Ok(())
