@@ -1,13 +1,17 @@
-//! Reconcile against a mocked API server that fails on any unexpected request: the first
+//! Reconcile against the mocked API server of `support/mock_api.rs`, which fails on any
+//! unexpected request and on any request the RBAC table does not allow: the first
 //! reconcile applies the four objects in order and writes status; a second reconcile of the
 //! unchanged cluster writes nothing; an invalid spec writes only the status.
 
-use std::sync::{Arc, Mutex};
+#[path = "support/mock_api.rs"]
+mod mock_api;
 
-use http::{Method, Request, Response, StatusCode};
-use kube::client::Body;
+use std::sync::Arc;
+
+use http::{Method, StatusCode};
+use kube::Resource;
 use kube::core::DeserializeGuard;
-use kube::{Client, Resource};
+use mock_api::{Exchange, expect, status};
 use serde_json::{Value, json};
 use zookeeper_operator::controller::observe::Prober;
 use zookeeper_operator::controller::{Context, reconcile::reconcile};
@@ -63,35 +67,6 @@ fn cluster(spec: Value, status: Option<Value>) -> ZookeeperCluster {
     serde_json::from_value(obj).unwrap()
 }
 
-/// Answers one request given its JSON body.
-type Responder = Box<dyn Fn(&Value) -> (StatusCode, Value) + Send>;
-
-/// One expected request and the answer to it.
-struct Exchange {
-    method: Method,
-    path: String,
-    respond: Responder,
-}
-
-fn expect(
-    method: Method,
-    path: &str,
-    respond: impl Fn(&Value) -> (StatusCode, Value) + Send + 'static,
-) -> Exchange {
-    Exchange {
-        method,
-        path: path.to_string(),
-        respond: Box::new(respond),
-    }
-}
-
-fn not_found() -> (StatusCode, Value) {
-    (
-        StatusCode::NOT_FOUND,
-        json!({"kind": "Status", "apiVersion": "v1", "status": "Failure", "reason": "NotFound", "code": 404, "message": "not found"}),
-    )
-}
-
 /// Echoes the applied body back, as the server would (plus what the test adds).
 fn echo(
     extra: impl Fn(&mut Value) + Send + 'static,
@@ -128,53 +103,6 @@ fn pods() -> Value {
     json!({"kind": "PodList", "apiVersion": "v1", "metadata": {}, "items": items})
 }
 
-/// Serves `script` in order; panics on any request that is not the next expected one, and
-/// records what was written.
-async fn serve(
-    mut handle: tower_test::mock::Handle<Request<Body>, Response<Body>>,
-    script: Vec<Exchange>,
-    writes: Arc<Mutex<Vec<(String, Value)>>>,
-) {
-    for exchange in script {
-        let (request, send) = handle
-            .next_request()
-            .await
-            .expect("the reconcile stopped early");
-        let method = request.method().clone();
-        let path = request.uri().path().to_string();
-        assert_eq!(
-            (&method, path.as_str()),
-            (&exchange.method, exchange.path.as_str()),
-            "unexpected request"
-        );
-        zookeeper_operator::rbac::check_request(method.as_str(), &request.uri().to_string())
-            .unwrap();
-        let bytes = request.into_body().collect_bytes().await.unwrap();
-        let body: Value = if bytes.is_empty() {
-            Value::Null
-        } else {
-            serde_json::from_slice(&bytes).unwrap()
-        };
-        if method != Method::GET {
-            writes.lock().unwrap().push((path.clone(), body.clone()));
-        }
-        let (status, answer) = (exchange.respond)(&body);
-        send.send_response(
-            Response::builder()
-                .status(status)
-                .body(Body::from(serde_json::to_vec(&answer).unwrap()))
-                .unwrap(),
-        );
-    }
-    if let Some((request, _)) = handle.next_request().await {
-        panic!(
-            "unexpected extra request {} {}",
-            request.method(),
-            request.uri()
-        );
-    }
-}
-
 /// The cluster as the server returns it after a status patch.
 fn status_echo(body: &Value) -> (StatusCode, Value) {
     let mut obj = serde_json::to_value(cluster(json!({}), None)).unwrap();
@@ -186,7 +114,7 @@ fn status_echo(body: &Value) -> (StatusCode, Value) {
 fn status_patch() -> Exchange {
     expect(
         Method::PATCH,
-        &format!(
+        format!(
             "/apis/zookeeper.ensemble.dev/v1alpha1/namespaces/{NS}/zookeeperclusters/zk/status"
         ),
         status_echo,
@@ -211,39 +139,35 @@ fn first_time_script() -> Vec<Exchange> {
         ("services", "zk-cs"),
         ("poddisruptionbudgets", "zk-pdb"),
     ] {
-        script.push(expect(Method::GET, &base(kind, name), |_| not_found()));
-        script.push(expect(Method::PATCH, &base(kind, name), echo(|_| {})));
+        script.push(expect(Method::GET, base(kind, name), |_| {
+            status(StatusCode::NOT_FOUND, "NotFound")
+        }));
+        script.push(expect(Method::PATCH, base(kind, name), echo(|_| {})));
     }
-    script.push(expect(Method::GET, &base("statefulsets", "zk"), |_| {
-        not_found()
+    script.push(expect(Method::GET, base("statefulsets", "zk"), |_| {
+        status(StatusCode::NOT_FOUND, "NotFound")
     }));
     script.push(expect(
         Method::PATCH,
-        &base("statefulsets", "zk"),
+        base("statefulsets", "zk"),
         echo(sts_status),
     ));
     script.push(expect(
         Method::GET,
-        &format!("/api/v1/namespaces/{NS}/pods"),
+        format!("/api/v1/namespaces/{NS}/pods"),
         |_| (StatusCode::OK, pods()),
     ));
     script
 }
 
 async fn run(zk: ZookeeperCluster, script: Vec<Exchange>, prober: Prober) -> Vec<(String, Value)> {
-    let (service, handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
-    let client = Client::new(service, NS);
-    let writes = Arc::new(Mutex::new(Vec::new()));
-    let server = tokio::spawn(serve(handle, script, writes.clone()));
+    let (client, served) = mock_api::start(NS, script);
     let ctx = Arc::new(Context::new(client, Arc::new(Metrics::default()), prober));
     let action = reconcile(Arc::new(DeserializeGuard(Ok(zk))), ctx.clone()).await;
-    assert!(action.is_ok(), "{action:?}");
     drop(ctx);
-    tokio::time::timeout(std::time::Duration::from_secs(5), server)
-        .await
-        .expect("mock server finished")
-        .expect("mock server saw only expected requests");
-    Arc::try_unwrap(writes).unwrap().into_inner().unwrap()
+    let writes = served.writes().await;
+    assert!(action.is_ok(), "{action:?}");
+    writes
 }
 
 #[tokio::test]
@@ -322,13 +246,13 @@ async fn unchanged_cluster_reconciles_with_zero_writes() {
         if kind == "statefulsets" {
             sts_status(&mut live);
         }
-        script.push(expect(Method::GET, &base(kind, name), move |_| {
+        script.push(expect(Method::GET, base(kind, name), move |_| {
             (StatusCode::OK, live.clone())
         }));
     }
     script.push(expect(
         Method::GET,
-        &format!("/api/v1/namespaces/{NS}/pods"),
+        format!("/api/v1/namespaces/{NS}/pods"),
         |_| (StatusCode::OK, pods()),
     ));
     let writes = run(cluster(json!({}), Some(status)), script, healthy_prober()).await;
@@ -344,7 +268,7 @@ async fn invalid_spec_writes_only_status_and_an_event() {
         status_patch(),
         expect(
             Method::POST,
-            &format!("/apis/events.k8s.io/v1/namespaces/{NS}/events"),
+            format!("/apis/events.k8s.io/v1/namespaces/{NS}/events"),
             |body| (StatusCode::OK, body.clone()),
         ),
     ];
@@ -390,25 +314,22 @@ async fn malformed_object_gets_a_warning_event_and_nothing_else() {
     assert!(guard.0.is_err(), "the object is malformed");
     let script = vec![expect(
         Method::POST,
-        &format!("/apis/events.k8s.io/v1/namespaces/{NS}/events"),
+        format!("/apis/events.k8s.io/v1/namespaces/{NS}/events"),
         |body| (StatusCode::OK, body.clone()),
     )];
-    let (service, handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
-    let writes = Arc::new(Mutex::new(Vec::new()));
-    let server = tokio::spawn(serve(handle, script, writes.clone()));
+    let (client, served) = mock_api::start(NS, script);
     let ctx = Arc::new(Context::new(
-        Client::new(service, NS),
+        client,
         Arc::new(Metrics::default()),
         healthy_prober(),
     ));
     let action = reconcile(Arc::new(guard), ctx.clone()).await;
+    drop(ctx);
+    let writes = served.writes().await;
     assert!(
         action.is_ok(),
         "a malformed object is not a reconcile error: {action:?}"
     );
-    drop(ctx);
-    server.await.unwrap();
-    let writes = writes.lock().unwrap();
     assert_eq!(writes.len(), 1);
     let event = &writes[0].1;
     assert_eq!(event["reason"], "MalformedObject");
