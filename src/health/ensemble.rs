@@ -141,6 +141,10 @@ pub struct MemberView {
     pub problem: Option<String>,
     /// It refused `srvr` (not in its `4lw.commands.whitelist`): its state cannot be judged.
     pub srvr_refused: bool,
+    /// It cannot be one of the leader's synced followers: nothing listens on its client port,
+    /// its name does not resolve, or it has no pod. (A member that times out or is NotReady
+    /// may still be following and counted by the leader.)
+    pub provably_not_learner: bool,
     /// Its pod, when one exists.
     pub pod: Option<PodFacts>,
     /// Its pod runs the StatefulSet's update revision.
@@ -196,8 +200,10 @@ pub struct EnsembleView {
     pub leadership: Leadership,
     /// Voters whose `srvr` says they serve in the quorum.
     pub voters_serving: u32,
-    /// Followers in sync according to the leader.
+    /// Voting followers in sync according to the leader.
     pub sync: Sync,
+    /// Voters in the leader's own configuration (`zk_quorum_size`, 3.6+).
+    pub leader_quorum_size: Option<u32>,
 }
 
 impl EnsembleView {
@@ -259,6 +265,11 @@ impl EnsembleView {
             };
             let srvr_refused =
                 matches!(probe.map(|p| &p.srvr), Some(Outcome::NotWhitelisted { .. }));
+            let provably_not_learner = pod.is_none()
+                || matches!(
+                    probe.map(|p| &p.srvr),
+                    Some(Outcome::Refused | Outcome::DnsFailure(_))
+                );
             members.push(MemberView {
                 ordinal,
                 name: MemberName::new(cluster, ordinal),
@@ -266,6 +277,7 @@ impl EnsembleView {
                 zxid,
                 problem,
                 srvr_refused,
+                provably_not_learner,
                 pod,
                 updated,
             });
@@ -283,8 +295,12 @@ impl EnsembleView {
                     .find(|p| p.ordinal == *l)
                     .and_then(|p| p.mntr.as_ref())
                 {
+                    // Only voting followers count (3.6+ also counts non-voting learners in
+                    // zk_synced_followers).
                     Some(Outcome::Serving(m)) => match m.synced_followers() {
-                        Some(n) => Sync::Count(n),
+                        Some(n) => Sync::Count(
+                            n.saturating_sub(m.synced_non_voting_followers().unwrap_or(0)),
+                        ),
                         None => {
                             Sync::Unknown("the leader's mntr has no zk_synced_followers".into())
                         }
@@ -298,12 +314,20 @@ impl EnsembleView {
             }
             _ => Sync::NoLeader,
         };
+        let leader_quorum_size = match &leadership {
+            Leadership::One(l) => probes
+                .iter()
+                .find(|p| p.ordinal == *l)
+                .and_then(|p| p.mntr.as_ref()?.serving()?.quorum_size()),
+            _ => None,
+        };
         Self {
             members,
             voters,
             leadership,
             voters_serving,
             sync,
+            leader_quorum_size,
         }
     }
 
@@ -524,6 +548,24 @@ mod tests {
         assert!(v.available());
         assert!(v.fully_synced());
         assert_eq!(v.sync, Sync::NotApplicable);
+    }
+
+    #[test]
+    fn only_voting_followers_count_as_synced() {
+        // A joiner syncing as a non-voting follower is in zk_synced_followers (3.6+) but does
+        // not vote: it must not stand in for a voter.
+        let (pods, mut probes) = healthy3();
+        let mntr = match parse::mntr(
+            "zk_server_state\tleader\nzk_synced_followers\t2\nzk_synced_non_voting_followers\t1\nzk_quorum_size\t3\n",
+        ) {
+            Reply::Data(m) => Outcome::Serving(m),
+            other => panic!("{other:?}"),
+        };
+        probes[1].mntr = Some(mntr);
+        let v = EnsembleView::build("zk", 3, Some("b"), &pods, &probes);
+        assert_eq!(v.sync, Sync::Count(1));
+        assert_eq!(v.leader_quorum_size, Some(3));
+        assert!(!v.fully_synced());
     }
 
     #[test]

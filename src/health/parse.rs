@@ -90,6 +90,12 @@ impl Mntr {
         self.get("zk_synced_followers")?.parse().ok()
     }
 
+    /// `zk_synced_non_voting_followers` (3.6+): learners synced with this leader that do not
+    /// vote (a joiner before it is added to the configuration).
+    pub fn synced_non_voting_followers(&self) -> Option<u32> {
+        self.get("zk_synced_non_voting_followers")?.parse().ok()
+    }
+
     /// `zk_followers`: connected followers; reported by 3.4-3.7 leaders, absent from 3.8 on.
     pub fn followers(&self) -> Option<u32> {
         self.get("zk_followers")?.parse().ok()
