@@ -8,6 +8,8 @@
 #[path = "../../tests/support/mod.rs"]
 mod support;
 
+mod membership;
+
 use std::collections::{BTreeMap, HashMap};
 use std::future::Future;
 use std::sync::{Arc, Mutex};
