@@ -7,13 +7,18 @@
 //! the longest window in which a concurrent writer could not write. `ROLLING_RESTART_RUNS`
 //! sets the runs per size (default 3).
 
-#[allow(dead_code)]
-#[path = "../tests/support/mod.rs"]
-mod support;
+#[path = "../tests/support/ensemble.rs"]
+mod ensemble;
+#[path = "../tests/support/rolling_restart.rs"]
+mod rolling_restart;
+#[path = "../tests/support/writer.rs"]
+mod writer;
 
 use std::time::Duration;
 
-use support::{Ensemble, Writer, longest_unavailability, rolling_restart, verify_acknowledged};
+use ensemble::Ensemble;
+use rolling_restart::rolling_restart;
+use writer::{Writer, longest_unavailability, verify_acknowledged};
 
 struct Run {
     wall: Duration,
@@ -60,7 +65,7 @@ async fn main() {
         .unwrap_or(3);
     println!(
         "rolling restart of real ZooKeeper {} processes, planner-driven, leader last",
-        support::VERSION
+        ensemble::VERSION
     );
     for (members, port_base) in [(3usize, 22000u16), (5, 22100)] {
         let mut ratios = Vec::new();

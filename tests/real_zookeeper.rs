@@ -6,14 +6,18 @@
 //! and Linux's ephemeral range (32768+), so neither a local cluster's NodePort rules nor
 //! outgoing connections can take them.
 
-#[allow(dead_code)]
-mod support;
+#[path = "support/ensemble.rs"]
+mod ensemble;
+#[path = "support/rolling_restart.rs"]
+mod rolling_restart;
+#[path = "support/writer.rs"]
+mod writer;
 
 use std::time::{Duration, Instant};
 
-use support::{
-    Ensemble, Writer, longest_unavailability, rolling_restart, verify_acknowledged, write_gaps,
-};
+use ensemble::Ensemble;
+use rolling_restart::{RestartRecord, RolloutReport, rolling_restart};
+use writer::{Writer, longest_unavailability, verify_acknowledged, write_gaps};
 use zookeeper_operator::health::{Leadership, Mode, Ordinal, Sync};
 use zookeeper_operator::rollout::{self, BlockedReason, Decision, RestartReason};
 use zookeeper_operator::status;
@@ -148,32 +152,27 @@ async fn five_members_keep_quorum_with_two_down_and_lose_it_with_three() {
 }
 
 /// Checks a finished rollout under write load and prints what it measured.
-async fn check_rollout_under_writes(
-    ens: &Ensemble,
-    writer: Writer,
-    reports: &[support::RolloutReport],
-) {
+async fn check_rollout_under_writes(ens: &Ensemble, writer: Writer, reports: &[RolloutReport]) {
     let (client, attempts) = writer.stop().await;
     let acked = verify_acknowledged(&client, &attempts).await;
     assert!(acked > 50, "only {acked} writes acknowledged");
-    let restarts: Vec<&support::RestartRecord> =
-        reports.iter().flat_map(|r| r.restarts.iter()).collect();
+    let restarts: Vec<&RestartRecord> = reports.iter().flat_map(|r| r.restarts.iter()).collect();
     // Each failed write lies within a restart; outside the leader's own restart only the
     // writer's own connection may drop (its server was the one restarted) and is re-established
     // at once, so the ensemble stays writable.
     let slack = Duration::from_millis(500);
-    let in_window = |t: Instant, r: &support::RestartRecord| {
+    let in_window = |t: Instant, r: &RestartRecord| {
         t + slack >= r.killed_at && r.synced_at.is_none_or(|s| t <= s + slack)
     };
     let mut failures_outside_leader = Vec::new();
     for a in attempts.iter().filter(|a| a.result.is_err()) {
         let during_leader = restarts
             .iter()
-            .any(|r| r.was_leader && (in_window(a.started, r) || in_window(a.ended, r)));
+            .any(|r| r.was_leader && (in_window(a.during.start, r) || in_window(a.during.end, r)));
         if !during_leader {
             let during_any = restarts
                 .iter()
-                .any(|r| in_window(a.started, r) || in_window(a.ended, r));
+                .any(|r| in_window(a.during.start, r) || in_window(a.during.end, r));
             assert!(during_any, "a write failed outside every restart: {a:?}");
             failures_outside_leader.push(a.clone());
         }
@@ -203,7 +202,7 @@ async fn check_rollout_under_writes(
         eprintln!(
             "  failed during a follower's restart: {:?} after {:?}",
             a.result,
-            a.ended - a.started
+            a.during.end - a.during.start
         );
         assert!(
             a.result
@@ -214,7 +213,7 @@ async fn check_rollout_under_writes(
     }
     let outside_gap: Duration = failures_outside_leader
         .iter()
-        .map(|a| a.ended - a.started)
+        .map(|a| a.during.end - a.during.start)
         .max()
         .unwrap_or_default();
     assert!(
@@ -223,7 +222,7 @@ async fn check_rollout_under_writes(
     );
 }
 
-fn check_order(report: &support::RolloutReport, expected: &[usize]) {
+fn check_order(report: &RolloutReport, expected: &[usize]) {
     let order: Vec<usize> = report.restarts.iter().map(|r| r.ordinal).collect();
     let mut sorted = order.clone();
     sorted.sort_unstable();

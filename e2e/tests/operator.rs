@@ -4,8 +4,7 @@
 //! then runs `cargo test --test e2e -- --ignored --test-threads=1`). The test process reaches
 //! the members on their pod addresses, which the local cluster routes over its own bridge.
 
-#[allow(dead_code)]
-#[path = "../../tests/support/mod.rs"]
+#[path = "../../tests/support/writer.rs"]
 mod support;
 
 mod membership;

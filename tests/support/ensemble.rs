@@ -3,21 +3,17 @@
 //! Each member is a real JVM (`QuorumPeerMain`) from the jars `e2e/lib/zookeeper-dist.sh`
 //! prepares, listening on its own loopback address 127.0.0.<ordinal+1> with the same ports as
 //! the others, as pods do. Every process is killed when the [`Ensemble`] is dropped.
-//!
-//! Included by the integration test, the benchmark and the end-to-end tests, each using a
-//! different part, so each includes it with `#[allow(dead_code)] mod support;`.
 
 use std::fs;
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
 use zookeeper_operator::health::{
     EnsembleView, MemberAddress, MemberName, Ordinal, PodFacts, ProbeConfig, probe_ensemble,
 };
-use zookeeper_operator::rollout::{self, Decision, Observation};
+use zookeeper_operator::rollout::Observation;
 
 /// The ZooKeeper version the tests run.
 pub const VERSION: &str = "3.9.5";
@@ -273,6 +269,7 @@ impl Ensemble {
             pods.push(PodFacts {
                 ordinal,
                 name: MemberName::new(&self.name, ordinal),
+                uid: None,
                 revision: Some(m.revision.clone()),
                 ready: running && probe.srvr.serving().is_some(),
                 terminating: false,
@@ -299,7 +296,7 @@ impl Ensemble {
 
     /// The ensemble view now.
     pub async fn view(&mut self) -> EnsembleView {
-        let rev = self.members[0].revision.clone();
+        let rev = self.revision(0).to_string();
         self.observe(&rev, 0).await.ensemble()
     }
 
@@ -337,263 +334,4 @@ impl Drop for Ensemble {
             self.kill_member(i);
         }
     }
-}
-
-/// One restart the rollout made.
-#[derive(Clone, Debug)]
-pub struct RestartRecord {
-    /// Member restarted.
-    pub ordinal: usize,
-    /// It led the ensemble when restarted.
-    pub was_leader: bool,
-    /// When it was killed.
-    pub killed_at: Instant,
-    /// When it next served, Ready, with the leader counting every follower synced.
-    pub synced_at: Option<Instant>,
-}
-
-impl RestartRecord {
-    /// Restart-to-synced time.
-    pub fn duration(&self) -> Option<Duration> {
-        self.synced_at.map(|s| s - self.killed_at)
-    }
-}
-
-/// What a rolling restart driven by the planner did.
-#[derive(Debug, Default)]
-pub struct RolloutReport {
-    /// Restarts in order.
-    pub restarts: Vec<RestartRecord>,
-    /// From the first observation to `Idle`.
-    pub wall: Duration,
-    /// Most members seen not serving at once, outside the leader's own restart.
-    pub max_down: usize,
-    /// Most members seen not serving at once while the leader restarts (the election).
-    pub max_down_during_leader_restart: usize,
-    /// Most other members not serving when a restart was made (must be 0).
-    pub others_down_at_restart: usize,
-    /// Every `Blocked` decision met (none expected without faults).
-    pub blocked: Vec<String>,
-    /// Observations made.
-    pub observations: usize,
-}
-
-impl RolloutReport {
-    /// Sum of restart-to-synced times: the least a one-at-a-time rollout can take.
-    pub fn floor(&self) -> Duration {
-        self.restarts
-            .iter()
-            .filter_map(RestartRecord::duration)
-            .sum()
-    }
-}
-
-/// Drives a rolling restart to `update_revision` through [`rollout::plan`], restarting members
-/// by killing and starting their JVM, until the planner says `Idle`.
-pub async fn rolling_restart(
-    ens: &mut Ensemble,
-    update_revision: &str,
-    partition: u32,
-    timeout: Duration,
-) -> RolloutReport {
-    let started = Instant::now();
-    let mut report = RolloutReport::default();
-    loop {
-        assert!(
-            started.elapsed() < timeout,
-            "rolling restart did not finish within {timeout:?}: {report:#?}"
-        );
-        let obs = ens.observe(update_revision, partition).await;
-        report.observations += 1;
-        let view = obs.ensemble();
-        let down = view.members.iter().filter(|m| m.problem.is_some()).count();
-        // Losing the leader sends every member into an election, during which none serves;
-        // that is the leader's own restart, so it is counted apart.
-        let electing = report
-            .restarts
-            .last()
-            .is_some_and(|r| r.was_leader && r.synced_at.is_none());
-        if electing {
-            report.max_down_during_leader_restart = report.max_down_during_leader_restart.max(down);
-        } else {
-            report.max_down = report.max_down.max(down);
-        }
-        // The pending restart is over once its member serves and every follower is synced.
-        if let Some(last) = report.restarts.last_mut()
-            && last.synced_at.is_none()
-            && view.members[last.ordinal].problem.is_none()
-            && view.fully_synced()
-        {
-            last.synced_at = Some(Instant::now());
-        }
-        match rollout::plan(&obs).decision {
-            Decision::Idle => break,
-            Decision::Restart(r) => {
-                let i = r.ordinal.0 as usize;
-                let others_down = view
-                    .members
-                    .iter()
-                    .filter(|m| m.ordinal != r.ordinal && m.problem.is_some())
-                    .count();
-                report.others_down_at_restart = report.others_down_at_restart.max(others_down);
-                let was_leader = view.leader().is_some_and(|l| l.ordinal == r.ordinal);
-                report.restarts.push(RestartRecord {
-                    ordinal: i,
-                    was_leader,
-                    killed_at: Instant::now(),
-                    synced_at: None,
-                });
-                ens.restart_member(i, update_revision);
-            }
-            Decision::Wait(_) => tokio::time::sleep(Duration::from_millis(50)).await,
-            Decision::Blocked(b) => {
-                report.blocked.push(b.to_string());
-                tokio::time::sleep(Duration::from_millis(50)).await;
-            }
-        }
-    }
-    report.wall = started.elapsed();
-    report
-}
-
-/// One attempted write.
-#[derive(Clone, Debug)]
-pub struct WriteAttempt {
-    /// When the attempt started.
-    pub started: Instant,
-    /// When it ended.
-    pub ended: Instant,
-    /// The data written (the write's sequence number in this writer).
-    pub data: u64,
-    /// The created path, when acknowledged; the error otherwise.
-    pub result: Result<String, String>,
-}
-
-/// A client writing sequential znodes under `/writes` as fast as acknowledgements come.
-pub struct Writer {
-    attempts: Arc<Mutex<Vec<WriteAttempt>>>,
-    stop: Arc<std::sync::atomic::AtomicBool>,
-    task: tokio::task::JoinHandle<()>,
-    client: zookeeper_client::Client,
-}
-
-impl Writer {
-    /// Connects and starts writing.
-    pub async fn start(connect_string: &str) -> Self {
-        let client = zookeeper_client::Client::connector()
-            .with_session_timeout(Duration::from_secs(20))
-            .connect(connect_string)
-            .await
-            .expect("writer connects to the ensemble");
-        let persistent = zookeeper_client::CreateMode::Persistent
-            .with_acls(zookeeper_client::Acls::anyone_all());
-        match client.create("/writes", b"", &persistent).await {
-            Ok(_) | Err(zookeeper_client::Error::NodeExists) => {}
-            Err(e) => panic!("create /writes: {e}"),
-        }
-        let attempts = Arc::new(Mutex::new(Vec::new()));
-        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
-        let task = {
-            let client = client.clone();
-            let attempts = attempts.clone();
-            let stop = stop.clone();
-            tokio::spawn(async move {
-                let seq = zookeeper_client::CreateMode::PersistentSequential
-                    .with_acls(zookeeper_client::Acls::anyone_all());
-                let mut n: u64 = 0;
-                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
-                    n += 1;
-                    let started = Instant::now();
-                    let data = n.to_string();
-                    let r = tokio::time::timeout(
-                        Duration::from_secs(5),
-                        client.create("/writes/w-", data.as_bytes(), &seq),
-                    )
-                    .await;
-                    let result = match r {
-                        Ok(Ok((_, s))) => Ok(format!("/writes/w-{s}")),
-                        Ok(Err(e)) => Err(e.to_string()),
-                        Err(_) => Err("no answer within 5s".into()),
-                    };
-                    let failed = result.is_err();
-                    attempts.lock().expect("attempts").push(WriteAttempt {
-                        started,
-                        ended: Instant::now(),
-                        data: n,
-                        result,
-                    });
-                    // Keep the load steady: about 50 writes a second.
-                    tokio::time::sleep(Duration::from_millis(if failed { 50 } else { 20 })).await;
-                }
-            })
-        };
-        Self {
-            attempts,
-            stop,
-            task,
-            client,
-        }
-    }
-
-    /// Stops writing and returns every attempt.
-    pub async fn stop(self) -> (zookeeper_client::Client, Vec<WriteAttempt>) {
-        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
-        let _ = self.task.await;
-        let attempts = self.attempts.lock().expect("attempts").clone();
-        (self.client, attempts)
-    }
-}
-
-/// The longest time between two consecutive acknowledged writes, and when it began. The writer
-/// writes every 20 ms, so anything much longer is time in which the ensemble took no write,
-/// whether attempts failed or just waited.
-pub fn longest_unavailability(attempts: &[WriteAttempt]) -> (Duration, Option<Instant>) {
-    write_gaps(attempts)
-        .into_iter()
-        .max_by_key(|(gap, _)| *gap)
-        .map_or((Duration::ZERO, None), |(gap, at)| (gap, Some(at)))
-}
-
-/// Every interval between consecutive acknowledged writes, with its start.
-pub fn write_gaps(attempts: &[WriteAttempt]) -> Vec<(Duration, Instant)> {
-    let mut gaps = Vec::new();
-    let mut last_ok: Option<Instant> = None;
-    for a in attempts.iter().filter(|a| a.result.is_ok()) {
-        if let Some(prev) = last_ok {
-            gaps.push((a.ended - prev, prev));
-        }
-        last_ok = Some(a.ended);
-    }
-    gaps
-}
-
-/// Checks that every acknowledged write is readable with the data written.
-pub async fn verify_acknowledged(
-    client: &zookeeper_client::Client,
-    attempts: &[WriteAttempt],
-) -> usize {
-    let (children, _) = client
-        .get_children("/writes")
-        .await
-        .expect("list /writes after the rollout");
-    let present: std::collections::HashSet<String> = children
-        .into_iter()
-        .map(|c| format!("/writes/{c}"))
-        .collect();
-    let mut checked = 0;
-    for a in attempts {
-        if let Ok(path) = &a.result {
-            assert!(
-                present.contains(path),
-                "acknowledged write {path} is missing"
-            );
-            let (data, _) = client
-                .get_data(path)
-                .await
-                .unwrap_or_else(|e| panic!("read acknowledged write {path}: {e}"));
-            assert_eq!(data, a.data.to_string().into_bytes(), "data of {path}");
-            checked += 1;
-        }
-    }
-    checked
 }
