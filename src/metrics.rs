@@ -113,6 +113,11 @@ impl Metrics {
         out
     }
 
+    /// Counts an error that did not fail the reconcile (it is reported in status instead).
+    pub fn observe_error(&self, category: &'static str) {
+        self.errors.get_or_create(&ErrorLabels { category }).inc();
+    }
+
     pub fn observe_reconcile(&self, took: Duration, error: Option<&'static str>) {
         self.reconciles.inc();
         self.duration.observe(took.as_secs_f64());

@@ -186,6 +186,17 @@ pub enum Act {
     Evicted(String),
     /// The eviction was refused (the PodDisruptionBudget allows no disruption now).
     EvictionRefused(String),
+    /// The eviction failed for another reason than the PodDisruptionBudget (the API error);
+    /// it is retried, and said in status and an Event.
+    EvictionFailed {
+        /// The pod.
+        pod: String,
+        /// The API server's answer.
+        error: String,
+    },
+    /// A fresh observation just before the eviction did not confirm the decision (the string
+    /// says what it showed): nothing was evicted, the next pass looks again at once.
+    Reconsidered(String),
 }
 
 /// What the controller should do now.
@@ -249,6 +260,9 @@ pub enum WaitReason {
     PodMissing(MemberName),
     /// A pod was created after the probes started: they may describe its predecessor.
     ObservationOlderThanPod(MemberName),
+    /// A serving member reports a newer leadership term (zxid epoch) than the member that
+    /// claims to lead: that leader is from an old term and an election is under way.
+    TermsDiffer(Vec<(MemberName, u32)>),
     /// A member at the update revision has not rejoined yet.
     Rejoining {
         /// The member.
@@ -313,8 +327,10 @@ pub const BUSY_RESYNC: Duration = Duration::from_secs(5);
 /// or a problem lasts (ZooKeeper's own changes produce no watch events), the slow resync when
 /// the ensemble is steady.
 pub fn requeue_after(plan: &Plan, act: &Act) -> Duration {
-    if *act != Act::None {
-        return Duration::from_secs(2);
+    match act {
+        Act::None => {}
+        Act::EvictionFailed { .. } => return Duration::from_secs(10),
+        _ => return Duration::from_secs(2),
     }
     match &plan.decision {
         Decision::Restart(_) => Duration::from_secs(2),
@@ -378,6 +394,14 @@ impl fmt::Display for WaitReason {
             ),
             WaitReason::PodTerminating(p) => write!(f, "waiting for {p} to terminate"),
             WaitReason::PodMissing(p) => write!(f, "waiting for {p} to be recreated"),
+            WaitReason::TermsDiffer(terms) => {
+                let list: Vec<String> = terms.iter().map(|(m, e)| format!("{m}: {e}")).collect();
+                write!(
+                    f,
+                    "a member is in a newer leadership term than the leader (epochs {}); waiting for the election to settle",
+                    list.join(", ")
+                )
+            }
             WaitReason::ObservationOlderThanPod(p) => {
                 write!(f, "{p} is newer than the last probes; probing again")
             }
@@ -612,6 +636,20 @@ fn decide(obs: &Observation, view: &EnsembleView) -> Decision {
                 ));
             }
         }
+        // No serving member may be in a newer term than the leader: then the leader answered
+        // from an old term and an election happened between the probes. (A follower may report
+        // an older epoch: its last zxid is from before the election until the first write.)
+        if let Some(leader_term) = term(view) {
+            let terms: Vec<_> = view
+                .members
+                .iter()
+                .filter(|m| m.problem.is_none())
+                .filter_map(|m| Some((m.name.clone(), m.zxid?.epoch())))
+                .collect();
+            if terms.iter().any(|(_, e)| *e > leader_term) {
+                return Decision::Wait(WaitReason::TermsDiffer(terms));
+            }
+        }
         // The leader's count is anonymous: the candidate may be in it unless it provably is
         // not a learner (a NotReady or hung member may still follow and be counted).
         let missing = u32::from(candidate.provably_not_learner);
@@ -641,6 +679,17 @@ fn decide(obs: &Observation, view: &EnsembleView) -> Decision {
         pod: candidate.name.clone(),
         why,
     })
+}
+
+/// The leader's term: its zxid epoch, which it sets when it wins an election.
+pub fn term(view: &EnsembleView) -> Option<u32> {
+    Some(view.leader()?.zxid?.epoch())
+}
+
+/// Whether two views see the same leader in the same term: nothing was elected in between.
+pub fn same_term(a: &EnsembleView, b: &EnsembleView) -> bool {
+    let leader = |v: &EnsembleView| v.leader().map(|m| m.ordinal);
+    leader(a) == leader(b) && term(a) == term(b)
 }
 
 /// A restarted member that serves but is not yet counted synced is still rejoining: wait for the
@@ -753,6 +802,7 @@ mod tests {
                 pods.push(PodFacts {
                     ordinal,
                     name: MemberName::new("zk", ordinal),
+                    uid: None,
                     revision: Some(if mem.updated { NEW } else { OLD }.into()),
                     ready: mem.ready,
                     terminating: mem.terminating,
@@ -1047,6 +1097,43 @@ mod tests {
             "{}",
             degraded.message
         );
+    }
+
+    #[test]
+    fn a_member_in_a_newer_term_than_the_leader_means_wait() {
+        let with_zxid =
+            |zxid: &str, mode: &str| match parse::srvr(&format!("Zxid: {zxid}\nMode: {mode}\n")) {
+                Reply::Data(s) => Outcome::Serving(s),
+                other => panic!("{other:?}"),
+            };
+        // Followers report epoch 0 until the first write after an election: that is fine.
+        let mut ms = three_outdated();
+        ms[0].srvr = with_zxid("0x0", "follower");
+        ms[1].srvr = with_zxid("0x100000000", "leader");
+        ms[2].srvr = with_zxid("0x0", "follower");
+        assert_eq!(
+            decide(&obs(&ms, Some(2))),
+            restart(2, RestartReason::OutdatedFollower)
+        );
+        // zk-2 already follows a leader of epoch 2 while zk-1 still answers as leader of 1.
+        ms[2].srvr = with_zxid("0x200000003", "follower");
+        let d = decide(&obs(&ms, Some(2)));
+        match &d {
+            Decision::Wait(WaitReason::TermsDiffer(terms)) => {
+                assert!(
+                    terms.contains(&(name(2), 2)) && terms.contains(&(name(1), 1)),
+                    "{terms:?}"
+                );
+            }
+            other => panic!("{other:?}"),
+        }
+        // Views before and after an election between probe and action are not the same term.
+        let before = plan(&obs(&three_outdated(), Some(2))).view;
+        let mut ms = three_outdated();
+        ms[1].srvr = with_zxid("0x200000000", "leader");
+        let after = plan(&obs(&ms, Some(2))).view;
+        assert!(same_term(&before, &before.clone()));
+        assert!(!same_term(&before, &after));
     }
 
     #[test]

@@ -38,6 +38,9 @@ pub mod reason {
     pub const WAITING_FOR_MEMBERS: &str = "WaitingForMembers";
     /// Progressing: the PodDisruptionBudget refused the eviction.
     pub const EVICTION_REFUSED: &str = "EvictionRefused";
+    /// Progressing (and its Event): the eviction failed for another reason than the PDB, for
+    /// instance two PodDisruptionBudgets selecting the members (the API server answers 500).
+    pub const EVICTION_FAILED: &str = "EvictionFailed";
     /// Progressing and Degraded: a restart is due but unsafe (also its Event).
     pub const ROLLOUT_BLOCKED: &str = "RolloutBlocked";
     /// Degraded=False.
@@ -254,6 +257,18 @@ pub fn judge(plan: &Plan, act: &Act) -> [Judgement; 3] {
     };
     let step = step_message(plan);
     let progressing = match (&plan.decision, act) {
+        (_, Act::EvictionFailed { pod, error }) => Judgement::new(
+            PROGRESSING,
+            true,
+            reason::EVICTION_FAILED,
+            format!("{step}; the eviction of {pod} failed, retrying: {error}"),
+        ),
+        (_, Act::Reconsidered(now)) => Judgement::new(
+            PROGRESSING,
+            true,
+            reason::WAITING_FOR_MEMBERS,
+            format!("{step}; not restarted: a re-check just before the eviction showed: {now}"),
+        ),
         (_, Act::EvictionRefused(pod)) => Judgement::new(
             PROGRESSING,
             true,
@@ -354,6 +369,13 @@ pub fn was_blocked(previous: Option<&ZookeeperClusterStatus>) -> bool {
         .is_some_and(|c| c.reason == reason::ROLLOUT_BLOCKED)
 }
 
+/// Whether the previous status already reported a failed eviction (its Event was sent).
+pub fn eviction_failed_before(previous: Option<&ZookeeperClusterStatus>) -> bool {
+    previous
+        .and_then(|s| condition(s, PROGRESSING))
+        .is_some_and(|c| c.reason == reason::EVICTION_FAILED)
+}
+
 /// Whether the previous status already reported the rollout as stuck (its Event was sent).
 pub fn was_stuck(previous: Option<&ZookeeperClusterStatus>) -> bool {
     previous
@@ -442,6 +464,7 @@ mod tests {
         let pod = PodFacts {
             ordinal: Ordinal(0),
             name: MemberName::new("zk", Ordinal(0)),
+            uid: None,
             revision: Some("r".into()),
             ready: false,
             terminating: false,

@@ -1,80 +1,142 @@
 //! Act: carry out the plan's decision. At most one eviction per pass, through the Eviction API so
-//! the PodDisruptionBudget is honoured; a blocked rollout and a member pod that cannot run are
-//! announced once each with a Warning Event.
+//! the PodDisruptionBudget is honoured, and only after a fresh observation made the same decision;
+//! a blocked or stuck rollout and a member pod that cannot run are announced once each with a
+//! Warning Event.
+
+use std::time::{Duration, SystemTime};
 
 use k8s_openapi::api::core::v1::Pod;
-use kube::api::{Api, EvictParams};
+use kube::api::{Api, DeleteParams, EvictParams, Preconditions};
 use kube::runtime::events::EventType;
 
-use super::{ClusterId, Context, Error};
+use super::{ClusterId, Context, Error, observe};
 use crate::crd::ZookeeperCluster;
-use crate::rollout::{Act, Decision, Plan, step_message};
+use crate::rollout::{self, Act, Decision, Plan, Restart, step_message};
 use crate::status::{self, reason};
+use crate::validate::ValidatedCluster;
+
+/// An observation older than this is not acted on: the ensemble may have changed since.
+pub const MAX_OBSERVATION_AGE: Duration = Duration::from_secs(5);
 
 /// Carries out `plan.decision` and says what was done.
 pub async fn act(
     ctx: &Context,
     zk: &ZookeeperCluster,
     id: &ClusterId,
+    cluster: &ValidatedCluster,
     plan: &Plan,
 ) -> Result<Act, Error> {
-    for trouble in status::new_pod_troubles(zk.status.as_ref(), &plan.view) {
-        ctx.publish(
-            id,
-            EventType::Warning,
-            reason::MEMBER_POD_FAILING,
-            "Observe",
-            trouble,
-        )
-        .await;
-    }
-    if let Some(stuck) = &plan.stuck
-        && !status::was_stuck(zk.status.as_ref())
-    {
-        let note = stuck.to_string();
-        ctx.publish(id, EventType::Warning, reason::ROLLOUT_STUCK, "Plan", note)
-            .await;
-    }
+    announce(ctx, zk, id, plan).await;
     match &plan.decision {
         Decision::Restart(restart) => {
-            let pod = restart.pod.to_string();
-            let api: Api<Pod> = Api::namespaced(ctx.client.clone(), &id.namespace);
-            match api.evict(&pod, &EvictParams::default()).await {
-                Ok(_) => {
-                    ctx.metrics.restarts.get_or_create(&id.labels()).inc();
-                    tracing::info!(pod = %pod, why = %restart.why, "evicted member for a rolling restart");
-                    let note = step_message(plan);
-                    ctx.publish(
-                        id,
-                        EventType::Normal,
-                        reason::RESTARTING_MEMBER,
-                        "Evict",
-                        note,
-                    )
-                    .await;
-                    Ok(Act::Evicted(pod))
+            let act = restart_member(ctx, id, cluster, plan, restart).await?;
+            if let Act::EvictionFailed { pod, error } = &act {
+                // Not an error of the pass: status must still say what happened.
+                ctx.metrics.observe_error("evict");
+                if !status::eviction_failed_before(zk.status.as_ref()) {
+                    let note = format!("evicting {pod} failed: {error}");
+                    let why = reason::EVICTION_FAILED;
+                    ctx.publish(id, EventType::Warning, why, "Evict", note)
+                        .await;
                 }
-                Err(kube::Error::Api(s)) if s.code == 429 => {
-                    tracing::info!(pod = %pod, "eviction refused by the PodDisruptionBudget; will retry");
-                    Ok(Act::EvictionRefused(pod))
-                }
-                Err(source) => Err(Error::EvictPod { pod, source }),
             }
+            Ok(act)
         }
-        Decision::Blocked(blocked) => {
-            if !status::was_blocked(zk.status.as_ref()) {
-                let note = blocked.to_string();
-                ctx.publish(
-                    id,
-                    EventType::Warning,
-                    reason::ROLLOUT_BLOCKED,
-                    "Plan",
-                    note,
-                )
-                .await;
-            }
-            Ok(Act::None)
+        Decision::Blocked(_) | Decision::Idle | Decision::Wait(_) => Ok(Act::None),
+    }
+}
+
+/// One Warning Event for each new trouble: a member pod that cannot run, a blocked or a stuck
+/// rollout.
+async fn announce(ctx: &Context, zk: &ZookeeperCluster, id: &ClusterId, plan: &Plan) {
+    let previous = zk.status.as_ref();
+    for trouble in status::new_pod_troubles(previous, &plan.view) {
+        let why = reason::MEMBER_POD_FAILING;
+        ctx.publish(id, EventType::Warning, why, "Observe", trouble)
+            .await;
+    }
+    if let Decision::Blocked(blocked) = &plan.decision
+        && !status::was_blocked(previous)
+    {
+        let why = reason::ROLLOUT_BLOCKED;
+        ctx.publish(id, EventType::Warning, why, "Plan", blocked.to_string())
+            .await;
+    }
+    if let Some(stuck) = &plan.stuck
+        && !status::was_stuck(previous)
+    {
+        let why = reason::ROLLOUT_STUCK;
+        ctx.publish(id, EventType::Warning, why, "Plan", stuck.to_string())
+            .await;
+    }
+}
+
+/// Observation and eviction are not atomic: the leader can change or a pod be replaced after
+/// the probes. So the members are observed again just before the eviction, and the pod is
+/// evicted only when that fresh, recent observation makes the same decision, and only if it is
+/// still the very pod observed (UID precondition).
+async fn restart_member(
+    ctx: &Context,
+    id: &ClusterId,
+    cluster: &ValidatedCluster,
+    plan: &Plan,
+    restart: &Restart,
+) -> Result<Act, Error> {
+    let pod = restart.pod.to_string();
+    let observation = observe::again(ctx, id, cluster).await?;
+    let fresh = rollout::plan(&observation);
+    if fresh.decision != plan.decision || !rollout::same_term(&fresh.view, &plan.view) {
+        tracing::info!(pod = %pod, now = %fresh.decision, "decision changed on the re-check; not evicting");
+        return Ok(Act::Reconsidered(fresh.decision.to_string()));
+    }
+    let age = SystemTime::now()
+        .duration_since(observation.probed_at)
+        .unwrap_or_default();
+    if age > MAX_OBSERVATION_AGE {
+        let why = format!("the re-check took {} s", age.as_secs());
+        tracing::info!(pod = %pod, why, "observation too old to act on; not evicting");
+        return Ok(Act::Reconsidered(why));
+    }
+    let uid = fresh
+        .view
+        .member(restart.ordinal)
+        .and_then(|m| m.pod.as_ref()?.uid.clone());
+    let params = EvictParams {
+        delete_options: Some(DeleteParams {
+            preconditions: Some(Preconditions {
+                uid,
+                resource_version: None,
+            }),
+            ..DeleteParams::default()
+        }),
+        ..EvictParams::default()
+    };
+    let api: Api<Pod> = Api::namespaced(ctx.client.clone(), &id.namespace);
+    match api.evict(&pod, &params).await {
+        Ok(_) => {
+            ctx.metrics.restarts.get_or_create(&id.labels()).inc();
+            tracing::info!(pod = %pod, why = %restart.why, "evicted member for a rolling restart");
+            let note = step_message(plan);
+            ctx.publish(
+                id,
+                EventType::Normal,
+                reason::RESTARTING_MEMBER,
+                "Evict",
+                note,
+            )
+            .await;
+            Ok(Act::Evicted(pod))
         }
-        Decision::Idle | Decision::Wait(_) => Ok(Act::None),
+        Err(kube::Error::Api(s)) if s.code == 429 => {
+            tracing::info!(pod = %pod, "eviction refused by the PodDisruptionBudget; will retry");
+            Ok(Act::EvictionRefused(pod))
+        }
+        Err(e) => {
+            tracing::warn!(pod = %pod, error = %e, "eviction failed; will retry");
+            Ok(Act::EvictionFailed {
+                pod,
+                error: e.to_string(),
+            })
+        }
     }
 }

@@ -47,8 +47,6 @@ pub enum Error {
     GetStatefulSet { source: kube::Error },
     #[error("failed to list pods: {source}")]
     ListPods { source: kube::Error },
-    #[error("failed to evict pod {pod}: {source}")]
-    EvictPod { pod: String, source: kube::Error },
     #[error("failed to patch status: {source}")]
     PatchStatus { source: kube::Error },
     #[error("object is missing {0}")]
@@ -63,7 +61,6 @@ impl Error {
             | Error::ApplyPdb { .. }
             | Error::ApplyStatefulSet { .. } => "apply",
             Error::GetStatefulSet { .. } | Error::ListPods { .. } => "observe",
-            Error::EvictPod { .. } => "evict",
             Error::PatchStatus { .. } => "status",
             Error::MissingField(_) => "object",
         }

@@ -55,6 +55,21 @@ pub async fn observe(
     ))
 }
 
+/// Observes again from scratch (the StatefulSet as the server has it now), for the re-check
+/// just before an eviction.
+pub async fn again(
+    ctx: &Context,
+    id: &ClusterId,
+    cluster: &ValidatedCluster,
+) -> Result<Observation, Error> {
+    let api: Api<StatefulSet> = Api::namespaced(ctx.client.clone(), &id.namespace);
+    let sts = api
+        .get(&names::statefulset(&id.name))
+        .await
+        .map_err(|source| Error::GetStatefulSet { source })?;
+    observe(ctx, id, cluster, &sts).await
+}
+
 /// The member pods of a cluster.
 async fn pods(ctx: &Context, id: &ClusterId) -> Result<Vec<Pod>, Error> {
     let api: Api<Pod> = Api::namespaced(ctx.client.clone(), &id.namespace);

@@ -52,7 +52,7 @@ async fn reconcile_cluster(zk: &ZookeeperCluster, ctx: &Context) -> Result<Actio
     let sts = apply::apply(ctx, &id, &desired).await?;
     let observation = observe::observe(ctx, &id, &cluster, &sts).await?;
     let plan = rollout::plan(&observation);
-    let act = act::act(ctx, zk, &id, &plan).await?;
+    let act = act::act(ctx, zk, &id, &cluster, &plan).await?;
     ctx.metrics.observe_plan(&id.labels(), &plan);
     let status =
         status::cluster_status(zk, id.connection_string(&cluster), &sts, &plan, &act, &now);

@@ -15,6 +15,8 @@ pub struct PodFacts {
     pub ordinal: Ordinal,
     /// Pod name.
     pub name: MemberName,
+    /// `metadata.uid`: an eviction names it, so it can only ever hit this very pod.
+    pub uid: Option<String>,
     /// The pod's `controller-revision-hash` label.
     pub revision: Option<String>,
     /// The pod's `Ready` condition is `True`.
@@ -48,6 +50,7 @@ impl PodFacts {
         Some(Self {
             ordinal: Ordinal(ordinal),
             name: MemberName::new(cluster, Ordinal(ordinal)),
+            uid: pod.metadata.uid.clone(),
             revision: pod
                 .metadata
                 .labels
@@ -410,6 +413,7 @@ mod tests {
         PodFacts {
             ordinal: Ordinal(i),
             name: MemberName::new("zk", Ordinal(i)),
+            uid: None,
             revision: Some(rev.into()),
             ready,
             terminating: false,
