@@ -10,7 +10,6 @@ use k8s_openapi::api::apps::v1::StatefulSet;
 use crate::crd::{MemberStatus, ZookeeperCluster, ZookeeperClusterStatus};
 use crate::health::{EnsembleView, Leadership, Mode, Sync, WHITELIST};
 use crate::rollout::{Act, Decision, Plan, WaitReason, step_message};
-use crate::validate::InvalidSpec;
 
 pub const AVAILABLE: &str = "Available";
 pub const PROGRESSING: &str = "Progressing";
@@ -392,9 +391,26 @@ pub fn cluster_status(
     act: &Act,
     now: &Time,
 ) -> ZookeeperClusterStatus {
-    let s = sts.status.clone().unwrap_or_default();
-    let view = &plan.view;
     let judgements = judge(plan, act);
+    observed_status(
+        zk,
+        Some(connection_string),
+        sts,
+        &plan.view,
+        &judgements,
+        now,
+    )
+}
+
+fn observed_status(
+    zk: &ZookeeperCluster,
+    connection_string: Option<String>,
+    sts: &StatefulSet,
+    view: &EnsembleView,
+    judgements: &[Judgement],
+    now: &Time,
+) -> ZookeeperClusterStatus {
+    let s = sts.status.clone().unwrap_or_default();
     let generation = zk.metadata.generation;
     let prev_conditions = zk
         .status
@@ -421,37 +437,84 @@ pub fn cluster_status(
                 ready: m.pod_ready(),
             })
             .collect(),
-        connection_string: Some(connection_string),
-        conditions: merge_conditions(prev_conditions, &judgements, generation, now),
+        connection_string,
+        conditions: merge_conditions(prev_conditions, judgements, generation, now),
     }
 }
 
-/// The status of a cluster whose spec was refused: everything observed before is kept (the
-/// ensemble was not touched), `Degraded` says why.
-pub fn invalid_status(
-    previous: Option<&ZookeeperClusterStatus>,
-    generation: Option<i64>,
-    invalid: &InvalidSpec,
+/// Why the operator holds a cluster as it runs instead of carrying out its spec.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Hold {
+    /// The spec was refused (the problems, each naming its field).
+    InvalidSpec(Vec<String>),
+    /// Applying the rendered objects failed (the API error).
+    ApplyFailed(String),
+}
+
+impl Hold {
+    /// The `Degraded` condition that says why.
+    pub fn judgement(&self) -> Judgement {
+        match self {
+            Hold::InvalidSpec(problems) => Judgement::new(
+                DEGRADED,
+                true,
+                reason::INVALID_SPEC,
+                format!(
+                    "{}; the running ensemble is left as it was until the spec is fixed",
+                    problems.join("; ")
+                ),
+            ),
+            Hold::ApplyFailed(error) => Judgement::new(
+                DEGRADED,
+                true,
+                reason::APPLY_FAILED,
+                format!("{error}; nothing is restarted until the objects can be applied"),
+            ),
+        }
+    }
+}
+
+/// The status of a cluster the operator holds (spec refused, or not applicable): the members'
+/// truth as observed now (`Available` keeps telling whether a quorum serves), `Progressing`
+/// False and `Degraded` saying why nothing is carried out. Without a StatefulSet yet, the
+/// previous status is kept with the new `Degraded`.
+pub fn held_status(
+    zk: &ZookeeperCluster,
+    running: Option<(&StatefulSet, &Plan)>,
+    hold: &Hold,
     now: &Time,
 ) -> ZookeeperClusterStatus {
-    let mut status = previous.cloned().unwrap_or_default();
-    let message = format!(
-        "{}; the running ensemble is left as it was until the spec is fixed",
-        invalid.problems.join("; ")
+    let degraded = hold.judgement();
+    let previous = zk.status.clone().unwrap_or_default();
+    let Some((sts, plan)) = running else {
+        let mut status = previous;
+        status.conditions =
+            merge_conditions(&status.conditions, &[degraded], zk.metadata.generation, now);
+        status.observed_generation = zk.metadata.generation;
+        return status;
+    };
+    let [available, _, _] = judge(plan, &Act::None);
+    let progressing = Judgement::new(
+        PROGRESSING,
+        false,
+        degraded.reason,
+        "no member is restarted while the spec is not carried out",
     );
-    status.conditions = merge_conditions(
-        &status.conditions,
-        &[Judgement::new(
-            DEGRADED,
-            true,
-            reason::INVALID_SPEC,
-            message,
-        )],
-        generation,
+    observed_status(
+        zk,
+        previous.connection_string,
+        sts,
+        &plan.view,
+        &[available, progressing, degraded],
         now,
-    );
-    status.observed_generation = generation;
-    status
+    )
+}
+
+/// Whether the previous status already said this `Degraded` (its Event was sent).
+pub fn already_degraded(previous: Option<&ZookeeperClusterStatus>, j: &Judgement) -> bool {
+    previous
+        .and_then(|s| condition(s, DEGRADED))
+        .is_some_and(|c| c.status == "True" && c.reason == j.reason && c.message == j.message)
 }
 
 #[cfg(test)]

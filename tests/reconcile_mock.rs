@@ -262,9 +262,25 @@ async fn unchanged_cluster_reconciles_with_zero_writes() {
     );
 }
 
+/// The StatefulSet a valid 3-member spec renders, as the server reports it.
+fn running_statefulset() -> Value {
+    let valid = zookeeper_operator::validate::validate(&cluster(json!({}), None)).unwrap();
+    let mut sts =
+        serde_json::to_value(zookeeper_operator::render::render(&valid, None).statefulset).unwrap();
+    sts_status(&mut sts);
+    sts
+}
+
 #[tokio::test]
-async fn invalid_spec_writes_only_status_and_an_event() {
+async fn invalid_spec_touches_nothing_but_status_tells_the_members_truth() {
+    // A running ensemble: its StatefulSet is read (never written), its members probed.
     let script = vec![
+        expect(Method::GET, base("statefulsets", "zk"), |_| {
+            (StatusCode::OK, running_statefulset())
+        }),
+        expect(Method::GET, format!("/api/v1/namespaces/{NS}/pods"), |_| {
+            (StatusCode::OK, pods())
+        }),
         status_patch(),
         expect(
             Method::POST,
@@ -277,9 +293,11 @@ async fn invalid_spec_writes_only_status_and_an_event() {
         None,
     );
     let writes = run(zk, script, healthy_prober()).await;
+    assert_eq!(writes.len(), 2, "only the status and the Event are written");
     let status = &writes[0].1["status"];
-    let degraded = &status["conditions"].as_array().unwrap()[0];
-    assert_eq!(degraded["type"], "Degraded");
+    let conditions = status["conditions"].as_array().unwrap();
+    let by_type = |t: &str| conditions.iter().find(|c| c["type"] == t).unwrap().clone();
+    let degraded = by_type("Degraded");
     assert_eq!(degraded["reason"], "InvalidSpec");
     assert!(
         degraded["message"]
@@ -288,10 +306,39 @@ async fn invalid_spec_writes_only_status_and_an_event() {
             .contains("spec.config.heap 4G"),
         "{degraded}"
     );
+    // The members' truth, as observed now.
+    assert_eq!(by_type("Available")["status"], "True");
+    assert_eq!(by_type("Progressing")["status"], "False");
+    assert_eq!(status["leader"], "zk-1");
+    assert_eq!(status["members"].as_array().unwrap().len(), 3);
     let event = &writes[1].1;
     assert_eq!(event["type"], "Warning");
     assert_eq!(event["reason"], "InvalidSpec");
     assert_eq!(event["regarding"]["name"], "zk");
+
+    // Nothing runs yet: only Degraded is written, with the Event.
+    let script = vec![
+        expect(Method::GET, base("statefulsets", "zk"), |_| {
+            mock_api::status(StatusCode::NOT_FOUND, "NotFound")
+        }),
+        status_patch(),
+        expect(
+            Method::POST,
+            format!("/apis/events.k8s.io/v1/namespaces/{NS}/events"),
+            |body| (StatusCode::OK, body.clone()),
+        ),
+    ];
+    let zk = cluster(
+        json!({"config": {"heap": "4G"}, "resources": {"limits": {"memory": "2Gi"}}}),
+        None,
+    );
+    let writes = run(zk, script, healthy_prober()).await;
+    let conditions = writes[0].1["status"]["conditions"]
+        .as_array()
+        .unwrap()
+        .clone();
+    assert_eq!(conditions.len(), 1, "{conditions:?}");
+    assert_eq!(conditions[0]["reason"], "InvalidSpec");
 }
 
 #[test]

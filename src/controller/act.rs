@@ -9,11 +9,11 @@ use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Api, DeleteParams, EvictParams, Preconditions};
 use kube::runtime::events::EventType;
 
-use super::{ClusterId, Context, Error, observe};
+use super::observe::{self, Target};
+use super::{ClusterId, Context, Error};
 use crate::crd::ZookeeperCluster;
 use crate::rollout::{self, Act, Decision, Plan, Restart, step_message};
 use crate::status::{self, reason};
-use crate::validate::ValidatedCluster;
 
 /// An observation older than this is not acted on: the ensemble may have changed since.
 pub const MAX_OBSERVATION_AGE: Duration = Duration::from_secs(5);
@@ -23,13 +23,13 @@ pub async fn act(
     ctx: &Context,
     zk: &ZookeeperCluster,
     id: &ClusterId,
-    cluster: &ValidatedCluster,
+    target: &Target,
     plan: &Plan,
 ) -> Result<Act, Error> {
     announce(ctx, zk, id, plan).await;
     match &plan.decision {
         Decision::Restart(restart) => {
-            let act = restart_member(ctx, id, cluster, plan, restart).await?;
+            let act = restart_member(ctx, id, target, plan, restart).await?;
             if let Act::EvictionFailed { pod, error } = &act {
                 // Not an error of the pass: status must still say what happened.
                 ctx.metrics.observe_error("evict");
@@ -48,7 +48,7 @@ pub async fn act(
 
 /// One Warning Event for each new trouble: a member pod that cannot run, a blocked or a stuck
 /// rollout.
-async fn announce(ctx: &Context, zk: &ZookeeperCluster, id: &ClusterId, plan: &Plan) {
+pub async fn announce(ctx: &Context, zk: &ZookeeperCluster, id: &ClusterId, plan: &Plan) {
     let previous = zk.status.as_ref();
     for trouble in status::new_pod_troubles(previous, &plan.view) {
         let why = reason::MEMBER_POD_FAILING;
@@ -78,12 +78,12 @@ async fn announce(ctx: &Context, zk: &ZookeeperCluster, id: &ClusterId, plan: &P
 async fn restart_member(
     ctx: &Context,
     id: &ClusterId,
-    cluster: &ValidatedCluster,
+    target: &Target,
     plan: &Plan,
     restart: &Restart,
 ) -> Result<Act, Error> {
     let pod = restart.pod.to_string();
-    let observation = observe::again(ctx, id, cluster).await?;
+    let observation = observe::again(ctx, id, target).await?;
     let fresh = rollout::plan(&observation);
     if fresh.decision != plan.decision || !rollout::same_term(&fresh.view, &plan.view) {
         tracing::info!(pod = %pod, now = %fresh.decision, "decision changed on the re-check; not evicting");

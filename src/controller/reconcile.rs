@@ -10,7 +10,8 @@ use kube::runtime::events::EventType;
 use kube::{Resource, ResourceExt};
 use tracing::Instrument;
 
-use super::{ClusterId, Context, Error, act, apply, observe, status as write_status};
+use super::observe::{self, Target};
+use super::{ClusterId, Context, Error, act, apply, status as write_status};
 use crate::crd::ZookeeperCluster;
 use crate::render::render;
 use crate::rollout;
@@ -46,13 +47,17 @@ async fn reconcile_cluster(zk: &ZookeeperCluster, ctx: &Context) -> Result<Actio
     let now = Time(k8s_openapi::jiff::Timestamp::now());
     let cluster = match validate(zk) {
         Ok(valid) => valid,
-        Err(invalid) => return write_status::refuse(ctx, zk, &id, &invalid, &now).await,
+        Err(invalid) => return write_status::hold(ctx, zk, &id, Ok(&invalid), &now).await,
     };
     let desired = render(&cluster, Some(&id.owner));
-    let sts = apply::apply(ctx, &id, &desired).await?;
-    let observation = observe::observe(ctx, &id, &cluster, &sts).await?;
+    let sts = match apply::apply(ctx, &id, &desired).await {
+        Ok(sts) => sts,
+        Err(e) => return write_status::hold(ctx, zk, &id, Err(e), &now).await,
+    };
+    let target = Target::of(&cluster);
+    let observation = observe::observe(ctx, &id, &target, &sts).await?;
     let plan = rollout::plan(&observation);
-    let act = act::act(ctx, zk, &id, &cluster, &plan).await?;
+    let act = act::act(ctx, zk, &id, &target, &plan).await?;
     ctx.metrics.observe_plan(&id.labels(), &plan);
     let status =
         status::cluster_status(zk, id.connection_string(&cluster), &sts, &plan, &act, &now);

@@ -7,10 +7,11 @@ use kube::runtime::controller::Action;
 use kube::runtime::events::EventType;
 use kube::{Resource, ResourceExt};
 
-use super::{ClusterId, Context, Error};
+use super::{ClusterId, Context, Error, act, observe};
 use crate::crd::{ZookeeperCluster, ZookeeperClusterStatus};
 use crate::names::MANAGER;
-use crate::status::{self, reason};
+use crate::rollout;
+use crate::status::{self, Hold, reason};
 use crate::validate::InvalidSpec;
 
 /// Patches the status subresource when it changed; returns whether it wrote.
@@ -39,19 +40,39 @@ pub async fn write(
     Ok(true)
 }
 
-/// An invalid spec never touches the running ensemble: only `Degraded` says why, with one
-/// Warning Event when that is new; nothing else happens until the spec changes.
-pub async fn refuse(
+/// The operator holds the cluster as it runs: an invalid spec never touches the running
+/// ensemble, and neither does a pass whose objects could not be applied. The members are still
+/// observed and their truth written (so `Available` never goes stale), `Degraded` says why,
+/// with one Warning Event for an invalid spec (a failed apply has its own from the apply step).
+/// A refused spec is looked at again with the steady resync; a failed apply returns its error
+/// so the pass is retried with backoff.
+pub async fn hold(
     ctx: &Context,
     zk: &ZookeeperCluster,
     id: &ClusterId,
-    invalid: &InvalidSpec,
+    hold: Result<&InvalidSpec, Error>,
     now: &Time,
 ) -> Result<Action, Error> {
-    let new = status::invalid_status(zk.status.as_ref(), zk.metadata.generation, invalid, now);
-    if write(ctx, zk, id, &new).await? {
-        tracing::warn!(error = %invalid, "spec refused; the ensemble is left as it was");
-        let note = invalid.to_string();
+    let why = match &hold {
+        Ok(invalid) => Hold::InvalidSpec(invalid.problems.clone()),
+        Err(e) => Hold::ApplyFailed(e.to_string()),
+    };
+    let running = observe::running(ctx, id, zk).await?;
+    let plan = running.as_ref().map(|(_, o)| rollout::plan(o));
+    if let Some(plan) = &plan {
+        act::announce(ctx, zk, id, plan).await;
+    }
+    let judgement = why.judgement();
+    let announce = matches!(why, Hold::InvalidSpec(_))
+        && !status::already_degraded(zk.status.as_ref(), &judgement);
+    let running = running
+        .as_ref()
+        .zip(plan.as_ref())
+        .map(|((sts, _), p)| (sts, p));
+    write(ctx, zk, id, &status::held_status(zk, running, &why, now)).await?;
+    if announce {
+        tracing::warn!(why = %judgement.message, "spec refused; the ensemble is left as it was");
+        let note = judgement.message;
         ctx.publish(
             id,
             EventType::Warning,
@@ -61,5 +82,8 @@ pub async fn refuse(
         )
         .await;
     }
-    Ok(Action::await_change())
+    match hold {
+        Ok(_) => Ok(Action::requeue(rollout::STEADY_RESYNC)),
+        Err(e) => Err(e),
+    }
 }
