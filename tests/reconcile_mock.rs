@@ -11,7 +11,7 @@ use std::sync::Arc;
 use http::{Method, StatusCode};
 use kube::Resource;
 use kube::core::DeserializeGuard;
-use mock_api::{Exchange, expect, status};
+use mock_api::{Exchange, Reply, expect, status};
 use serde_json::{Value, json};
 use zookeeper_operator::controller::observe::Prober;
 use zookeeper_operator::controller::{Context, reconcile::reconcile};
@@ -92,7 +92,7 @@ fn pods() -> Value {
     let items: Vec<Value> = (0..3)
         .map(|i| {
             json!({
-                "metadata": {"name": format!("zk-{i}"), "namespace": NS,
+                "metadata": {"name": format!("zk-{i}"), "namespace": NS, "uid": format!("uid-zk-{i}"),
                     "creationTimestamp": "2026-01-01T00:00:00Z",
                     "labels": {"controller-revision-hash": "zk-rev1",
                                "app.kubernetes.io/name": "zookeeper", "app.kubernetes.io/instance": "zk"}},
@@ -339,6 +339,129 @@ async fn invalid_spec_touches_nothing_but_status_tells_the_members_truth() {
         .clone();
     assert_eq!(conditions.len(), 1, "{conditions:?}");
     assert_eq!(conditions[0]["reason"], "InvalidSpec");
+}
+
+/// The StatefulSet after a template change: every member (at zk-rev1) is outdated.
+fn sts_rolling(obj: &mut Value) {
+    sts_status(obj);
+    obj["status"]["updateRevision"] = json!("zk-rev2");
+    obj["status"]["updatedReplicas"] = json!(0);
+}
+
+/// A pass over a healthy cluster whose members are all outdated, up to the eviction of zk-2
+/// (the highest follower) with the server's `answer`; the members are observed again just
+/// before it.
+fn rollout_script(answer: Reply) -> Vec<Exchange> {
+    let mut script = first_time_script();
+    script[7] = expect(Method::PATCH, base("statefulsets", "zk"), echo(sts_rolling));
+    script.push(expect(Method::GET, base("statefulsets", "zk"), |_| {
+        let mut sts = running_statefulset();
+        sts_rolling(&mut sts);
+        (StatusCode::OK, sts)
+    }));
+    script.push(expect(
+        Method::GET,
+        format!("/api/v1/namespaces/{NS}/pods"),
+        |_| (StatusCode::OK, pods()),
+    ));
+    script.push(expect(
+        Method::POST,
+        format!("/api/v1/namespaces/{NS}/pods/zk-2/eviction"),
+        move |body| {
+            // The eviction can only ever hit the pod that was observed.
+            assert_eq!(
+                body["deleteOptions"]["preconditions"]["uid"], "uid-zk-2",
+                "{body}"
+            );
+            answer.clone()
+        },
+    ));
+    script
+}
+
+fn event() -> Exchange {
+    expect(
+        Method::POST,
+        format!("/apis/events.k8s.io/v1/namespaces/{NS}/events"),
+        |body| (StatusCode::OK, body.clone()),
+    )
+}
+
+fn progressing(writes: &[(String, Value)]) -> Value {
+    let (_, status) = writes.last().expect("a status write");
+    status["status"]["conditions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["type"] == "Progressing")
+        .unwrap()
+        .clone()
+}
+
+#[tokio::test]
+async fn an_outdated_follower_is_evicted_after_a_fresh_recheck() {
+    let mut script = rollout_script((
+        StatusCode::CREATED,
+        json!({"kind": "Status", "status": "Success"}),
+    ));
+    script.push(event());
+    script.push(status_patch());
+    let writes = run(cluster(json!({}), None), script, healthy_prober()).await;
+    let event = &writes[writes.len() - 2].1;
+    assert_eq!(event["reason"], "RestartingMember");
+    assert_eq!(event["type"], "Normal");
+    let p = progressing(&writes);
+    assert_eq!(p["reason"], "RestartingMember", "{p}");
+    assert!(
+        p["message"]
+            .as_str()
+            .unwrap()
+            .contains("restarting zk-2 (outdated follower)"),
+        "{p}"
+    );
+}
+
+#[tokio::test]
+async fn an_eviction_the_pdb_refuses_is_retried_and_said() {
+    let mut script = rollout_script(mock_api::status(
+        StatusCode::TOO_MANY_REQUESTS,
+        "TooManyRequests",
+    ));
+    script.push(status_patch());
+    let writes = run(cluster(json!({}), None), script, healthy_prober()).await;
+    let p = progressing(&writes);
+    assert_eq!(p["reason"], "EvictionRefused", "{p}");
+    assert!(
+        p["message"]
+            .as_str()
+            .unwrap()
+            .contains("refused by the PodDisruptionBudget"),
+        "{p}"
+    );
+}
+
+#[tokio::test]
+async fn an_eviction_that_fails_otherwise_is_a_condition_and_an_event() {
+    // Two PodDisruptionBudgets over the same pods: the API server answers 500.
+    let mut script = rollout_script(mock_api::status(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "InternalError",
+    ));
+    script.push(event());
+    script.push(status_patch());
+    let writes = run(cluster(json!({}), None), script, healthy_prober()).await;
+    let event = &writes[writes.len() - 2].1;
+    assert_eq!(event["reason"], "EvictionFailed");
+    assert_eq!(event["type"], "Warning");
+    let p = progressing(&writes);
+    assert_eq!(p["reason"], "EvictionFailed", "{p}");
+    assert!(
+        p["message"]
+            .as_str()
+            .unwrap()
+            .contains("the eviction of zk-2 failed"),
+        "{p}"
+    );
 }
 
 #[test]

@@ -5,8 +5,8 @@
 
 use std::time::{Duration, SystemTime};
 
-use k8s_openapi::api::core::v1::Pod;
-use kube::api::{Api, DeleteParams, EvictParams, Preconditions};
+use k8s_openapi::api::policy::v1::Eviction;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{DeleteOptions, ObjectMeta, Preconditions};
 use kube::runtime::events::EventType;
 
 use super::observe::{self, Target};
@@ -101,18 +101,7 @@ async fn restart_member(
         .view
         .member(restart.ordinal)
         .and_then(|m| m.pod.as_ref()?.uid.clone());
-    let params = EvictParams {
-        delete_options: Some(DeleteParams {
-            preconditions: Some(Preconditions {
-                uid,
-                resource_version: None,
-            }),
-            ..DeleteParams::default()
-        }),
-        ..EvictParams::default()
-    };
-    let api: Api<Pod> = Api::namespaced(ctx.client.clone(), &id.namespace);
-    match api.evict(&pod, &params).await {
+    match evict(ctx, &id.namespace, &pod, uid).await {
         Ok(_) => {
             ctx.metrics.restarts.get_or_create(&id.labels()).inc();
             tracing::info!(pod = %pod, why = %restart.why, "evicted member for a rolling restart");
@@ -139,4 +128,42 @@ async fn restart_member(
             })
         }
     }
+}
+
+/// Evicts `pod` only if it still has `uid`. The Eviction object is sent as the API defines it:
+/// kube 5's `Api::evict` serializes its options as `delete_options`, which the API server does
+/// not read, so a precondition given there would silently not apply.
+async fn evict(
+    ctx: &Context,
+    namespace: &str,
+    pod: &str,
+    uid: Option<String>,
+) -> Result<(), kube::Error> {
+    let eviction = Eviction {
+        metadata: ObjectMeta {
+            name: Some(pod.to_string()),
+            namespace: Some(namespace.to_string()),
+            ..ObjectMeta::default()
+        },
+        delete_options: Some(DeleteOptions {
+            preconditions: Some(Preconditions {
+                uid,
+                resource_version: None,
+            }),
+            ..DeleteOptions::default()
+        }),
+    };
+    let mut body = serde_json::to_value(&eviction).map_err(kube::Error::SerdeError)?;
+    body["apiVersion"] = "policy/v1".into();
+    body["kind"] = "Eviction".into();
+    let request = http::Request::post(format!(
+        "/api/v1/namespaces/{namespace}/pods/{pod}/eviction"
+    ))
+    .header(http::header::CONTENT_TYPE, "application/json")
+    .body(serde_json::to_vec(&body).map_err(kube::Error::SerdeError)?)
+    .map_err(kube::Error::HttpError)?;
+    ctx.client
+        .request::<serde_json::Value>(request)
+        .await
+        .map(|_| ())
 }
