@@ -115,7 +115,9 @@ pub struct ZookeeperClusterSpec {
     #[serde(default)]
     pub update_strategy: UpdateStrategy,
 
-    /// DNS domain of the Kubernetes cluster, used in the members' ordinal DNS names.
+    /// DNS domain of the Kubernetes cluster (the kubelet's `clusterDomain`). The members address
+    /// each other, and the operator probes them, as `<name>-<i>.<name>-hs.<namespace>.svc.<domain>`;
+    /// a domain the cluster's DNS does not serve leaves every member unreachable.
     #[serde(default = "default_cluster_domain")]
     #[schemars(regex(
         pattern = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"

@@ -64,8 +64,16 @@ pub fn member_pod(cluster: &str, ordinal: u32) -> String {
 /// `<cluster>-<i>.<cluster>-hs.<namespace>.svc.<cluster_domain>`.
 pub fn member_host(cluster: &str, ordinal: u32, namespace: &str, cluster_domain: &str) -> String {
     format!(
-        "{}.{}.{namespace}.svc.{cluster_domain}",
+        "{}.{}",
         member_pod(cluster, ordinal),
+        member_domain(cluster, namespace, cluster_domain)
+    )
+}
+
+/// The domain under which every member has its name: `<cluster>-hs.<namespace>.svc.<domain>`.
+pub fn member_domain(cluster: &str, namespace: &str, cluster_domain: &str) -> String {
+    format!(
+        "{}.{namespace}.svc.{cluster_domain}",
         headless_service(cluster)
     )
 }

@@ -106,6 +106,25 @@ mod tests {
     }
 
     #[test]
+    fn members_use_the_domain_the_operator_probes() {
+        let d = rendered(serde_json::json!({"clusterDomain": "corp.example"}));
+        let pod = d
+            .statefulset
+            .spec
+            .as_ref()
+            .unwrap()
+            .template
+            .spec
+            .as_ref()
+            .unwrap();
+        let env = pod.containers[0].env.as_ref().unwrap();
+        let domain = env.iter().find(|e| e.name == "ZK_DOMAIN").unwrap();
+        assert_eq!(domain.value.as_deref(), Some("zk-hs.ns.svc.corp.example"));
+        let probed = crate::names::member_host("zk", 1, "ns", "corp.example");
+        assert_eq!(probed, format!("zk-1.{}", domain.value.as_deref().unwrap()));
+    }
+
+    #[test]
     fn restart_hash_is_stable_and_follows_restart_relevant_changes() {
         let base = rendered(serde_json::json!({}));
         assert_eq!(hash(&base), hash(&rendered(serde_json::json!({}))));

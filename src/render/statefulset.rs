@@ -99,11 +99,23 @@ fn container(v: &ValidatedCluster) -> Container {
         image_pull_policy: Some(s.image_pull_policy.as_str().to_string()),
         command: Some(command),
         args: Some(args),
-        env: Some(vec![EnvVar {
-            name: "SERVER_JVMFLAGS".to_string(),
-            value: Some(server_jvm_flags()),
-            ..Default::default()
-        }]),
+        env: Some(vec![
+            EnvVar {
+                name: "SERVER_JVMFLAGS".to_string(),
+                value: Some(server_jvm_flags()),
+                ..Default::default()
+            },
+            // Members address each other under the same domain the operator probes.
+            EnvVar {
+                name: "ZK_DOMAIN".to_string(),
+                value: Some(names::member_domain(
+                    &v.name,
+                    &v.namespace,
+                    &s.cluster_domain,
+                )),
+                ..Default::default()
+            },
+        ]),
         ports: Some(vec![
             port("client", s.ports.client),
             port("server", s.ports.server),
