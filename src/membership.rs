@@ -1,0 +1,1120 @@
+//! Membership through ZooKeeper's dynamic reconfiguration: the committed configuration, the
+//! desired one, and a pure planner that moves the first towards the second one server at a
+//! time.
+//!
+//! ZooKeeper keeps the membership in its own replicated state (`/zookeeper/config`); the
+//! operator never rewrites a running member's server list. It reads the committed
+//! configuration ([`CommittedConfig`]), compares it with the desired one ([`DesiredMembership`],
+//! ids `1..=replicas`), and [`next_step`] answers with one step: add one server, remove one
+//! server, wait (and why), or nothing to do. [`crate::reconfig`] carries the step out with
+//! `reconfig`, guarded by the configuration version it read, so a retry or a second operator
+//! that read an older version fails instead of racing.
+//!
+//! Safety rests on one invariant, kept by construction and checked by property tests: the
+//! voters of the committed configuration are a majority of every configuration proposed or
+//! booted, so every quorum of the new configuration meets every quorum of the old one and no
+//! step can create a second quorum. One server per step is what keeps it. The single exception
+//! to a strict majority is growing from one voter to two: the old voter is exactly half of the
+//! new configuration, whose only quorum (both servers) still contains it; the property tests
+//! check quorum intersection itself, which holds in every case.
+//!
+//! Nothing is remembered between passes. Every pass re-reads the committed configuration, so a
+//! change the operator began before it was killed is finished (or found finished) by the next
+//! pass: a joiner that runs but was never added is added; a removed server that still runs is
+//! stopped, because [`members_to_run`] no longer lists it.
+//!
+//! # Decisions for the Kubernetes wiring
+//!
+//! - **Servers.** Every member runs with `reconfigEnabled=true` and `standaloneEnabled=false`;
+//!   the static `zoo.cfg` holds no `server.N` line, only `dynamicConfigFile=` pointing at the
+//!   dynamic file. A 1-member ensemble is then a quorum of one that can grow.
+//! - **Where the dynamic file lives.** On the member's data volume, next to `zoo.cfg`
+//!   (`/data/conf/zoo.cfg` and `/data/conf/zoo.cfg.dynamic`), not in a ConfigMap: ZooKeeper
+//!   itself rewrites the dynamic file (and the `dynamicConfigFile=` line of `zoo.cfg`) on every
+//!   reconfiguration it commits, so a restarted member boots with the last configuration it
+//!   learned, and the leader brings it up to date from there.
+//! - **How a joining pod learns the committed configuration.** The operator publishes the boot
+//!   configuration of [`members_to_run`] in the cluster's ConfigMap: the committed
+//!   configuration (with its `version=` line) plus the one server being added. A pod whose
+//!   volume has no dynamic file yet copies it from there on first boot, and its start script
+//!   refuses to start when its own `server.<myid>` line is missing, so a member never boots
+//!   with a configuration that lacks itself. The StatefulSet is scaled to the highest id
+//!   [`members_to_run`] lists, so only one joiner exists at a time.
+//! - **A removed server's volume.** Its data is never reused: the pod is deleted after the
+//!   removal is committed and its PVC deleted with it (a later regrowth must start empty and
+//!   sync from the leader; a stale `zoo.cfg.dynamic` naming an old configuration and an old
+//!   `currentEpoch` would otherwise come back with it).
+//! - **The super user.** Reconfiguration needs write rights on `/zookeeper/config`; `skipACL`
+//!   is never used. The operator keeps a per-cluster Secret it owns (`<name>-super`, a random
+//!   `password` and the derived `digest`, see [`crate::reconfig::SuperUser`]). Pods get only
+//!   the digest, through an environment variable from that Secret, passed to the JVM as
+//!   `-Dzookeeper.DigestAuthenticationProvider.superDigest=super:<digest>`; the password
+//!   never leaves the operator, which authenticates as `digest` `super:<password>`.
+//! - **Health inputs.** [`Health::from_probes`] takes the health component's `srvr`/`mntr`
+//!   probes of every member to run plus each member's own answer to `get_config` (its config
+//!   version), so the planner waits until a change has reached every serving member.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+
+use crate::health::{MemberName, MemberProbe, Mode, Ordinal};
+
+/// A ZooKeeper server id (`myid`). Member `<name>-<ordinal>` has id `ordinal + 1`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct ServerId(pub u32);
+
+impl ServerId {
+    /// The id of the member with this StatefulSet ordinal.
+    pub fn of(ordinal: Ordinal) -> Self {
+        Self(ordinal.0 + 1)
+    }
+
+    /// The StatefulSet ordinal of this server.
+    pub fn ordinal(self) -> Ordinal {
+        Ordinal(self.0.saturating_sub(1))
+    }
+}
+
+impl fmt::Display for ServerId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.0)
+    }
+}
+
+/// The version of a configuration: the zxid that committed it (`version=` in hex).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct ConfigVersion(pub i64);
+
+impl fmt::Display for ConfigVersion {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "0x{:x}", self.0)
+    }
+}
+
+/// Whether a server votes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Role {
+    /// Votes.
+    Participant,
+    /// Follows without voting.
+    Observer,
+}
+
+impl Role {
+    fn as_str(self) -> &'static str {
+        match self {
+            Role::Participant => "participant",
+            Role::Observer => "observer",
+        }
+    }
+}
+
+/// One `server.N=` entry of a dynamic configuration.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct ServerSpec {
+    /// `N`.
+    pub id: ServerId,
+    /// Host of the quorum and election ports.
+    pub host: String,
+    /// Follower-to-leader port (2888).
+    pub quorum_port: u16,
+    /// Leader-election port (3888).
+    pub election_port: u16,
+    /// Whether it votes.
+    pub role: Role,
+    /// The client address the server binds; `None` is every address (`0.0.0.0`).
+    pub client_address: Option<String>,
+    /// Client port (2181).
+    pub client_port: u16,
+}
+
+impl ServerSpec {
+    /// The value after `server.N=`, as `reconfig -add` and the dynamic file take it:
+    /// `host:2888:3888:participant;[address:]2181`.
+    pub fn value(&self) -> String {
+        let client = match &self.client_address {
+            Some(a) => format!("{a}:{}", self.client_port),
+            None => self.client_port.to_string(),
+        };
+        format!(
+            "{}:{}:{}:{};{client}",
+            self.host,
+            self.quorum_port,
+            self.election_port,
+            self.role.as_str()
+        )
+    }
+
+    /// The whole `server.N=...` line.
+    pub fn line(&self) -> String {
+        format!("server.{}={}", self.id, self.value())
+    }
+
+    /// Whether it votes.
+    pub fn is_voter(&self) -> bool {
+        self.role == Role::Participant
+    }
+
+    fn parse(id: ServerId, value: &str) -> Result<Self, ParseConfigError> {
+        let bad = |why: &str| ParseConfigError::Server {
+            id,
+            value: value.to_string(),
+            why: why.to_string(),
+        };
+        let (server, client) = value.split_once(';').ok_or_else(|| bad("no client port"))?;
+        // An IPv6 host would be bracketed; ZooKeeper members here are named by DNS or IPv4.
+        let mut parts = server.trim().split(':');
+        let host = parts
+            .next()
+            .filter(|h| !h.is_empty())
+            .ok_or_else(|| bad("no host"))?;
+        let port = |p: Option<&str>, what: &str| -> Result<u16, ParseConfigError> {
+            p.and_then(|p| p.trim().parse().ok())
+                .ok_or_else(|| bad(&format!("bad {what} port")))
+        };
+        let quorum_port = port(parts.next(), "quorum")?;
+        let election_port = port(parts.next(), "election")?;
+        let role = match parts.next().map(str::trim) {
+            None | Some("participant") => Role::Participant,
+            Some("observer") => Role::Observer,
+            Some(_) => return Err(bad("unknown role")),
+        };
+        if parts.next().is_some() {
+            return Err(bad("too many fields"));
+        }
+        let client = client.trim();
+        let (client_address, client_port) = match client.rsplit_once(':') {
+            Some((a, p)) => (Some(a.to_string()), p),
+            None => (None, client),
+        };
+        let client_port = port(Some(client_port), "client")?;
+        Ok(Self {
+            id,
+            host: host.to_string(),
+            quorum_port,
+            election_port,
+            role,
+            // 0.0.0.0 is what ZooKeeper prints for "every address".
+            client_address: client_address.filter(|a| a != "0.0.0.0"),
+            client_port,
+        })
+    }
+}
+
+/// Why a configuration text could not be read.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ParseConfigError {
+    /// A line is not `key=value`.
+    #[error("line {line:?} is not key=value")]
+    Line {
+        /// The line.
+        line: String,
+    },
+    /// A `server.N=` entry does not parse.
+    #[error("server.{id}={value:?}: {why}")]
+    Server {
+        /// N.
+        id: ServerId,
+        /// The value.
+        value: String,
+        /// What is wrong.
+        why: String,
+    },
+    /// `version=` is not hexadecimal.
+    #[error("version {0:?} is not hexadecimal")]
+    Version(String),
+    /// No `version=` line.
+    #[error("the configuration has no version")]
+    NoVersion,
+    /// No server at all.
+    #[error("the configuration names no server")]
+    NoServer,
+    /// A key this operator does not manage (hierarchical quorums: `group.`, `weight.`).
+    #[error("unsupported configuration key {0:?} (only majority quorums are managed)")]
+    Unsupported(String),
+}
+
+/// The configuration ZooKeeper committed, as `get_config` returns it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CommittedConfig {
+    /// Every server, voters and observers.
+    pub servers: BTreeMap<ServerId, ServerSpec>,
+    /// Its version.
+    pub version: ConfigVersion,
+}
+
+impl CommittedConfig {
+    /// Parses `server.N=...` lines and `version=...`.
+    pub fn parse(text: &str) -> Result<Self, ParseConfigError> {
+        let mut servers = BTreeMap::new();
+        let mut version = None;
+        for line in text.lines().map(str::trim).filter(|l| !l.is_empty()) {
+            let (key, value) = line.split_once('=').ok_or_else(|| ParseConfigError::Line {
+                line: line.to_string(),
+            })?;
+            let key = key.trim();
+            if key == "version" {
+                let v = i64::from_str_radix(value.trim(), 16)
+                    .map_err(|_| ParseConfigError::Version(value.to_string()))?;
+                version = Some(ConfigVersion(v));
+            } else if let Some(n) = key.strip_prefix("server.") {
+                let id = n
+                    .parse()
+                    .map(ServerId)
+                    .map_err(|_| ParseConfigError::Line {
+                        line: line.to_string(),
+                    })?;
+                servers.insert(id, ServerSpec::parse(id, value)?);
+            } else {
+                return Err(ParseConfigError::Unsupported(key.to_string()));
+            }
+        }
+        if servers.is_empty() {
+            return Err(ParseConfigError::NoServer);
+        }
+        Ok(Self {
+            servers,
+            version: version.ok_or(ParseConfigError::NoVersion)?,
+        })
+    }
+
+    /// The voting servers.
+    pub fn voters(&self) -> BTreeSet<ServerId> {
+        self.servers
+            .values()
+            .filter(|s| s.is_voter())
+            .map(|s| s.id)
+            .collect()
+    }
+
+    /// The dynamic configuration file: one `server.N=` line per server, then `version=`.
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        for s in self.servers.values() {
+            out.push_str(&s.line());
+            out.push('\n');
+        }
+        out.push_str(&format!("version={:x}\n", self.version.0));
+        out
+    }
+
+    /// This configuration with `server` added (or replaced), at the same version: what a
+    /// joiner boots with.
+    pub fn with(&self, server: &ServerSpec) -> Self {
+        let mut next = self.clone();
+        next.servers.insert(server.id, server.clone());
+        next
+    }
+}
+
+/// The membership the spec asks for: participants `1..=replicas`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DesiredMembership {
+    /// The cluster (StatefulSet) name, for member names in messages.
+    pub cluster: String,
+    /// Every desired server.
+    pub servers: BTreeMap<ServerId, ServerSpec>,
+}
+
+/// The ports every member uses.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct MemberPorts {
+    /// Client port.
+    pub client: u16,
+    /// Follower-to-leader port.
+    pub quorum: u16,
+    /// Leader-election port.
+    pub election: u16,
+}
+
+impl DesiredMembership {
+    /// Participants for ordinals `0..replicas`; `host` names each member (its ordinal DNS
+    /// name), `client_address` is the address its client port binds (`None`: every address).
+    pub fn new(
+        cluster: &str,
+        replicas: u32,
+        ports: MemberPorts,
+        host: impl Fn(Ordinal) -> String,
+        client_address: impl Fn(Ordinal) -> Option<String>,
+    ) -> Self {
+        let servers = (0..replicas)
+            .map(|i| {
+                let o = Ordinal(i);
+                let id = ServerId::of(o);
+                let spec = ServerSpec {
+                    id,
+                    host: host(o),
+                    quorum_port: ports.quorum,
+                    election_port: ports.election,
+                    role: Role::Participant,
+                    client_address: client_address(o),
+                    client_port: ports.client,
+                };
+                (id, spec)
+            })
+            .collect();
+        Self {
+            cluster: cluster.to_string(),
+            servers,
+        }
+    }
+
+    /// The pod name of server `id`.
+    pub fn name(&self, id: ServerId) -> MemberName {
+        MemberName::new(&self.cluster, id.ordinal())
+    }
+}
+
+/// What the members say, gathered once per pass.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Health {
+    /// Each probed server's mode (`Unreachable` when it does not serve).
+    pub modes: BTreeMap<ServerId, Mode>,
+    /// Each serving server's own answer to `get_config`.
+    pub config_versions: BTreeMap<ServerId, ConfigVersion>,
+    /// The leader's count of synced voting followers.
+    pub synced_voting_followers: Option<u32>,
+    /// The leader's count of synced non-voting followers (joiners not yet added).
+    pub synced_non_voting_followers: Option<u32>,
+}
+
+impl Health {
+    /// Builds the planner's input from the health component's probes (ordinal `o` is server
+    /// `o + 1`; the leader's `mntr` gives the sync counts) and each member's config version.
+    pub fn from_probes(
+        probes: &[MemberProbe],
+        config_versions: BTreeMap<ServerId, ConfigVersion>,
+    ) -> Self {
+        let mut health = Self {
+            config_versions,
+            ..Self::default()
+        };
+        for p in probes {
+            let mode = p.srvr.serving().map_or(Mode::Unreachable, |s| s.mode);
+            health.modes.insert(ServerId::of(p.ordinal), mode);
+            if mode == Mode::Leader
+                && let Some(m) = p.mntr.as_ref().and_then(|m| m.serving())
+            {
+                let non_voting = m.synced_non_voting_followers().unwrap_or(0);
+                health.synced_voting_followers =
+                    m.synced_followers().map(|n| n.saturating_sub(non_voting));
+                health.synced_non_voting_followers = Some(non_voting);
+            }
+        }
+        health
+    }
+
+    fn mode(&self, id: ServerId) -> Mode {
+        self.modes.get(&id).copied().unwrap_or(Mode::Unreachable)
+    }
+
+    fn serves(&self, id: ServerId) -> bool {
+        matches!(self.mode(id), Mode::Leader | Mode::Follower)
+    }
+}
+
+/// The change under way, for messages.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Change {
+    /// Adding this member.
+    Adding(MemberName),
+    /// Removing this member.
+    Removing(MemberName),
+}
+
+impl fmt::Display for Change {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Change::Adding(m) => write!(f, "adding {m}"),
+            Change::Removing(m) => write!(f, "removing {m}"),
+        }
+    }
+}
+
+/// Why the planner waits.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum WaitReason {
+    /// A member that must serve does not.
+    NotServing(MemberName),
+    /// No single leader among the voters.
+    NoLeader,
+    /// The leader counts fewer synced voting followers than serve.
+    FollowersNotSynced {
+        /// The leader's count.
+        synced: Option<u32>,
+        /// Voting followers that serve.
+        expected: u32,
+    },
+    /// A serving member has not learned the committed configuration yet.
+    ConfigNotLearned {
+        /// The member.
+        member: MemberName,
+        /// What it reports.
+        has: Option<ConfigVersion>,
+        /// The committed version.
+        wants: ConfigVersion,
+    },
+    /// The joiner does not serve as a non-voting follower yet, or the leader does not count it
+    /// synced.
+    JoinerNotSynced,
+    /// A committed server differs from the desired one with the same id (address or role):
+    /// the operator does not change a member's address.
+    AddressChanged {
+        /// The member.
+        member: MemberName,
+        /// Its committed entry.
+        committed: String,
+        /// Its desired entry.
+        desired: String,
+    },
+}
+
+/// The planner waits: for what, during which change.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Waiting {
+    /// The change under way, if any.
+    pub change: Option<Change>,
+    /// What it waits for.
+    pub reason: WaitReason,
+}
+
+impl fmt::Display for Waiting {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if let Some(c) = &self.change {
+            write!(f, "{c}: ")?;
+        }
+        match &self.reason {
+            WaitReason::NotServing(m) => write!(f, "waiting for {m} to serve"),
+            WaitReason::NoLeader => write!(f, "waiting for a single leader"),
+            WaitReason::FollowersNotSynced { synced, expected } => match synced {
+                Some(n) => write!(
+                    f,
+                    "waiting for the leader to count {expected} synced followers (it counts {n})"
+                ),
+                None => write!(
+                    f,
+                    "waiting for the leader to count {expected} synced followers"
+                ),
+            },
+            WaitReason::ConfigNotLearned { member, has, wants } => match has {
+                Some(v) => write!(
+                    f,
+                    "waiting for {member} to learn config version {wants} (it has {v})"
+                ),
+                None => write!(f, "waiting for {member} to learn config version {wants}"),
+            },
+            WaitReason::JoinerNotSynced => {
+                write!(f, "waiting for it to sync as a non-voting follower")
+            }
+            WaitReason::AddressChanged {
+                member,
+                committed,
+                desired,
+            } => write!(
+                f,
+                "{member} is committed as {committed} but desired as {desired}; \
+                 changing a member's address is not supported"
+            ),
+        }
+    }
+}
+
+/// One step towards the desired membership.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum MembershipStep {
+    /// The committed configuration is the desired one and every serving member knows it.
+    Done,
+    /// `reconfig -add` this server.
+    Add(ServerSpec),
+    /// `reconfig -remove` this server.
+    Remove(ServerId),
+    /// Nothing to do safely now.
+    Wait(Waiting),
+}
+
+/// The change the committed and desired configurations call for, before health is looked at.
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum Pending {
+    None,
+    Add(ServerSpec),
+    /// Ids to remove, highest first.
+    Remove(Vec<ServerId>),
+    Mismatch(ServerId),
+}
+
+fn pending(committed: &CommittedConfig, desired: &DesiredMembership) -> Pending {
+    if let Some(id) = committed
+        .servers
+        .values()
+        .find(|s| desired.servers.get(&s.id).is_some_and(|d| d != *s))
+        .map(|s| s.id)
+    {
+        return Pending::Mismatch(id);
+    }
+    let leaving: Vec<ServerId> = committed
+        .servers
+        .keys()
+        .rev()
+        .filter(|id| !desired.servers.contains_key(id))
+        .copied()
+        .collect();
+    let joining = desired
+        .servers
+        .values()
+        .find(|s| !committed.servers.contains_key(&s.id));
+    let voters = committed.voters();
+    let voters_after = voters.iter().filter(|id| !leaving.contains(id)).count();
+    // Remove first (a smaller ensemble syncs a joiner sooner), unless that would leave no
+    // voter at all: then grow first.
+    let removable: Vec<ServerId> = if voters_after == 0 {
+        // Only non-voters can go before a desired voter joins.
+        leaving
+            .iter()
+            .filter(|id| !voters.contains(id))
+            .copied()
+            .collect()
+    } else {
+        leaving
+    };
+    if !removable.is_empty() && (voters_after > 0 || joining.is_none()) {
+        return Pending::Remove(removable);
+    }
+    match joining {
+        Some(s) => Pending::Add(s.clone()),
+        None => Pending::None,
+    }
+}
+
+/// The servers that should run now, each with the dynamic configuration it boots with (when it
+/// has none of its own yet): every committed server, and the one joiner being added, which
+/// boots with the committed configuration plus itself. Anything else should be stopped (and a
+/// removed server's data wiped).
+pub fn members_to_run(
+    committed: &CommittedConfig,
+    desired: &DesiredMembership,
+) -> BTreeMap<ServerId, CommittedConfig> {
+    let mut run: BTreeMap<ServerId, CommittedConfig> = committed
+        .servers
+        .keys()
+        .map(|id| (*id, committed.clone()))
+        .collect();
+    if let Pending::Add(joiner) = pending(committed, desired) {
+        run.insert(joiner.id, committed.with(&joiner));
+    }
+    run
+}
+
+/// The next step from `committed` towards `desired`, given what the members say.
+///
+/// One server at a time, only from a healthy ensemble: every voter that stays serves, there
+/// is one leader, it counts every serving voting follower synced, and every serving member
+/// has learned the committed version. An added server must first serve as a non-voting
+/// follower the leader counts synced. Removal takes the highest id first and the leader last.
+/// With nothing to change, a member that is down does not hold `Done` back (that is the
+/// health component's business), but one that serves an older configuration does.
+pub fn next_step(
+    committed: &CommittedConfig,
+    desired: &DesiredMembership,
+    health: &Health,
+) -> MembershipStep {
+    let wait = |change: Option<Change>, reason| MembershipStep::Wait(Waiting { change, reason });
+    let voters = committed.voters();
+    let leaders: Vec<ServerId> = voters
+        .iter()
+        .copied()
+        .filter(|id| health.mode(*id) == Mode::Leader)
+        .collect();
+    let (change, removing) = match pending(committed, desired) {
+        Pending::Mismatch(id) => {
+            return wait(
+                None,
+                WaitReason::AddressChanged {
+                    member: desired.name(id),
+                    committed: committed.servers[&id].value(),
+                    desired: desired.servers[&id].value(),
+                },
+            );
+        }
+        Pending::None => (None, None),
+        Pending::Add(ref s) => (Some(Change::Adding(desired.name(s.id))), None),
+        Pending::Remove(ids) => {
+            // The highest id that does not lead; the leader only when nothing else is left.
+            let id = ids
+                .iter()
+                .copied()
+                .find(|id| !leaders.contains(id))
+                .unwrap_or(ids[0]);
+            (Some(Change::Removing(desired.name(id))), Some(id))
+        }
+    };
+    if change.is_some() {
+        // Every voter that stays must serve; a leaving one may already be gone.
+        if let Some(id) = voters
+            .iter()
+            .find(|id| Some(**id) != removing && !health.serves(**id))
+        {
+            return wait(change, WaitReason::NotServing(desired.name(*id)));
+        }
+        if leaders.len() != 1 {
+            return wait(change, WaitReason::NoLeader);
+        }
+        let expected =
+            (voters.iter().filter(|id| health.serves(**id)).count() as u32).saturating_sub(1);
+        if health.synced_voting_followers.unwrap_or(0) < expected {
+            return wait(
+                change,
+                WaitReason::FollowersNotSynced {
+                    synced: health.synced_voting_followers,
+                    expected,
+                },
+            );
+        }
+    }
+    // The previous change must have reached every serving member.
+    for id in committed.servers.keys().filter(|id| health.serves(**id)) {
+        let has = health.config_versions.get(id).copied();
+        if has != Some(committed.version) {
+            return wait(
+                change,
+                WaitReason::ConfigNotLearned {
+                    member: desired.name(*id),
+                    has,
+                    wants: committed.version,
+                },
+            );
+        }
+    }
+    match (pending(committed, desired), removing) {
+        (_, Some(id)) => MembershipStep::Remove(id),
+        (Pending::Add(joiner), None) => {
+            if health.mode(joiner.id) == Mode::Follower
+                && health.synced_non_voting_followers.unwrap_or(0) >= 1
+            {
+                MembershipStep::Add(joiner)
+            } else {
+                wait(change, WaitReason::JoinerNotSynced)
+            }
+        }
+        _ => MembershipStep::Done,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    const PORTS: MemberPorts = MemberPorts {
+        client: 2181,
+        quorum: 2888,
+        election: 3888,
+    };
+
+    fn desired(replicas: u32) -> DesiredMembership {
+        DesiredMembership::new("zk", replicas, PORTS, |o| format!("zk-{o}.zk-hs"), |_| None)
+    }
+
+    fn committed(ids: &[u32], version: i64) -> CommittedConfig {
+        let d = desired(9);
+        CommittedConfig {
+            servers: ids
+                .iter()
+                .map(|i| (ServerId(*i), d.servers[&ServerId(*i)].clone()))
+                .collect(),
+            version: ConfigVersion(version),
+        }
+    }
+
+    /// Every committed server serves (the lowest id leads unless `leader` says otherwise),
+    /// every follower and the joiner are synced, and every member knows `committed`.
+    fn healthy(c: &CommittedConfig, joiner: Option<ServerId>, leader: Option<ServerId>) -> Health {
+        let voters = c.voters();
+        let leader = leader
+            .filter(|l| voters.contains(l))
+            .or_else(|| voters.first().copied());
+        let mut h = Health::default();
+        for id in c.servers.keys() {
+            let mode = if Some(*id) == leader {
+                Mode::Leader
+            } else {
+                Mode::Follower
+            };
+            h.modes.insert(*id, mode);
+            h.config_versions.insert(*id, c.version);
+        }
+        if let Some(j) = joiner {
+            h.modes.insert(j, Mode::Follower);
+        }
+        h.synced_voting_followers = Some(voters.len().saturating_sub(1) as u32);
+        h.synced_non_voting_followers = Some(u32::from(joiner.is_some()));
+        h
+    }
+
+    #[test]
+    fn parses_what_get_config_returns() {
+        let text = "server.1=zk-0.zk-hs:2888:3888:participant;0.0.0.0:2181\n\
+                    server.2=zk-1.zk-hs:2888:3888:participant;0.0.0.0:2181\n\
+                    server.3=127.0.0.3:2888:3888:observer;127.0.0.3:2181\n\
+                    version=100000003";
+        let c = CommittedConfig::parse(text).expect("parses");
+        assert_eq!(c.version, ConfigVersion(0x1_0000_0003));
+        assert_eq!(c.version.to_string(), "0x100000003");
+        assert_eq!(c.voters(), BTreeSet::from([ServerId(1), ServerId(2)]));
+        assert_eq!(c.servers[&ServerId(1)], desired(3).servers[&ServerId(1)]);
+        let s3 = &c.servers[&ServerId(3)];
+        assert_eq!(s3.role, Role::Observer);
+        assert_eq!(s3.client_address.as_deref(), Some("127.0.0.3"));
+        assert_eq!(
+            s3.line(),
+            "server.3=127.0.0.3:2888:3888:observer;127.0.0.3:2181"
+        );
+        // Rendering and parsing again gives the same configuration.
+        assert_eq!(CommittedConfig::parse(&c.render()), Ok(c));
+        // Roles and client addresses are optional in ZooKeeper's syntax.
+        let short = CommittedConfig::parse("server.1=h:1:2;3\nversion=0").expect("short form");
+        assert_eq!(short.servers[&ServerId(1)].role, Role::Participant);
+        assert_eq!(short.servers[&ServerId(1)].client_port, 3);
+    }
+
+    #[test]
+    fn rejects_what_it_cannot_manage() {
+        let cases = [
+            ("server.1=h:1:2;3", ParseConfigError::NoVersion),
+            ("version=1", ParseConfigError::NoServer),
+            (
+                "server.1=h:1:2;3\nversion=zz",
+                ParseConfigError::Version("zz".into()),
+            ),
+            (
+                "server.1=h:1:2;3\ngroup.1=1\nversion=1",
+                ParseConfigError::Unsupported("group.1".into()),
+            ),
+        ];
+        for (text, err) in cases {
+            assert_eq!(CommittedConfig::parse(text), Err(err), "{text}");
+        }
+        for bad in [
+            "server.1=h:1:2\nversion=1",
+            "server.1=h:x:2;3\nversion=1",
+            "server.1=h:1:2:boss;3\nversion=1",
+            "server.x=h:1:2;3\nversion=1",
+            "nonsense\nversion=1",
+        ] {
+            assert!(CommittedConfig::parse(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn grows_one_at_a_time_after_the_joiner_synced() {
+        let c = committed(&[1], 0x1_0000_0000);
+        let d = desired(3);
+        let run = members_to_run(&c, &d);
+        assert_eq!(
+            run.keys().copied().collect::<Vec<_>>(),
+            [ServerId(1), ServerId(2)]
+        );
+        // The joiner boots with the committed configuration plus itself, same version.
+        assert_eq!(run[&ServerId(2)], c.with(&d.servers[&ServerId(2)]));
+        assert_eq!(run[&ServerId(1)], c);
+
+        let step = next_step(&c, &d, &healthy(&c, None, None));
+        assert_eq!(
+            step.to_string_for_test(),
+            "adding zk-1: waiting for it to sync as a non-voting follower"
+        );
+        let step = next_step(&c, &d, &healthy(&c, Some(ServerId(2)), None));
+        assert_eq!(step, MembershipStep::Add(d.servers[&ServerId(2)].clone()));
+        assert_eq!(
+            d.servers[&ServerId(2)].line(),
+            "server.2=zk-1.zk-hs:2888:3888:participant;2181"
+        );
+    }
+
+    #[test]
+    fn one_voter_is_half_of_two_and_in_its_only_quorum() {
+        let one = BTreeSet::from([ServerId(1)]);
+        let two = BTreeSet::from([ServerId(1), ServerId(2)]);
+        assert!(quorums_intersect(&one, &two));
+        assert!(majority_of(&one, &two));
+        // Two quorums of servers that share nothing but are each a majority of their own
+        // configuration: what one step may never propose.
+        let a = BTreeSet::from([ServerId(1), ServerId(2), ServerId(3)]);
+        let b = BTreeSet::from([ServerId(3), ServerId(4), ServerId(5)]);
+        assert!(!quorums_intersect(&a, &b));
+        assert!(!majority_of(&a, &b));
+    }
+
+    #[test]
+    fn shrinks_highest_first_leader_last() {
+        let c = committed(&[1, 2, 3, 4, 5], 7);
+        let d = desired(3);
+        assert_eq!(
+            next_step(&c, &d, &healthy(&c, None, None)),
+            MembershipStep::Remove(ServerId(5))
+        );
+        // Server 5 leads: 4 goes first.
+        assert_eq!(
+            next_step(&c, &d, &healthy(&c, None, Some(ServerId(5)))),
+            MembershipStep::Remove(ServerId(4))
+        );
+        // Only the leader is left to remove: it goes.
+        let c = committed(&[1, 2, 3, 5], 8);
+        assert_eq!(
+            next_step(&c, &d, &healthy(&c, None, Some(ServerId(5)))),
+            MembershipStep::Remove(ServerId(5))
+        );
+        // No joiner runs while shrinking.
+        assert_eq!(members_to_run(&c, &d).len(), 4);
+    }
+
+    #[test]
+    fn waits_and_says_why() {
+        let d = desired(3);
+        let c = committed(&[1, 2, 3, 4, 5], 7);
+        let mut h = healthy(&c, None, None);
+        h.modes.insert(ServerId(2), Mode::Unreachable);
+        assert_eq!(
+            next_step(&c, &d, &h).to_string_for_test(),
+            "removing zk-4: waiting for zk-1 to serve"
+        );
+        // The leaving server itself may be gone already.
+        let mut h = healthy(&c, None, None);
+        h.modes.insert(ServerId(5), Mode::Unreachable);
+        h.synced_voting_followers = Some(3);
+        assert_eq!(next_step(&c, &d, &h), MembershipStep::Remove(ServerId(5)));
+        let mut h = healthy(&c, None, None);
+        h.synced_voting_followers = Some(3);
+        assert_eq!(
+            next_step(&c, &d, &h).to_string_for_test(),
+            "removing zk-4: waiting for the leader to count 4 synced followers (it counts 3)"
+        );
+        let mut h = healthy(&c, None, None);
+        h.modes.insert(ServerId(1), Mode::Follower);
+        assert_eq!(
+            next_step(&c, &d, &h).to_string_for_test(),
+            "removing zk-4: waiting for a single leader"
+        );
+        // After a removal, Done only once every serving member knows the new version.
+        let c = committed(&[1, 2, 3], 9);
+        let mut h = healthy(&c, None, None);
+        h.config_versions.insert(ServerId(3), ConfigVersion(8));
+        assert_eq!(
+            next_step(&c, &d, &h).to_string_for_test(),
+            "waiting for zk-2 to learn config version 0x9 (it has 0x8)"
+        );
+        h.config_versions.insert(ServerId(3), ConfigVersion(9));
+        assert_eq!(next_step(&c, &d, &h), MembershipStep::Done);
+        // A member that is down does not hold Done back.
+        h.modes.insert(ServerId(3), Mode::Unreachable);
+        assert_eq!(next_step(&c, &d, &h), MembershipStep::Done);
+        // A moved member is not "fixed" by a reconfiguration.
+        let mut moved = c.clone();
+        moved.servers.get_mut(&ServerId(2)).expect("2").host = "elsewhere".into();
+        assert_eq!(
+            next_step(&moved, &d, &healthy(&moved, None, None)).to_string_for_test(),
+            "zk-1 is committed as elsewhere:2888:3888:participant;2181 but desired as \
+             zk-1.zk-hs:2888:3888:participant;2181; changing a member's address is not supported"
+        );
+    }
+
+    #[test]
+    fn health_from_probes_counts_voting_and_non_voting_followers() {
+        use crate::health::fourlw::MemberProbe;
+        use crate::health::{Outcome, parse};
+        let srvr = |mode: &str| match parse::srvr(&format!("Zxid: 0x100000005\nMode: {mode}\n")) {
+            parse::Reply::Data(s) => Outcome::Serving(s),
+            other => panic!("{other:?}"),
+        };
+        let mntr = match parse::mntr(
+            "zk_server_state\tleader\nzk_synced_followers\t3\nzk_synced_non_voting_followers\t1\n",
+        ) {
+            parse::Reply::Data(m) => Outcome::Serving(m),
+            other => panic!("{other:?}"),
+        };
+        let probes = vec![
+            MemberProbe {
+                ordinal: Ordinal(0),
+                srvr: srvr("leader"),
+                mntr: Some(mntr),
+            },
+            MemberProbe {
+                ordinal: Ordinal(1),
+                srvr: srvr("follower"),
+                mntr: None,
+            },
+            MemberProbe {
+                ordinal: Ordinal(2),
+                srvr: Outcome::Refused,
+                mntr: None,
+            },
+        ];
+        let h = Health::from_probes(&probes, BTreeMap::new());
+        assert_eq!(h.modes[&ServerId(1)], Mode::Leader);
+        assert_eq!(h.modes[&ServerId(2)], Mode::Follower);
+        assert_eq!(h.modes[&ServerId(3)], Mode::Unreachable);
+        assert_eq!(h.synced_voting_followers, Some(2));
+        assert_eq!(h.synced_non_voting_followers, Some(1));
+    }
+
+    impl MembershipStep {
+        fn to_string_for_test(&self) -> String {
+            match self {
+                MembershipStep::Wait(w) => w.to_string(),
+                other => format!("{other:?}"),
+            }
+        }
+    }
+
+    /// Majority quorums of `a` and `b` always intersect when `a`'s voters are a majority of
+    /// `b`'s (and the sizes differ by at most one server).
+    fn quorums_intersect(a: &BTreeSet<ServerId>, b: &BTreeSet<ServerId>) -> bool {
+        // The smallest quorum of each, chosen to avoid the other as far as possible.
+        let qa = a.len() / 2 + 1;
+        let qb = b.len() / 2 + 1;
+        let common = a.intersection(b).count();
+        // Disjoint quorums exist iff qa + qb <= |a ∪ b| with both fitting outside the overlap.
+        let only_a = a.len() - common;
+        let only_b = b.len() - common;
+        let need_common = qa.saturating_sub(only_a) + qb.saturating_sub(only_b);
+        need_common > common
+    }
+
+    /// A strict majority, except that one voter is allowed to be half of two (see the module
+    /// doc): newcomers alone never outvote the committed voters.
+    fn majority_of(voters: &BTreeSet<ServerId>, of: &BTreeSet<ServerId>) -> bool {
+        let common = voters.intersection(of).count();
+        common * 2 > of.len() || (common == 1 && of.len() == 2)
+    }
+
+    fn arb_committed() -> impl Strategy<Value = CommittedConfig> {
+        (prop::collection::btree_set(1u32..=9, 1..=9), 0i64..1000)
+            .prop_map(|(ids, v)| committed(&ids.into_iter().collect::<Vec<_>>(), v))
+    }
+
+    fn arb_health(c: &CommittedConfig) -> impl Strategy<Value = Health> + use<> {
+        let ids: Vec<ServerId> = (1..=9).map(ServerId).collect();
+        let version = c.version;
+        (
+            prop::collection::vec(
+                prop::sample::select(vec![
+                    Mode::Leader,
+                    Mode::Follower,
+                    Mode::Unreachable,
+                    Mode::Observer,
+                ]),
+                9,
+            ),
+            prop::collection::vec(prop::bool::weighted(0.8), 9),
+            prop::option::of(0u32..9),
+            prop::option::of(0u32..3),
+        )
+            .prop_map(move |(modes, knows, synced, non_voting)| Health {
+                modes: ids.iter().copied().zip(modes).collect(),
+                config_versions: ids
+                    .iter()
+                    .zip(knows)
+                    .filter(|(_, k)| *k)
+                    .map(|(id, _)| (*id, version))
+                    .collect(),
+                synced_voting_followers: synced,
+                synced_non_voting_followers: non_voting,
+            })
+    }
+
+    proptest! {
+        /// Whatever the members say, a proposed configuration (and a joiner's boot
+        /// configuration) keeps the committed voters a majority, changes one server, and every
+        /// quorum of it shares a member with every quorum of the committed one.
+        #[test]
+        fn committed_voters_are_a_majority_of_every_proposal(
+            (c, h) in arb_committed().prop_flat_map(|c| { let h = arb_health(&c); (Just(c), h) }),
+            replicas in 1u32..=9,
+        ) {
+            let d = desired(replicas);
+            let voters = c.voters();
+            let proposed = match next_step(&c, &d, &h) {
+                MembershipStep::Add(s) => {
+                    prop_assert!(!c.servers.contains_key(&s.id));
+                    prop_assert!(d.servers.contains_key(&s.id));
+                    // Only a joiner that serves as a synced non-voting follower is added.
+                    prop_assert_eq!(h.modes.get(&s.id), Some(&Mode::Follower));
+                    Some(c.with(&s).voters())
+                }
+                MembershipStep::Remove(id) => {
+                    prop_assert!(c.servers.contains_key(&id));
+                    prop_assert!(!d.servers.contains_key(&id));
+                    let mut after = c.clone();
+                    after.servers.remove(&id);
+                    // Every voter that stays serves, under one leader.
+                    for v in after.voters() {
+                        prop_assert!(matches!(h.modes.get(&v), Some(Mode::Leader | Mode::Follower)));
+                    }
+                    Some(after.voters())
+                }
+                MembershipStep::Done | MembershipStep::Wait(_) => None,
+            };
+            if let Some(p) = proposed {
+                prop_assert!(!p.is_empty());
+                prop_assert!(p.symmetric_difference(&voters).count() <= 1);
+                prop_assert!(majority_of(&voters, &p), "{voters:?} not a majority of {p:?}");
+                prop_assert!(quorums_intersect(&voters, &p));
+            }
+            for (id, boot) in members_to_run(&c, &d) {
+                prop_assert!(boot.servers.contains_key(&id), "server {id} boots without itself");
+                let b = boot.voters();
+                prop_assert!(majority_of(&voters, &b));
+                prop_assert!(quorums_intersect(&voters, &b));
+            }
+        }
+
+        /// From any committed configuration (a half-done grow or shrink, an operator killed
+        /// between steps), a healthy ensemble converges to the desired one, one server per
+        /// step, the leader removed last.
+        #[test]
+        fn any_half_done_state_converges(
+            c in arb_committed(),
+            replicas in 1u32..=9,
+            leader_pick in 0usize..9,
+        ) {
+            let d = desired(replicas);
+            let mut c = c;
+            let mut leader = c.voters().iter().nth(leader_pick % c.voters().len()).copied();
+            let want: BTreeSet<ServerId> = d.servers.keys().copied().collect();
+            let mut steps = 0;
+            let budget = c.servers.keys().filter(|id| !want.contains(id)).count()
+                + want.iter().filter(|id| !c.servers.contains_key(id)).count();
+            loop {
+                let run = members_to_run(&c, &d);
+                let joiner = run.keys().copied().find(|id| !c.servers.contains_key(id));
+                let h = healthy(&c, joiner, leader);
+                match next_step(&c, &d, &h) {
+                    MembershipStep::Done => break,
+                    MembershipStep::Wait(w) => prop_assert!(false, "stuck: {w}"),
+                    MembershipStep::Add(s) => {
+                        prop_assert_eq!(Some(s.id), joiner);
+                        c = c.with(&s);
+                    }
+                    MembershipStep::Remove(id) => {
+                        let others_leaving = c
+                            .servers
+                            .keys()
+                            .any(|o| !want.contains(o) && Some(*o) != leader && *o != id);
+                        prop_assert!(
+                            Some(id) != leader || !others_leaving,
+                            "removed leader {id} before the others"
+                        );
+                        c.servers.remove(&id);
+                        if Some(id) == leader {
+                            leader = c.voters().last().copied();
+                        }
+                    }
+                }
+                c.version = ConfigVersion(c.version.0 + 1);
+                steps += 1;
+                prop_assert!(steps <= budget, "more steps than servers to change");
+            }
+            prop_assert_eq!(c.servers.keys().copied().collect::<BTreeSet<_>>(), want);
+            prop_assert_eq!(steps, budget);
+        }
+    }
+}
