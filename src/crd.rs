@@ -81,11 +81,12 @@ pub struct ZookeeperClusterSpec {
     #[x_kube(validation = Rule::new("has(self.storageClassName) == has(oldSelf.storageClassName) && (!has(self.storageClassName) || self.storageClassName == oldSelf.storageClassName)").message("spec.storage.storageClassName is immutable: a StatefulSet cannot change the class of its volume claims"))]
     pub storage: Storage,
 
-    /// How the StatefulSet creates pods. `Parallel` (default) starts all members at once so they can
-    /// form a quorum while the readiness probe reports only members that serve in a quorum.
-    /// `OrderedReady` starts them one by one, as the reference manifest does; the readiness probe
-    /// then only checks that the server answers, since a lone first member can never join a quorum.
-    /// Immutable after creation.
+    /// How the StatefulSet creates pods. `Parallel` (default) starts all members at once; a member
+    /// is Ready only while it serves in a quorum. `OrderedReady` starts them one by one, as the
+    /// reference manifest does: a member is Ready while it serves, or, only as long as no other
+    /// member serves (the first member starting alone), while it merely answers. What that costs:
+    /// creating or fully restarting an ensemble is slower (one member at a time), and a member cut
+    /// off from all its peers' client ports may look Ready. Immutable after creation.
     #[serde(default)]
     #[x_kube(validation = Rule::new("self == oldSelf").message("spec.podManagementPolicy is immutable: the StatefulSet field cannot change after creation"))]
     pub pod_management_policy: PodManagementPolicy,

@@ -308,3 +308,81 @@ async fn rolling_restart_of_five_with_partition_canary_under_writes() {
     tokio::time::sleep(Duration::from_millis(500)).await;
     check_rollout_under_writes(&ens, writer, &[canary, rest]).await;
 }
+
+/// The image's readiness script, as the probes call it, against real members.
+async fn ready(port: u16, host: &str, check: &[&str], conf: &std::path::Path) -> bool {
+    let mut cmd = std::process::Command::new("deploy/images/zookeeper/zookeeper-ready");
+    cmd.args(check)
+        .arg(port.to_string())
+        .env("ZOOKEEPER_READY_HOST", host)
+        .env("ZOOKEEPER_READY_CONF", conf)
+        .env("ZOOKEEPER_READY_TIMEOUT", "2");
+    tokio::task::spawn_blocking(move || cmd.status())
+        .await
+        .expect("join")
+        .expect("run zookeeper-ready")
+        .success()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readiness_script_means_what_each_probe_needs() {
+    let mut ens = Ensemble::start("zk", 3, 21400);
+    ens.wait_for("a synced 3-member ensemble", SETTLE, |v| v.fully_synced())
+        .await;
+    let port = ens.ports.client;
+    // The member under test is 127.0.0.4; its peers are the three real members.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let conf = dir.path().join("zoo.cfg");
+    let servers: String = (1..=4)
+        .map(|i| {
+            format!(
+                "server.{i}=127.0.0.{i}:{}:{}\n",
+                ens.ports.peer, ens.ports.election
+            )
+        })
+        .collect();
+    std::fs::write(&conf, servers).expect("zoo.cfg");
+
+    // A real serving member passes every check.
+    for check in [
+        &[][..],
+        &["--liveness"],
+        &["--quorum"],
+        &["--quorum-or-alone"],
+    ] {
+        assert!(ready(port, "127.0.0.1", check, &conf).await, "{check:?}");
+    }
+    // Nothing listening fails every check.
+    assert!(!ready(port, "127.0.0.5", &[], &conf).await);
+
+    // A member that answers but serves no quorum (what ZooKeeper says while electing or syncing).
+    let listener = tokio::net::TcpListener::bind(("127.0.0.4", port))
+        .await
+        .expect("bind 127.0.0.4");
+    let answering = tokio::spawn(async move {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        loop {
+            let Ok((mut s, _)) = listener.accept().await else {
+                return;
+            };
+            let mut word = [0u8; 4];
+            let _ = s.read_exact(&mut word).await;
+            let _ = s
+                .write_all(b"This ZooKeeper instance is not currently serving requests\n")
+                .await;
+        }
+    });
+    // The reference manifest's meaning: it answers.
+    assert!(ready(port, "127.0.0.4", &[], &conf).await);
+    // Quorum-aware: not Ready, and not Ready while its peers serve even with OrderedReady.
+    assert!(!ready(port, "127.0.0.4", &["--quorum"], &conf).await);
+    assert!(!ready(port, "127.0.0.4", &["--quorum-or-alone"], &conf).await);
+
+    // With no peer serving (the first member of an OrderedReady set), answering is enough.
+    for i in 0..3 {
+        ens.kill_member(i);
+    }
+    assert!(ready(port, "127.0.0.4", &["--quorum-or-alone"], &conf).await);
+    assert!(!ready(port, "127.0.0.4", &["--quorum"], &conf).await);
+    answering.abort();
+}

@@ -174,11 +174,24 @@ mod tests {
         let liveness = c.liveness_probe.as_ref().unwrap().exec.as_ref().unwrap();
         assert_eq!(
             readiness.command.as_deref().unwrap(),
-            ["zookeeper-ready", "2181"]
+            ["zookeeper-ready", "--quorum", "2181"]
         );
         assert_eq!(
             liveness.command.as_deref().unwrap(),
             ["zookeeper-ready", "--liveness", "2181"]
+        );
+        // OrderedReady: quorum-aware too, except for a member starting while no peer serves.
+        let d = rendered(serde_json::json!({"podManagementPolicy": "OrderedReady"}));
+        let pod = d.statefulset.spec.unwrap().template.spec.unwrap();
+        let readiness = pod.containers[0]
+            .readiness_probe
+            .clone()
+            .unwrap()
+            .exec
+            .unwrap();
+        assert_eq!(
+            readiness.command.as_deref().unwrap(),
+            ["zookeeper-ready", "--quorum-or-alone", "2181"]
         );
     }
 

@@ -84,13 +84,17 @@ fn container(v: &ValidatedCluster) -> Container {
         "--liveness".to_string(),
         client_port.clone(),
     ];
-    // With OrderedReady the first member must become Ready alone, before any quorum can exist,
-    // so readiness can only check that the server answers; the operator's own `srvr` checks
-    // still gate every restart.
-    let readiness = match s.pod_management_policy {
-        PodManagementPolicy::Parallel => vec!["zookeeper-ready".to_string(), client_port],
-        PodManagementPolicy::OrderedReady => liveness.clone(),
+    // Ready means serving in a quorum. With OrderedReady the first member must become Ready
+    // alone, before any quorum can exist: it may while no peer serves, never once one does.
+    let readiness_check = match s.pod_management_policy {
+        PodManagementPolicy::Parallel => "--quorum",
+        PodManagementPolicy::OrderedReady => "--quorum-or-alone",
     };
+    let readiness = vec![
+        "zookeeper-ready".to_string(),
+        readiness_check.to_string(),
+        client_port,
+    ];
     let mut args = start_zookeeper(v);
     let command = vec![args.remove(0)];
     Container {
