@@ -102,7 +102,7 @@ impl Observation {
 }
 
 /// How far a rollout has come.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Progress {
     /// Members with ordinal >= partition already at the update revision.
     pub updated: u32,
@@ -114,6 +114,10 @@ pub struct Progress {
     pub partition: u32,
     /// The pod template is still the one the cluster was created with: nothing was restarted.
     pub creating: bool,
+    /// Members below the partition that run the update revision anyway: their pods were
+    /// recreated outside the rollout (node loss, a drain, a manual delete), and with `OnDelete`
+    /// the StatefulSet controller gives a new pod the update revision.
+    pub below_partition_updated: Vec<MemberName>,
 }
 
 impl Progress {
@@ -134,6 +138,12 @@ impl Progress {
                 .count() as u32,
             partition,
             creating,
+            below_partition_updated: view
+                .members
+                .iter()
+                .filter(|m| m.ordinal.0 < partition && m.updated && !creating)
+                .map(|m| m.name.clone())
+                .collect(),
         }
     }
 }
@@ -481,6 +491,18 @@ pub fn step_message(plan: &Plan) -> String {
         msg.push_str(&format!(
             "; {} member(s) below partition {} keep their revision",
             p.held_by_partition, p.partition
+        ));
+    }
+    if !p.below_partition_updated.is_empty() {
+        let names: Vec<&str> = p
+            .below_partition_updated
+            .iter()
+            .map(|m| m.as_str())
+            .collect();
+        msg.push_str(&format!(
+            "; {} run(s) the update revision although below partition {}: recreated outside the rollout (node loss, drain or delete); revert the spec to undo the canary",
+            names.join(", "),
+            p.partition
         ));
     }
     msg
@@ -1134,6 +1156,23 @@ mod tests {
         let after = plan(&obs(&ms, Some(2))).view;
         assert!(same_term(&before, &before.clone()));
         assert!(!same_term(&before, &after));
+    }
+
+    #[test]
+    fn a_member_recreated_below_the_partition_is_reported() {
+        // Canary at partition 2: zk-2 runs the new revision; zk-0's pod was recreated by a node
+        // loss and, with OnDelete, came back at the update revision too.
+        let ms = vec![m("follower", true), m("leader", false), m("follower", true)];
+        let mut o = obs(&ms, Some(2));
+        o.partition = 2;
+        let p = plan(&o);
+        assert_eq!(p.decision, Decision::Idle);
+        assert_eq!(p.progress.below_partition_updated, vec![name(0)]);
+        let msg = step_message(&p);
+        assert!(
+            msg.contains("zk-0 run(s) the update revision although below partition 2"),
+            "{msg}"
+        );
     }
 
     #[test]

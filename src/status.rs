@@ -276,6 +276,9 @@ pub fn judge(plan: &Plan, act: &Act) -> [Judgement; 3] {
                 "{step}; the eviction of {pod} was refused by the PodDisruptionBudget, retrying"
             ),
         ),
+        (Decision::Idle, _) if !plan.progress.below_partition_updated.is_empty() => {
+            Judgement::new(PROGRESSING, false, reason::UP_TO_DATE, step)
+        }
         (Decision::Idle, _) => Judgement::new(
             PROGRESSING,
             false,
