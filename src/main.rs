@@ -66,6 +66,10 @@ struct RunArgs {
     /// Timeout of one four-letter word sent to a member (seconds).
     #[arg(long, env = "ZKOP_PROBE_TIMEOUT_SECONDS", default_value_t = 2)]
     probe_timeout_seconds: u64,
+    /// Seconds between two looks at a steady cluster (ZooKeeper sends no watch events: this is how
+    /// a member that stops serving while its pod stays Ready is noticed).
+    #[arg(long, env = "ZKOP_STEADY_RESYNC_SECONDS", default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..))]
+    steady_resync_seconds: u64,
     #[command(flatten)]
     leader_election: cli::ElectionArgs,
 }
@@ -236,7 +240,10 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         timeout: std::time::Duration::from_secs(args.probe_timeout_seconds),
         ..ProbeConfig::default()
     });
-    let ctx = Arc::new(Context::new(client, metrics, prober));
+    let ctx = Arc::new(
+        Context::new(client, metrics, prober)
+            .with_steady_resync(std::time::Duration::from_secs(args.steady_resync_seconds)),
+    );
     let options = RunOptions {
         namespace: args.namespace.clone(),
         concurrency: args.concurrency,

@@ -327,16 +327,16 @@ pub enum BlockedReason {
     },
 }
 
-/// How often a steady cluster is looked at again: ZooKeeper itself sends no watch events, so a
-/// slow resync notices a member that stopped serving while its pod stayed Ready.
+/// How often a steady cluster is looked at again by default: ZooKeeper itself sends no watch
+/// events, so a slow resync notices a member that stopped serving while its pod stayed Ready.
 pub const STEADY_RESYNC: Duration = Duration::from_secs(60);
 /// How often a cluster is looked at while something is wrong that no watch event will report.
 pub const BUSY_RESYNC: Duration = Duration::from_secs(5);
 
 /// When to look at the cluster again, the one requeue policy: a few seconds while a rollout
 /// or a problem lasts (ZooKeeper's own changes produce no watch events), the slow resync when
-/// the ensemble is steady.
-pub fn requeue_after(plan: &Plan, act: &Act) -> Duration {
+/// the ensemble is steady (`steady`, [`STEADY_RESYNC`] unless configured).
+pub fn requeue_after(plan: &Plan, act: &Act, steady: Duration) -> Duration {
     match act {
         Act::None => {}
         Act::EvictionFailed { .. } => return Duration::from_secs(10),
@@ -346,7 +346,7 @@ pub fn requeue_after(plan: &Plan, act: &Act) -> Duration {
         Decision::Restart(_) => Duration::from_secs(2),
         Decision::Wait(WaitReason::Paused { .. }) | Decision::Idle => {
             if plan.view.fully_synced() {
-                STEADY_RESYNC
+                steady
             } else {
                 BUSY_RESYNC
             }
@@ -999,9 +999,9 @@ mod tests {
             Decision::Wait(WaitReason::Paused { outdated: 3 })
         );
         // Paused and steady: only a spec change (or the slow resync) brings work.
-        assert_eq!(requeue_after(&p, &Act::None), STEADY_RESYNC);
+        assert_eq!(requeue_after(&p, &Act::None, STEADY_RESYNC), STEADY_RESYNC);
         assert_eq!(
-            requeue_after(&p, &Act::Evicted("zk-2".into())),
+            requeue_after(&p, &Act::Evicted("zk-2".into()), STEADY_RESYNC),
             Duration::from_secs(2)
         );
         let all_new = vec![m("follower", true), m("leader", true), m("follower", true)];
@@ -1085,7 +1085,10 @@ mod tests {
             other => panic!("{other:?}"),
         }
         assert!(d.to_string().contains("zk-0: connection refused"), "{d}");
-        assert_eq!(requeue_after(&p, &Act::None), Duration::from_secs(10));
+        assert_eq!(
+            requeue_after(&p, &Act::None, STEADY_RESYNC),
+            Duration::from_secs(10)
+        );
     }
 
     #[test]

@@ -414,27 +414,41 @@ async fn lifecycle_status_steady_state_and_invalid_spec() {
     assert_eq!(pdb.owner_references()[0].name, "zk");
     assert_eq!(pdb.status.as_ref().unwrap().disruptions_allowed, 1);
 
-    // Steady state: a reconcile (triggered by an annotation) writes nothing.
+    // Steady state: across two steady resyncs (the operator runs with
+    // ZKOP_STEADY_RESYNC_SECONDS, set by e2e/operator-test), the operator reconciles and probes
+    // but the API server sees no write of the kinds only the operator writes.
+    let resync = Duration::from_secs(
+        std::env::var("ZKOP_E2E_STEADY_RESYNC")
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(15),
+    );
+    let reconciles = |m: &str| metric_sum(m, "zookeeper_operator_reconciles_total", "");
+    let (writes_before, reconciles_before) = (
+        operator_writes(&client).await,
+        reconciles(&operator_metrics(&client).await),
+    );
+    tokio::time::sleep(resync * 2 + Duration::from_secs(5)).await;
+    let (writes_after, reconciles_after) = (
+        operator_writes(&client).await,
+        reconciles(&operator_metrics(&client).await),
+    );
+    assert!(
+        reconciles_after >= reconciles_before + 2.0,
+        "expected two steady resyncs in {:?}: reconciles {reconciles_before} -> {reconciles_after}",
+        resync * 2 + Duration::from_secs(5)
+    );
+    assert_eq!(
+        writes_before, writes_after,
+        "a steady cluster was written to (API server request counts by kind)"
+    );
+    log(format!(
+        "steady cluster: {} reconciles in {}s, 0 writes (API server counts: {writes_after:?})",
+        reconciles_after - reconciles_before,
+        (resync * 2).as_secs() + 5
+    ));
     let api: Api<ZookeeperCluster> = Api::namespaced(client.clone(), &ns);
     let sts_api: Api<StatefulSet> = Api::namespaced(client.clone(), &ns);
-    api.patch(
-        name,
-        &PatchParams::default(),
-        &Patch::Merge(json!({"metadata": {"annotations": {"e2e/poke": "1"}}})),
-    )
-    .await
-    .unwrap();
-    let before = (
-        api.get(name).await.unwrap().resource_version(),
-        sts_api.get(name).await.unwrap().resource_version(),
-    );
-    tokio::time::sleep(Duration::from_secs(12)).await;
-    let after = (
-        api.get(name).await.unwrap().resource_version(),
-        sts_api.get(name).await.unwrap().resource_version(),
-    );
-    assert_eq!(before, after, "a steady cluster was written to");
-    log("steady cluster: 0 writes to the cluster or its StatefulSet in 12 s after a reconcile");
 
     // The API server rejects what the schema can: an even number of members.
     let err = apply_cluster(&client, &ns, name, spec(json!({"replicas": 4})))
@@ -492,7 +506,10 @@ async fn lifecycle_status_steady_state_and_invalid_spec() {
     // is the only notice the operator gets).
     let series = format!("namespace=\"{ns}\",cluster=\"{name}\"");
     let metrics = operator_metrics(&client).await;
-    assert!(metrics.contains(&series), "no series for {series}:\n{metrics}");
+    assert!(
+        metrics.contains(&series),
+        "no series for {series}:\n{metrics}"
+    );
     api.delete(name, &DeleteParams::default()).await.unwrap();
     wait_until(
         "the deleted cluster's metric series are gone",
@@ -501,6 +518,48 @@ async fn lifecycle_status_steady_state_and_invalid_spec() {
     )
     .await;
     log("deleted cluster: its metric series are gone from /metrics");
+}
+
+/// Sum of a metric's samples whose label set contains `labels` (Prometheus text format).
+fn metric_sum(text: &str, name: &str, labels: &str) -> f64 {
+    text.lines()
+        .filter(|l| {
+            l.strip_prefix(name)
+                .is_some_and(|rest| rest.starts_with(['{', ' ']))
+                && l.contains(labels)
+        })
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+/// The API server's own count of the write requests that only the operator makes: server-side
+/// applies (PATCH) of the kinds it owns, status patches of clusters, evictions.
+async fn operator_writes(client: &Client) -> Vec<(&'static str, f64)> {
+    let request = http::Request::get("/metrics").body(Vec::new()).unwrap();
+    let text = client
+        .request_text(request)
+        .await
+        .expect("API server metrics");
+    [
+        ("zookeeperclusters", r#"verb="PATCH""#),
+        ("statefulsets", r#"verb="PATCH""#),
+        ("services", r#"verb="PATCH""#),
+        ("poddisruptionbudgets", r#"verb="PATCH""#),
+        ("pods", r#"subresource="eviction""#),
+    ]
+    .into_iter()
+    .map(|(resource, verb)| {
+        let labels = format!(r#"resource="{resource}""#);
+        let count = text
+            .lines()
+            .filter(|l| {
+                l.starts_with("apiserver_request_total{") && l.contains(&labels) && l.contains(verb)
+            })
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum();
+        (resource, count)
+    })
+    .collect()
 }
 
 /// The /metrics text of every operator pod, through the API server's pod proxy.

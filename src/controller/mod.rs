@@ -117,6 +117,8 @@ pub struct Context {
     pub recorder: Recorder,
     pub metrics: Arc<Metrics>,
     pub prober: Prober,
+    /// How often a steady cluster is looked at again.
+    pub steady_resync: Duration,
     /// Consecutive failures per object, for exponential backoff.
     failures: Mutex<HashMap<ObjectRef<DeserializeGuard<ZookeeperCluster>>, u32>>,
 }
@@ -132,8 +134,15 @@ impl Context {
             client,
             metrics,
             prober,
+            steady_resync: crate::rollout::STEADY_RESYNC,
             failures: Mutex::default(),
         }
+    }
+
+    /// Looks at steady clusters every `resync` instead of [`crate::rollout::STEADY_RESYNC`].
+    pub fn with_steady_resync(mut self, resync: Duration) -> Self {
+        self.steady_resync = resync;
+        self
     }
 
     /// Publishes an Event about the cluster. Events are best effort: failing to record one must

@@ -62,7 +62,8 @@ async fn reconcile_cluster(zk: &ZookeeperCluster, ctx: &Context) -> Result<Actio
     let status =
         status::cluster_status(zk, id.connection_string(&cluster), &sts, &plan, &act, &now);
     write_status::write(ctx, zk, &id, &status).await?;
-    Ok(Action::requeue(rollout::requeue_after(&plan, &act)))
+    let next = rollout::requeue_after(&plan, &act, ctx.steady_resync);
+    Ok(Action::requeue(next))
 }
 
 /// A malformed object: say so on it and leave everything else alone.

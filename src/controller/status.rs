@@ -83,7 +83,7 @@ pub async fn hold(
         .await;
     }
     match hold {
-        Ok(_) => Ok(Action::requeue(rollout::STEADY_RESYNC)),
+        Ok(_) => Ok(Action::requeue(ctx.steady_resync)),
         Err(e) => Err(e),
     }
 }
