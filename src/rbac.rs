@@ -116,7 +116,7 @@ pub const EVENTS: Rule = Rule {
     scope: Scope::Watched,
 };
 
-/// Leader election (see `leader.rs`): read, create once, then renew by optimistic `update`.
+/// The operator's Lease election (see `election.rs`): read, create once, then renew by optimistic `update`.
 pub const LEASES: Rule = Rule {
     api_group: "coordination.k8s.io",
     resource: "leases",
