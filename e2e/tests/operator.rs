@@ -7,6 +7,7 @@
 #[path = "../../tests/support/writer.rs"]
 mod support;
 
+mod helm;
 mod membership;
 
 use std::collections::{BTreeMap, HashMap};
