@@ -23,9 +23,10 @@
 //!     ElectionConfig::default(),
 //! )?;
 //! let hold = elector.acquire().await?;
+//! let fence = hold.fence(); // check `fence.holds()` right before every eviction
 //! tokio::select! {
 //!     _ = async { /* run the controller */ } => {}
-//!     reason = hold.lost() => std::process::exit(1),
+//!     reason = hold.lost() => { /* stop acting at once, then campaign again */ }
 //! }
 //! hold.release().await?; // hand over at once instead of after the lease duration
 //! # Ok(()) }
@@ -34,6 +35,7 @@
 use std::{
     fmt,
     future::Future,
+    sync::{Arc, Mutex},
     time::{Duration, Instant},
 };
 
@@ -345,12 +347,14 @@ impl LeaseElector {
     /// renewing it in a background task.
     pub async fn acquire(mut self) -> Result<LeaseHold, Error> {
         let mut last_holder = None;
-        loop {
+        let acquired_at = loop {
+            // Validity counts from when the request was sent, not from the answer.
+            let sent = Instant::now();
             match self.try_acquire_or_renew().await {
                 Ok(Attempt::Holding) => {
                     // Also when the Lease already named us: a restarted container keeps its pod name.
                     info!(lease = %self.lease_ref(), identity = %self.identity, "acquired leadership");
-                    break;
+                    break sent;
                 }
                 Ok(Attempt::Standby { holder, expires_in }) => {
                     if last_holder.as_ref() != Some(&holder) {
@@ -367,14 +371,20 @@ impl LeaseElector {
                 Err(e) => warn!(error = %e, "leader election attempt failed, retrying"),
             }
             tokio::time::sleep(self.config.retry_period).await;
-        }
+        };
         let (state_tx, state_rx) = watch::channel(HoldState::Holding);
         let (stop_tx, stop_rx) = oneshot::channel();
-        let task = tokio::spawn(renew_loop(self, state_tx, stop_rx));
+        let fence = Fence {
+            state: state_rx.clone(),
+            renewed: Arc::new(Mutex::new(acquired_at)),
+            renew_deadline: self.config.renew_deadline,
+        };
+        let task = tokio::spawn(renew_loop(self, state_tx, stop_rx, fence.clone()));
         Ok(LeaseHold {
             state: state_rx,
             stop: stop_tx,
             task,
+            fence,
         })
     }
 
@@ -507,11 +517,37 @@ pub struct LeaseHold {
     state: watch::Receiver<HoldState>,
     stop: oneshot::Sender<()>,
     task: tokio::task::JoinHandle<LeaseElector>,
+    fence: Fence,
+}
+
+/// Checked right before an action that must never be taken twice (an eviction): true only while
+/// the hold is not lost *and* the last successful renewal was sent less than the renew deadline
+/// ago. A process that resumes after a freeze (GC pause, SIGSTOP, a throttled node) fails the
+/// check at once, before its renewing task has even run again, so it cannot act on an old
+/// observation while a standby may already have taken over.
+#[derive(Debug, Clone)]
+pub struct Fence {
+    state: watch::Receiver<HoldState>,
+    renewed: Arc<Mutex<Instant>>,
+    renew_deadline: Duration,
+}
+
+impl Fence {
+    /// Whether this process may act as the holder now.
+    pub fn holds(&self) -> bool {
+        let renewed = *self.renewed.lock().unwrap_or_else(|e| e.into_inner());
+        *self.state.borrow() == HoldState::Holding && renewed.elapsed() < self.renew_deadline
+    }
 }
 
 impl LeaseHold {
-    /// Resolves when the Lease is lost. The caller should stop reconciling at once and exit
-    /// non-zero, so that Kubernetes restarts the process as a standby.
+    /// The check to make right before acting; see [`Fence`].
+    pub fn fence(&self) -> Fence {
+        self.fence.clone()
+    }
+
+    /// Resolves when the Lease is lost. The caller must stop acting at once; it may campaign
+    /// again (a new [`LeaseElector::acquire`]) in the same process.
     pub fn lost(&self) -> impl Future<Output = LostReason> + Send + 'static {
         let mut state = self.state.clone();
         async move {
@@ -553,17 +589,23 @@ async fn renew_loop(
     mut elector: LeaseElector,
     state: watch::Sender<HoldState>,
     mut stop: oneshot::Receiver<()>,
+    fence: Fence,
 ) -> LeaseElector {
     let config = elector.config;
-    let mut last_renewal = Instant::now();
+    let mut last_renewal = *fence.renewed.lock().unwrap_or_else(|e| e.into_inner());
     loop {
         tokio::select! {
             _ = &mut stop => return elector,
             _ = tokio::time::sleep(config.retry_period) => {}
         }
         let budget = config.renew_deadline.saturating_sub(last_renewal.elapsed());
+        // The Lease is valid from when the renewal was sent: the answer may come late.
+        let sent = Instant::now();
         match tokio::time::timeout(budget, elector.try_acquire_or_renew()).await {
-            Ok(Ok(Attempt::Holding)) => last_renewal = Instant::now(),
+            Ok(Ok(Attempt::Holding)) => {
+                last_renewal = sent;
+                *fence.renewed.lock().unwrap_or_else(|e| e.into_inner()) = sent;
+            }
             Ok(Ok(Attempt::Standby { holder, .. })) => {
                 warn!(lease = %elector.lease_ref(), %holder, "lost leadership to another replica");
                 state.send_replace(HoldState::Lost(LostReason::TakenOver { holder }));
@@ -589,6 +631,26 @@ async fn renew_loop(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_frozen_holder_is_fenced_before_its_renewing_task_runs() {
+        let (state_tx, state) = watch::channel(HoldState::Holding);
+        let fence = Fence {
+            state,
+            renewed: Arc::new(Mutex::new(Instant::now())),
+            renew_deadline: Duration::from_secs(10),
+        };
+        assert!(fence.holds());
+        // Resumed after a freeze: the last renewal was sent 11 s ago, nothing says "lost" yet.
+        *fence.renewed.lock().unwrap() = Instant::now() - Duration::from_secs(11);
+        assert!(!fence.holds());
+        // Renewed again, but the hold was lost meanwhile.
+        *fence.renewed.lock().unwrap() = Instant::now();
+        state_tx.send_replace(HoldState::Lost(LostReason::TakenOver {
+            holder: "other".into(),
+        }));
+        assert!(!fence.holds());
+    }
 
     fn spec(holder: Option<&str>, duration: i32) -> LeaseSpec {
         LeaseSpec {

@@ -200,81 +200,120 @@ async fn shutdown_signal() {
     let _ = ctrl_c.await;
 }
 
+/// Whether an API error can pass by itself (the API server restarting, overloaded, or out of
+/// reach), as opposed to a refusal that waiting does not fix.
+fn transient(e: &kube::Error) -> bool {
+    match e {
+        kube::Error::Api(s) => s.code == 429 || s.code >= 500,
+        _ => true,
+    }
+}
+
+/// Waits until the CRD can be read: an API server that is restarting or out of reach is waited
+/// for (with a log line each time), a CRD that is missing or a refusal ends the start-up.
+async fn wait_for_crd(client: &Client) -> anyhow::Result<()> {
+    let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
+    let crd_name = ZookeeperCluster::crd_name();
+    let mut delay = std::time::Duration::from_secs(1);
+    loop {
+        match crds.get_opt(crd_name).await {
+            Ok(Some(_)) => return Ok(()),
+            Ok(None) => bail!(
+                "the {crd_name} CRD is not installed; run `kubectl apply -f crd/` (or `zookeeper-operator crd | kubectl apply -f -`) first"
+            ),
+            Err(e) if transient(&e) => {
+                tracing::warn!(error = %e, retry_in_s = delay.as_secs(), "cannot read CustomResourceDefinitions yet; waiting for the API server");
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(std::time::Duration::from_secs(10));
+            }
+            Err(e) => {
+                return Err(e)
+                    .context("cannot read CustomResourceDefinitions; check the operator's RBAC");
+            }
+        }
+    }
+}
+
 async fn run(args: RunArgs) -> anyhow::Result<()> {
     init_tracing(args.log_format);
     let client = Client::try_default().await.context(
         "cannot reach Kubernetes: set KUBECONFIG or run inside a pod with a service account",
     )?;
-    let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
-    let crd_name = ZookeeperCluster::crd_name();
-    if crds
-        .get_opt(crd_name)
-        .await
-        .context("cannot read CustomResourceDefinitions")?
-        .is_none()
-    {
-        bail!(
-            "the {crd_name} CRD is not installed; run `kubectl apply -f crd/` (or `zookeeper-operator crd | kubectl apply -f -`) first"
-        );
-    }
-
     let metrics = Arc::new(Metrics::default());
     let ready = Arc::new(AtomicBool::new(false));
-    let http = tokio::spawn(serve_http(
+    let mut http = tokio::spawn(serve_http(
         args.metrics_addr,
         metrics.clone(),
         ready.clone(),
     ));
+    wait_for_crd(&client).await?;
 
     // A standby is Ready too: a rolling update waits for the new pod's readiness before it stops the old leader.
     ready.store(true, Ordering::Relaxed);
-    let hold = match args.leader_election.elector(client.clone())? {
-        Some(elector) => {
-            tracing::info!(identity = elector.identity(), "waiting to become leader");
-            Some(elector.acquire().await?)
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    tokio::spawn(async move {
+        shutdown_signal().await;
+        let _ = stop_tx.send(true);
+    });
+    let stopped = move || {
+        let mut rx = stop_rx.clone();
+        async move {
+            let _ = rx.wait_for(|stop| *stop).await;
         }
-        None => None,
     };
-
     let prober = observe::network_prober(ProbeConfig {
         timeout: std::time::Duration::from_secs(args.probe_timeout_seconds),
         ..ProbeConfig::default()
     });
-    let ctx = Arc::new(
-        Context::new(client, metrics, prober)
-            .with_steady_resync(std::time::Duration::from_secs(args.steady_resync_seconds)),
-    );
     let options = RunOptions {
         namespace: args.namespace.clone(),
         concurrency: args.concurrency,
     };
-    tracing::info!(namespace = args.namespace.as_deref().unwrap_or("<all>"), addr = %args.metrics_addr, "starting controller");
-    let lost = async {
-        match &hold {
-            Some(l) => l.lost().await,
-            None => std::future::pending().await,
-        }
-    };
-    tokio::select! {
-        _ = controller::run(ctx, options, shutdown_signal()) => {
-            tracing::info!("controller stopped");
-        }
-        reason = lost => {
-            tracing::error!(?reason, "lost leadership; exiting so a standby takes over");
-            std::process::exit(1);
-        }
-        res = http => {
-            match res {
-                Ok(Err(e)) => return Err(e),
-                Ok(Ok(())) => bail!("the HTTP endpoint stopped"),
-                Err(e) => bail!("the HTTP endpoint failed: {e}"),
+    // Losing the Lease stops acting at once; the same process then campaigns again, so an API
+    // server that was away for a minute costs no restart (and no kubelet back-off).
+    loop {
+        let hold = match args.leader_election.elector(client.clone())? {
+            Some(elector) => {
+                tracing::info!(identity = elector.identity(), "waiting to become leader");
+                tokio::select! {
+                    hold = elector.acquire() => Some(hold?),
+                    _ = stopped() => return Ok(()),
+                }
+            }
+            None => None,
+        };
+        let ctx = Arc::new(
+            Context::new(client.clone(), metrics.clone(), prober.clone())
+                .with_steady_resync(std::time::Duration::from_secs(args.steady_resync_seconds))
+                .with_fence(hold.as_ref().map(|h| h.fence())),
+        );
+        tracing::info!(namespace = args.namespace.as_deref().unwrap_or("<all>"), addr = %args.metrics_addr, "starting controller");
+        let lost = async {
+            match &hold {
+                Some(l) => l.lost().await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            _ = controller::run(ctx, options.clone(), stopped()) => {
+                tracing::info!("controller stopped");
+                if let Some(l) = hold {
+                    l.release().await?;
+                }
+                return Ok(());
+            }
+            reason = lost => {
+                tracing::error!(?reason, "lost leadership; stopped acting, campaigning again");
+            }
+            res = &mut http => {
+                match res {
+                    Ok(Err(e)) => return Err(e),
+                    Ok(Ok(())) => bail!("the HTTP endpoint stopped"),
+                    Err(e) => bail!("the HTTP endpoint failed: {e}"),
+                }
             }
         }
     }
-    if let Some(l) = hold {
-        l.release().await?;
-    }
-    Ok(())
 }
 
 #[cfg(test)]

@@ -555,6 +555,24 @@ fn two_replicas_elect_a_leader() {
 #[test]
 fn without_leader_election_no_lease_permissions() {
     let o = objects(&render(&["leaderElection.enabled=false"]));
+    // Nothing else keeps an old and a new operator pod from acting at once during an upgrade.
+    let strategy = o.deployments[0]
+        .spec
+        .as_ref()
+        .unwrap()
+        .strategy
+        .clone()
+        .unwrap();
+    assert_eq!(strategy.type_.as_deref(), Some("Recreate"));
+    let with = objects(&render(&[]));
+    let strategy = with.deployments[0]
+        .spec
+        .as_ref()
+        .unwrap()
+        .strategy
+        .clone()
+        .unwrap();
+    assert_eq!(strategy.type_.as_deref(), Some("RollingUpdate"));
     let got = granted_to_operator(&o);
     assert!(got.iter().all(|g| g.2 != "leases"), "{got:#?}");
     assert!(

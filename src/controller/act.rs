@@ -97,6 +97,15 @@ async fn restart_member(
         tracing::info!(pod = %pod, why, "observation too old to act on; not evicting");
         return Ok(Act::Reconsidered(why));
     }
+    // A replica that was frozen may resume here after a standby took over: check the Lease.
+    if let Some(fence) = &ctx.fence
+        && !fence.holds()
+    {
+        tracing::warn!(pod = %pod, "not evicting: this replica no longer holds the operator's Lease");
+        return Ok(Act::Reconsidered(
+            "this operator replica no longer holds its Lease".into(),
+        ));
+    }
     let uid = fresh
         .view
         .member(restart.ordinal)

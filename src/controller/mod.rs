@@ -119,6 +119,8 @@ pub struct Context {
     pub prober: Prober,
     /// How often a steady cluster is looked at again.
     pub steady_resync: Duration,
+    /// With the Lease election on: checked right before every eviction.
+    pub fence: Option<crate::election::Fence>,
     /// Consecutive failures per object, for exponential backoff.
     failures: Mutex<HashMap<ObjectRef<DeserializeGuard<ZookeeperCluster>>, u32>>,
 }
@@ -135,8 +137,15 @@ impl Context {
             metrics,
             prober,
             steady_resync: crate::rollout::STEADY_RESYNC,
+            fence: None,
             failures: Mutex::default(),
         }
+    }
+
+    /// Acts (evicts) only while `fence` says this replica holds the operator's Lease.
+    pub fn with_fence(mut self, fence: Option<crate::election::Fence>) -> Self {
+        self.fence = fence;
+        self
     }
 
     /// Looks at steady clusters every `resync` instead of [`crate::rollout::STEADY_RESYNC`].
@@ -217,6 +226,7 @@ fn error_policy(
 }
 
 /// Options of [`run`].
+#[derive(Clone, Debug)]
 pub struct RunOptions {
     /// Watch one namespace, or every namespace when `None`.
     pub namespace: Option<String>,
