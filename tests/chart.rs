@@ -756,6 +756,36 @@ fn versions_agree_everywhere() {
         ),
         "src/crd.rs's default image is the one e2e/images builds"
     );
+    // The documentation names the current versions.
+    let docs = [
+        ("e2e/README.md", format!("Kubernetes {KUBE_VERSION}")),
+        ("e2e/README.md", format!("etcd {}", versions::ETCD_VERSION)),
+        (
+            "e2e/README.md",
+            format!("CoreDNS {}", versions::COREDNS_VERSION),
+        ),
+        ("e2e/README.md", format!("helm {HELM_VERSION}")),
+        (
+            "e2e/README.md",
+            format!("pause:{}", versions::PAUSE_VERSION),
+        ),
+        (
+            "e2e/README.md",
+            format!("zookeeper:{}", versions::ZOOKEEPER_VERSION),
+        ),
+        (
+            "e2e/README.md",
+            format!("operator:{}", versions::OPERATOR_VERSION),
+        ),
+        ("README.md", format!("Kubernetes {KUBE_VERSION}")),
+    ];
+    for (file, mention) in docs {
+        let text = std::fs::read_to_string(repo().join(file)).unwrap();
+        assert!(
+            text.contains(&mention),
+            "{file} does not mention {mention:?}: update it to e2e/versions.env"
+        );
+    }
     // tests/support/ (the real-ZooKeeper tests) names the version it runs.
     for entry in std::fs::read_dir(repo().join("tests/support")).unwrap() {
         let path = entry.unwrap().path();
