@@ -2,18 +2,22 @@
 //!
 //! Membership is static: every member's configuration lists server.1..N from spec.replicas. When
 //! the new members are a majority of the new size they can elect a leader among themselves, with
-//! an empty database, and the old members then follow it and take its snapshot.
+//! an empty database, and the old members then follow it and take its snapshot: 1 -> 3 lost every
+//! znode this way. Until the operator reconfigures membership, the API server refuses growth
+//! beyond 2 * old - 1 members (the CRD's rule on spec.replicas) and so does the operator.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use k8s_openapi::api::core::v1::{Event, Pod};
-use kube::api::{Api, ListParams};
+use k8s_openapi::api::apps::v1::StatefulSet;
+use k8s_openapi::api::core::v1::Event;
+use kube::api::{Api, ListParams, Patch, PatchParams};
 use kube::{Client, ResourceExt};
 use serde_json::json;
+use zookeeper_operator::crd::ZookeeperCluster;
 
 use super::{
-    TestNamespace, apply_cluster, client, cluster, condition, connect_string, log, member_pods,
-    ordinal, pod_ready, spec, wait_settled,
+    FIELD_MANAGER, TestNamespace, apply_cluster, client, cluster, condition, connect_string, log,
+    member_pods, ordinal, pod_ready, spec, uids, wait_settled,
 };
 
 /// Znodes written under /precious before the cluster grows.
@@ -135,92 +139,125 @@ async fn log_events(client: &Client, ns: &str) {
     }
 }
 
+/// Applies `replicas` to cluster `name` without storing it: the API server runs every check.
+async fn dry_run_replicas(
+    client: &Client,
+    ns: &str,
+    name: &str,
+    replicas: i32,
+) -> Result<(), kube::Error> {
+    let api: Api<ZookeeperCluster> = Api::namespaced(client.clone(), ns);
+    let obj = json!({
+        "apiVersion": "zookeeper.ensemble.dev/v1alpha1",
+        "kind": "ZookeeperCluster",
+        "metadata": {"name": name},
+        "spec": spec(json!({"replicas": replicas})),
+    });
+    api.patch(
+        name,
+        &PatchParams::apply(FIELD_MANAGER).force().dry_run(),
+        &Patch::Apply(&obj),
+    )
+    .await
+    .map(|_| ())
+}
+
 #[tokio::test]
 #[ignore = "needs the local Kubernetes with the operator installed: run e2e/operator-test"]
-async fn growing_one_member_to_three_keeps_the_data() {
+async fn growth_that_would_outvote_the_existing_members_is_refused() {
     let client = client().await;
     let guard = TestNamespace::create(&client, "e2e-membership").await;
     let (ns, name) = (guard.name.clone(), "zk");
 
+    // 1. A single member with data: growing it to 3 is refused, and nothing changes.
     apply_cluster(&client, &ns, name, spec(json!({"replicas": 1})))
         .await
         .expect("apply a 1-member cluster");
     wait_settled(&client, &ns, name, Duration::from_secs(300)).await;
     let service = connect_string(&client, &ns, name).await;
     write_precious(&service).await;
-    for (member, what) in member_trees(&client, &ns, name).await {
-        log(format!("before growing: {member} serves {what}"));
+    let pods_before = uids(&member_pods(&client, &ns, name).await);
+
+    let err = apply_cluster(&client, &ns, name, spec(json!({"replicas": 3})))
+        .await
+        .expect_err("the API server refuses growing 1 member to 3");
+    let msg = err.to_string();
+    log(format!("replicas 1 -> 3 refused: {msg}"));
+    for needle in [
+        "spec.replicas cannot grow from 1 member yet",
+        "the members that hold the data must stay a majority of the new size",
+        "a single member cannot grow at all",
+    ] {
+        assert!(msg.contains(needle), "missing {needle:?} in: {msg}");
     }
-
-    let started = Instant::now();
-    let grown = apply_cluster(&client, &ns, name, spec(json!({"replicas": 3}))).await;
-    log(format!(
-        "replicas 1 -> 3: the API server answered {grown:?}",
-        grown = grown.as_ref().map(|_| "accepted")
-    ));
-    grown.expect("the API server accepts replicas 3");
-
-    // Watch what the members serve while the operator grows the ensemble.
-    let mut last = Vec::new();
-    let deadline = Duration::from_secs(240);
-    loop {
-        let now = member_trees(&client, &ns, name).await;
-        if now != last {
-            for (member, what) in &now {
-                log(format!(
-                    "after {:.0}s: {member} serves {what}",
-                    started.elapsed().as_secs_f64()
-                ));
-            }
-            last = now;
-        }
-        let zk = cluster(&client, &ns, name).await;
-        let settled = zk.status.as_ref().is_some_and(|s| {
-            s.observed_generation == zk.metadata.generation && s.members.len() == 3
-        }) && condition(&zk, "Available").is_some_and(|c| c.0 == "True")
-            && condition(&zk, "Progressing").is_some_and(|c| c.0 == "False");
-        let all_ready = member_pods(&client, &ns, name)
+    for replicas in [5, 9] {
+        let err = dry_run_replicas(&client, &ns, name, replicas)
             .await
-            .iter()
-            .filter(|p| pod_ready(p))
-            .count()
-            == 3;
-        if (settled && all_ready) || started.elapsed() > deadline {
-            log(format!(
-                "stopped watching after {:.0}s (settled with 3 Ready members: {})",
-                started.elapsed().as_secs_f64(),
-                settled && all_ready
-            ));
-            break;
-        }
-        tokio::time::sleep(Duration::from_secs(2)).await;
-    }
-
-    let zk = cluster(&client, &ns, name).await;
-    log(format!(
-        "status afterwards: {}",
-        serde_json::to_string(&zk.status).unwrap_or_default()
-    ));
-    log_events(&client, &ns).await;
-
-    let trees = member_trees(&client, &ns, name).await;
-    let through_service = tree(&service).await;
-    log(format!(
-        "through the client Service afterwards: {through_service:?}"
-    ));
-    for (member, what) in &trees {
-        log(format!("afterwards: {member} serves {what}"));
-    }
-    let pods: Vec<Pod> = member_pods(&client, &ns, name).await;
-    assert_eq!(pods.len(), 3, "three member pods exist");
-    for (member, what) in &trees {
+            .expect_err("growing a single member is refused");
         assert!(
-            what.contains(&format!("/precious holds {PRECIOUS} znodes")),
-            "{member} lost the data written before growing: it serves {what}"
+            err.to_string()
+                .contains("spec.replicas cannot grow from 1 member yet"),
+            "1 -> {replicas}: {err}"
         );
     }
+
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    let zk = cluster(&client, &ns, name).await;
+    assert_eq!(zk.spec.replicas, 1, "the stored spec is unchanged");
+    assert_eq!(
+        condition(&zk, "Available").map(|c| c.0).as_deref(),
+        Some("True")
+    );
+    assert_eq!(
+        condition(&zk, "Degraded").map(|c| c.0).as_deref(),
+        Some("False")
+    );
+    let sts = Api::<StatefulSet>::namespaced(client.clone(), &ns)
+        .get(name)
+        .await
+        .expect("the StatefulSet");
+    assert_eq!(sts.spec.and_then(|s| s.replicas), Some(1));
+    assert_eq!(
+        uids(&member_pods(&client, &ns, name).await),
+        pods_before,
+        "the member was not restarted"
+    );
+    for (member, what) in member_trees(&client, &ns, name).await {
+        log(format!("after the refusal: {member} serves {what}"));
+        assert!(
+            what.contains(&format!("/precious holds {PRECIOUS} znodes")),
+            "{member} serves {what}"
+        );
+    }
+    let through_service = tree(&service).await;
     assert!(
         matches!(through_service, Ok((_, Some(n))) if n == PRECIOUS),
-        "the client Service serves a tree without the data: {through_service:?}"
+        "{through_service:?}"
     );
+
+    // 2. Three members may grow to 5 (the old 3 stay a majority), not to 7 or 9. Checked at
+    // the API server only: a second ensemble does not have to serve for that.
+    let three = "zk3";
+    apply_cluster(&client, &ns, three, spec(json!({"replicas": 3})))
+        .await
+        .expect("apply a 3-member cluster");
+    for replicas in [7, 9] {
+        let err = dry_run_replicas(&client, &ns, three, replicas)
+            .await
+            .expect_err("growing 3 members beyond 5 is refused");
+        let msg = err.to_string();
+        assert!(
+            msg.contains("spec.replicas cannot grow from 3 members beyond 5 yet"),
+            "3 -> {replicas}: {msg}"
+        );
+    }
+    log("replicas 3 -> 7 and 3 -> 9 refused: 3 members can grow to at most 5");
+    apply_cluster(&client, &ns, three, spec(json!({"replicas": 5})))
+        .await
+        .expect("the API server accepts 3 -> 5");
+    dry_run_replicas(&client, &ns, three, 9)
+        .await
+        .expect("the API server accepts 5 -> 9");
+    log("replicas 3 -> 5 accepted, then 5 -> 9 accepted (dry run)");
+    log_events(&client, &ns).await;
 }
