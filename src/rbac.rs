@@ -107,11 +107,12 @@ pub const PODS_EVICTION: Rule = Rule {
     scope: Scope::Watched,
 };
 
-/// kube's event `Recorder` writes `events.k8s.io/v1` Events and patches repeated ones into a series.
+/// Events on ZookeeperClusters: core/v1 Events, created once per occurrence (they carry
+/// `lastTimestamp`, which `kubectl get events --sort-by=.lastTimestamp` sorts by).
 pub const EVENTS: Rule = Rule {
-    api_group: "events.k8s.io",
+    api_group: "",
     resource: "events",
-    verbs: &["create", "patch"],
+    verbs: &["create"],
     resource_names: &[],
     scope: Scope::Watched,
 };
@@ -370,7 +371,7 @@ mod tests {
             )
             .is_ok()
         );
-        assert!(check_request("POST", "/apis/events.k8s.io/v1/namespaces/ns/events").is_ok());
+        assert!(check_request("POST", "/api/v1/namespaces/ns/events").is_ok());
         // Pods are evicted, never deleted: deleting would bypass the PodDisruptionBudget.
         assert!(matches!(
             check_request("DELETE", "/api/v1/namespaces/ns/pods/zk-0"),
@@ -387,8 +388,8 @@ mod tests {
             )
             .is_err()
         );
-        // Old core/v1 Events are not used.
-        assert!(check_request("POST", "/api/v1/namespaces/ns/events").is_err());
+        // Events are created, never rewritten.
+        assert!(check_request("PATCH", "/api/v1/namespaces/ns/events/e").is_err());
         // No cluster-wide secrets, no listing of CRDs, no other CRD.
         assert!(check_request("GET", "/api/v1/secrets").is_err());
         assert!(

@@ -284,7 +284,7 @@ async fn invalid_spec_touches_nothing_but_status_tells_the_members_truth() {
         status_patch(),
         expect(
             Method::POST,
-            format!("/apis/events.k8s.io/v1/namespaces/{NS}/events"),
+            format!("/api/v1/namespaces/{NS}/events"),
             |body| (StatusCode::OK, body.clone()),
         ),
     ];
@@ -314,7 +314,7 @@ async fn invalid_spec_touches_nothing_but_status_tells_the_members_truth() {
     let event = &writes[1].1;
     assert_eq!(event["type"], "Warning");
     assert_eq!(event["reason"], "InvalidSpec");
-    assert_eq!(event["regarding"]["name"], "zk");
+    assert_eq!(event["involvedObject"]["name"], "zk");
 
     // Nothing runs yet: only Degraded is written, with the Event.
     let script = vec![
@@ -324,7 +324,7 @@ async fn invalid_spec_touches_nothing_but_status_tells_the_members_truth() {
         status_patch(),
         expect(
             Method::POST,
-            format!("/apis/events.k8s.io/v1/namespaces/{NS}/events"),
+            format!("/api/v1/namespaces/{NS}/events"),
             |body| (StatusCode::OK, body.clone()),
         ),
     ];
@@ -382,7 +382,7 @@ fn rollout_script(answer: Reply) -> Vec<Exchange> {
 fn event() -> Exchange {
     expect(
         Method::POST,
-        format!("/apis/events.k8s.io/v1/namespaces/{NS}/events"),
+        format!("/api/v1/namespaces/{NS}/events"),
         |body| (StatusCode::OK, body.clone()),
     )
 }
@@ -484,7 +484,7 @@ async fn malformed_object_gets_a_warning_event_and_nothing_else() {
     assert!(guard.0.is_err(), "the object is malformed");
     let script = vec![expect(
         Method::POST,
-        format!("/apis/events.k8s.io/v1/namespaces/{NS}/events"),
+        format!("/api/v1/namespaces/{NS}/events"),
         |body| (StatusCode::OK, body.clone()),
     )];
     let (client, served) = mock_api::start(NS, script);
@@ -503,12 +503,15 @@ async fn malformed_object_gets_a_warning_event_and_nothing_else() {
     assert_eq!(writes.len(), 1);
     let event = &writes[0].1;
     assert_eq!(event["reason"], "MalformedObject");
-    assert_eq!(event["regarding"]["name"], "broken");
+    assert_eq!(event["involvedObject"]["name"], "broken");
     assert!(
-        event["note"]
+        event["message"]
             .as_str()
             .unwrap()
             .contains("Invalid type string \"three\""),
         "{event}"
     );
+    // Sortable with `kubectl get events --sort-by=.lastTimestamp`.
+    assert!(event["lastTimestamp"].is_string(), "{event}");
+    assert_eq!(event["firstTimestamp"], event["lastTimestamp"]);
 }

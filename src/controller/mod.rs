@@ -18,12 +18,13 @@ use std::time::Duration;
 
 use futures::{StreamExt, TryStreamExt};
 use k8s_openapi::api::apps::v1::StatefulSet;
-use k8s_openapi::api::core::v1::{ObjectReference, Pod, Service};
+use k8s_openapi::api::core::v1::{Event as CoreEvent, EventSource, ObjectReference, Pod, Service};
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference, Time};
+use kube::api::PostParams;
 use kube::core::DeserializeGuard;
 use kube::runtime::controller::{Action, Config as ControllerConfig, Controller};
-use kube::runtime::events::{Event, EventType, Recorder, Reporter};
+pub use kube::runtime::events::EventType;
 use kube::runtime::reflector::ObjectRef;
 use kube::runtime::{WatchStreamExt, predicates, reflector, watcher};
 use kube::{Api, Client, Resource, ResourceExt};
@@ -114,7 +115,8 @@ impl ClusterId {
 /// What every reconcile shares.
 pub struct Context {
     pub client: Client,
-    pub recorder: Recorder,
+    /// `reportingInstance` of the Events: the pod's name.
+    instance: String,
     pub metrics: Arc<Metrics>,
     pub prober: Prober,
     /// How often a steady cluster is looked at again.
@@ -127,12 +129,8 @@ pub struct Context {
 
 impl Context {
     pub fn new(client: Client, metrics: Arc<Metrics>, prober: Prober) -> Self {
-        let reporter = Reporter {
-            controller: MANAGER.to_string(),
-            instance: std::env::var("POD_NAME").ok(),
-        };
         Context {
-            recorder: Recorder::new(client.clone(), reporter),
+            instance: std::env::var("POD_NAME").unwrap_or_else(|_| MANAGER.to_string()),
             client,
             metrics,
             prober,
@@ -169,6 +167,11 @@ impl Context {
     }
 
     /// Publishes an Event about any object (a malformed cluster has no [`ClusterId`]).
+    ///
+    /// A core/v1 Event with `firstTimestamp`/`lastTimestamp`, so `kubectl get events
+    /// --sort-by=.lastTimestamp` orders it (events.k8s.io Events leave those empty), and one
+    /// Event per occurrence: the callers already announce each change once, and merging Events
+    /// by reason (as kube's recorder does) would keep the first note of a series.
     pub async fn publish_to(
         &self,
         reference: &ObjectReference,
@@ -177,14 +180,43 @@ impl Context {
         action: &str,
         note: String,
     ) {
-        let event = Event {
-            type_,
-            reason: reason.to_string(),
-            note: Some(note.chars().take(1000).collect()),
-            action: action.to_string(),
-            secondary: None,
+        let now = k8s_openapi::jiff::Timestamp::now();
+        let namespace = reference
+            .namespace
+            .clone()
+            .unwrap_or_else(|| "default".to_string());
+        let event = CoreEvent {
+            metadata: ObjectMeta {
+                name: Some(format!(
+                    "{}.{:x}",
+                    reference.name.as_deref().unwrap_or(MANAGER),
+                    now.as_nanosecond()
+                )),
+                namespace: Some(namespace.clone()),
+                ..ObjectMeta::default()
+            },
+            involved_object: reference.clone(),
+            reason: Some(reason.to_string()),
+            message: Some(note.chars().take(1000).collect()),
+            type_: Some(match type_ {
+                EventType::Normal => "Normal".to_string(),
+                EventType::Warning => "Warning".to_string(),
+            }),
+            action: Some(action.to_string()),
+            first_timestamp: Some(Time(now)),
+            last_timestamp: Some(Time(now)),
+            count: Some(1),
+            source: Some(EventSource {
+                component: Some(MANAGER.to_string()),
+                host: None,
+            }),
+            reporting_component: Some(MANAGER.to_string()),
+            reporting_instance: Some(self.instance.clone()),
+            ..CoreEvent::default()
         };
-        if let Err(e) = self.recorder.publish(&event, reference).await {
+        let api: Api<CoreEvent> = Api::namespaced(self.client.clone(), &namespace);
+        // Events are best effort: failing to record one must not fail the reconcile.
+        if let Err(e) = api.create(&PostParams::default(), &event).await {
             tracing::warn!(error = %e, reason, "failed to publish event");
         }
     }

@@ -75,9 +75,9 @@ truth and tests/chart.rs fails when these differ from it.
 - apiGroups: [""]
   resources: ["pods/eviction"]
   verbs: ["create"]
-- apiGroups: ["events.k8s.io"]
+- apiGroups: [""]
   resources: ["events"]
-  verbs: ["create", "patch"]
+  verbs: ["create"]
 {{- end }}
 
 {{/* The one cluster-scoped permission: read this operator's own CRD at start. */}}
