@@ -29,17 +29,21 @@
 //!   the static `zoo.cfg` holds no `server.N` line, only `dynamicConfigFile=` pointing at the
 //!   dynamic file. A 1-member ensemble is then a quorum of one that can grow.
 //! - **Where the dynamic file lives.** On the member's data volume, next to `zoo.cfg`
-//!   (`/data/conf/zoo.cfg` and `/data/conf/zoo.cfg.dynamic`), not in a ConfigMap: ZooKeeper
-//!   itself rewrites the dynamic file (and the `dynamicConfigFile=` line of `zoo.cfg`) on every
-//!   reconfiguration it commits, so a restarted member boots with the last configuration it
-//!   learned, and the leader brings it up to date from there.
-//! - **How a joining pod learns the committed configuration.** The operator publishes the boot
-//!   configuration of [`members_to_run`] in the cluster's ConfigMap: the committed
-//!   configuration (with its `version=` line) plus the one server being added. A pod whose
-//!   volume has no dynamic file yet copies it from there on first boot, and its start script
-//!   refuses to start when its own `server.<myid>` line is missing, so a member never boots
-//!   with a configuration that lacks itself. The StatefulSet is scaled to the highest id
-//!   [`members_to_run`] lists, so only one joiner exists at a time.
+//!   (`/data/conf/zoo.cfg` and `/data/conf/zoo.cfg.dynamic.<version>`), not in a ConfigMap:
+//!   ZooKeeper itself writes a new dynamic file and rewrites the `dynamicConfigFile=` line of
+//!   `zoo.cfg` on every reconfiguration it commits, so both must be writable and persistent; a
+//!   restarted member then boots with the last configuration it learned, and the leader brings
+//!   it up to date from there. The version is the file name's suffix
+//!   ([`CommittedConfig::dynamic_file_name`]); a `version=` line inside is refused.
+//! - **How a joining pod learns the committed configuration.** The operator publishes the
+//!   joiner's boot configuration from [`members_to_run`] in the cluster's ConfigMap: the
+//!   committed servers plus the one server being added, as version 0
+//!   ([`CommittedConfig::joiner_boot`] says why). A pod whose volume has no dynamic file
+//!   naming itself copies it from there (as `zoo.cfg.dynamic.0`) before ZooKeeper starts, and
+//!   the start script refuses to start when its own `server.<myid>` line is missing, so a
+//!   member never boots with a configuration that lacks itself. The StatefulSet is scaled to
+//!   the highest id [`members_to_run`] lists, so only one joiner exists at a time. A first
+//!   member of a new cluster boots with a configuration of itself alone.
 //! - **A removed server's volume.** Its data is never reused: the pod is deleted after the
 //!   removal is committed and its PVC deleted with it (a later regrowth must start empty and
 //!   sync from the leader; a stale `zoo.cfg.dynamic` naming an old configuration and an old
@@ -287,23 +291,41 @@ impl CommittedConfig {
             .collect()
     }
 
-    /// The dynamic configuration file: one `server.N=` line per server, then `version=`.
-    pub fn render(&self) -> String {
-        let mut out = String::new();
-        for s in self.servers.values() {
-            out.push_str(&s.line());
-            out.push('\n');
-        }
-        out.push_str(&format!("version={:x}\n", self.version.0));
-        out
+    /// The text of the dynamic configuration file: one `server.N=` line per server. ZooKeeper
+    /// refuses a `version=` line there; the version is the file name's suffix
+    /// ([`Self::dynamic_file_name`]).
+    pub fn dynamic_file(&self) -> String {
+        self.servers
+            .values()
+            .map(|s| format!("{}\n", s.line()))
+            .collect()
     }
 
-    /// This configuration with `server` added (or replaced), at the same version: what a
-    /// joiner boots with.
+    /// The dynamic file's name next to the static configuration `static_file` (`zoo.cfg` ->
+    /// `zoo.cfg.dynamic.100000003`), the name ZooKeeper itself gives the files it writes and
+    /// from which it reads the version back.
+    pub fn dynamic_file_name(&self, static_file: &str) -> String {
+        format!("{static_file}.dynamic.{:x}", self.version.0)
+    }
+
+    /// This configuration with `server` added (or replaced), at the same version.
     pub fn with(&self, server: &ServerSpec) -> Self {
         let mut next = self.clone();
         next.servers.insert(server.id, server.clone());
         next
+    }
+
+    /// What `joiner` boots with: this configuration plus itself, at version 0.
+    ///
+    /// The version is older than anything committed on purpose. In leader election the joiner
+    /// then adopts the leader's newer configuration, finds itself outside it and follows as a
+    /// non-voting participant (ZooKeeper's own path for joiners). With the committed version it
+    /// would keep its own configuration and wait for a quorum of it to follow the leader,
+    /// which never happens when one voter grows to two: that voter is only half of it.
+    pub fn joiner_boot(&self, joiner: &ServerSpec) -> Self {
+        let mut boot = self.with(joiner);
+        boot.version = ConfigVersion(0);
+        boot
     }
 }
 
@@ -599,7 +621,7 @@ pub fn members_to_run(
         .map(|id| (*id, committed.clone()))
         .collect();
     if let Pending::Add(joiner) = pending(committed, desired) {
-        run.insert(joiner.id, committed.with(&joiner));
+        run.insert(joiner.id, committed.joiner_boot(&joiner));
     }
     run
 }
@@ -769,7 +791,10 @@ mod tests {
             "server.3=127.0.0.3:2888:3888:observer;127.0.0.3:2181"
         );
         // Rendering and parsing again gives the same configuration.
-        assert_eq!(CommittedConfig::parse(&c.render()), Ok(c));
+        let text = format!("{}version={:x}", c.dynamic_file(), c.version.0);
+        assert!(!c.dynamic_file().contains("version"));
+        assert_eq!(c.dynamic_file_name("zoo.cfg"), "zoo.cfg.dynamic.100000003");
+        assert_eq!(CommittedConfig::parse(&text), Ok(c));
         // Roles and client addresses are optional in ZooKeeper's syntax.
         let short = CommittedConfig::parse("server.1=h:1:2;3\nversion=0").expect("short form");
         assert_eq!(short.servers[&ServerId(1)].role, Role::Participant);
@@ -813,8 +838,10 @@ mod tests {
             run.keys().copied().collect::<Vec<_>>(),
             [ServerId(1), ServerId(2)]
         );
-        // The joiner boots with the committed configuration plus itself, same version.
-        assert_eq!(run[&ServerId(2)], c.with(&d.servers[&ServerId(2)]));
+        // The joiner boots with the committed configuration plus itself, at an older version.
+        let boot = &run[&ServerId(2)];
+        assert_eq!(boot.servers, c.with(&d.servers[&ServerId(2)]).servers);
+        assert_eq!(boot.version, ConfigVersion(0));
         assert_eq!(run[&ServerId(1)], c);
 
         let step = next_step(&c, &d, &healthy(&c, None, None));
