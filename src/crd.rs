@@ -49,7 +49,9 @@ fn growth_message_expression() -> String {
     printcolumn = r#"{"name":"Leader","type":"string","jsonPath":".status.leader","description":"Pod of the current ZooKeeper leader"}"#,
     printcolumn = r#"{"name":"Available","type":"string","jsonPath":".status.conditions[?(@.type==\"Available\")].status","description":"Whether a serving quorum exists"}"#,
     printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#,
-    validation = Rule::new("!has(self.spec) || !has(self.spec.updateStrategy) || !has(self.spec.replicas) || self.spec.updateStrategy.partition <= self.spec.replicas").message("spec.updateStrategy.partition must be between 0 and spec.replicas: members with an ordinal >= partition are updated, so partition = replicas updates none and 0 updates all"),
+    validation = Rule::new("!has(self.spec) || !has(self.spec.updateStrategy) || !has(self.spec.replicas) || self.spec.replicas < 1 || self.spec.updateStrategy.partition <= self.spec.replicas").message("spec.updateStrategy.partition must be between 0 and spec.replicas: members with an ordinal >= partition are updated, so partition = replicas updates none and 0 updates all"),
+    validation = Rule::new("self.metadata.name.matches('^[a-z]([-a-z0-9]*[a-z0-9])?$') && self.metadata.name.size() <= 52").message("metadata.name must start with a lowercase letter, hold only lowercase letters, digits and '-', end with a letter or digit, and be at most 52 characters: it names the Services <name>-hs and <name>-cs and the StatefulSet's pods"),
+    validation = Rule::new("!has(self.spec) || !has(self.spec.pdb) || !has(self.spec.replicas) || self.spec.pdb.maxUnavailable <= 1 || self.spec.pdb.maxUnavailable <= (self.spec.replicas - 1) / 2").message("spec.pdb.maxUnavailable must be at most (spec.replicas - 1) / 2 (1 for 3 members, 2 for 5): otherwise a drain plus the operator's own restart can take a majority down"),
 )]
 #[serde(rename_all = "camelCase")]
 pub struct ZookeeperClusterSpec {
@@ -587,6 +589,39 @@ mod tests {
             Ok(()) => String::new(),
             Err(e) => format!("{e:?}"),
         }
+    }
+
+    #[test]
+    fn admission_refuses_what_can_never_work() {
+        // Names that are valid objects but not valid Service names, or too long for the pods.
+        for name in ["1zk", "zk.a", "Zk", &"z".repeat(53)] {
+            let mut zk = cluster(serde_json::json!({}));
+            zk.metadata.name = Some(name.to_string());
+            let err = cel_errors(&zk);
+            assert!(
+                err.contains("metadata.name must start with a lowercase letter"),
+                "{name}: {err}"
+            );
+        }
+        let mut fine = cluster(serde_json::json!({}));
+        fine.metadata.name = Some("zk-prod-1".into());
+        assert_eq!(cel_errors(&fine), "");
+        // A PDB that lets a drain plus a restart take a majority down.
+        let err = cel_errors(&cluster(serde_json::json!({"pdb": {"maxUnavailable": 2}})));
+        assert!(
+            err.contains("spec.pdb.maxUnavailable must be at most (spec.replicas - 1) / 2"),
+            "{err}"
+        );
+        assert_eq!(
+            cel_errors(&cluster(
+                serde_json::json!({"replicas": 5, "pdb": {"maxUnavailable": 2}})
+            )),
+            ""
+        );
+        assert_eq!(cel_errors(&cluster(serde_json::json!({"replicas": 1}))), "");
+        // replicas -1 says what is wrong with replicas, and nothing about the partition.
+        let err = cel_errors(&cluster(serde_json::json!({"replicas": -1})));
+        assert!(!err.contains("partition"), "{err}");
     }
 
     #[test]

@@ -63,6 +63,20 @@ pub fn default_resources() -> ResourceRequirements {
     }
 }
 
+/// Memory the JVM needs beyond the heap, at the least (a quarter of the limit when that is more).
+pub const JVM_HEADROOM_MIB: u64 = 128;
+
+/// A DNS-1035 label: what a Service name must be.
+fn is_dns_label(s: &str) -> bool {
+    let b = s.as_bytes();
+    !b.is_empty()
+        && b.len() <= 63
+        && b[0].is_ascii_lowercase()
+        && b[b.len() - 1] != b'-'
+        && b.iter()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-')
+}
+
 /// Checks a cluster and derives what rendering needs.
 pub fn validate(zk: &ZookeeperCluster) -> Result<ValidatedCluster, InvalidSpec> {
     let spec = &zk.spec;
@@ -74,6 +88,18 @@ pub fn validate(zk: &ZookeeperCluster) -> Result<ValidatedCluster, InvalidSpec> 
         problems.push(format!(
             "metadata.name is {} characters long; use at most {MAX_NAME_LEN} so the StatefulSet's pod labels fit in 63",
             name.len()
+        ));
+    }
+    if !is_dns_label(&name) {
+        problems.push(format!(
+            "metadata.name {name:?} cannot name the Services {name}-hs and {name}-cs: start with a lowercase letter, use only lowercase letters, digits and '-', end with a letter or digit"
+        ));
+    }
+    let most_unavailable = ((spec.replicas - 1) / 2).max(1);
+    if spec.pdb.max_unavailable > most_unavailable {
+        problems.push(format!(
+            "spec.pdb.maxUnavailable is {}; use at most {most_unavailable} for {} members, so a drain plus the operator's own restart can never take a majority down",
+            spec.pdb.max_unavailable, spec.replicas
         ));
     }
     if !(1..=9).contains(&spec.replicas) || spec.replicas % 2 == 0 {
@@ -117,7 +143,8 @@ pub fn validate(zk: &ZookeeperCluster) -> Result<ValidatedCluster, InvalidSpec> 
         ));
     }
     let partition = spec.update_strategy.partition;
-    if partition < 0 || partition > spec.replicas {
+    // An out-of-range replicas count is reported above; the partition is judged against a valid one.
+    if partition < 0 || (spec.replicas >= 1 && partition > spec.replicas) {
         problems.push(format!(
             "spec.updateStrategy.partition is {partition}; use 0 to {} (members with an ordinal >= partition are updated)",
             spec.replicas
@@ -163,13 +190,23 @@ pub fn validate(zk: &ZookeeperCluster) -> Result<ValidatedCluster, InvalidSpec> 
     let heap = match &c.heap {
         Some(text) => match parse_heap(text) {
             Some(heap) => {
-                if let Some(limit) = limit_bytes
-                    && heap.mib * 1024 * 1024 >= limit
-                {
-                    problems.push(format!(
-                        "spec.config.heap {text} does not fit in the memory limit of {}Mi: the JVM would be killed for running out of memory; lower the heap or raise spec.resources.limits.memory",
-                        limit.div_ceil(1024 * 1024)
-                    ));
+                if let Some(limit) = limit_bytes {
+                    let limit_mib = limit / (1024 * 1024);
+                    // Beyond the heap the JVM needs metaspace, code cache, thread stacks and
+                    // network buffers: a heap that leaves less is OOM-killed under load.
+                    let headroom = (limit_mib / 4).max(JVM_HEADROOM_MIB);
+                    if heap.mib * 1024 * 1024 >= limit {
+                        problems.push(format!(
+                            "spec.config.heap {text} does not fit in the memory limit of {}Mi: the JVM would be killed for running out of memory; lower the heap or raise spec.resources.limits.memory",
+                            limit.div_ceil(1024 * 1024)
+                        ));
+                    } else if heap.mib + headroom > limit_mib {
+                        problems.push(format!(
+                            "spec.config.heap {text} leaves {} MiB of the {limit_mib}Mi memory limit for the JVM's own memory (metaspace, threads, buffers); keep at least {headroom} MiB: use a heap of at most {}M or raise spec.resources.limits.memory",
+                            limit_mib - heap.mib,
+                            limit_mib - headroom
+                        ));
+                    }
                 }
                 heap
             }
@@ -308,6 +345,43 @@ mod tests {
 
     fn problems(spec: serde_json::Value) -> String {
         validate(&cluster(spec)).unwrap_err().problems.join("\n")
+    }
+
+    #[test]
+    fn names_pdbs_and_heaps_that_cannot_work_are_refused() {
+        for name in ["1zk", "zk.a"] {
+            let mut zk = cluster(serde_json::json!({}));
+            zk.metadata.name = Some(name.into());
+            let err = validate(&zk).unwrap_err().problems.join("\n");
+            assert!(err.contains("cannot name the Services"), "{name}: {err}");
+        }
+        let err = problems(serde_json::json!({"pdb": {"maxUnavailable": 2}}));
+        assert!(
+            err.contains("spec.pdb.maxUnavailable is 2; use at most 1 for 3 members"),
+            "{err}"
+        );
+        assert!(
+            validate(&cluster(
+                serde_json::json!({"replicas": 5, "pdb": {"maxUnavailable": 2}})
+            ))
+            .is_ok()
+        );
+        // A heap just under the limit leaves the JVM nothing for itself.
+        let err = problems(
+            serde_json::json!({"config": {"heap": "2047M"}, "resources": {"limits": {"memory": "2Gi"}}}),
+        );
+        assert!(
+            err.contains("spec.config.heap 2047M leaves 1 MiB of the 2048Mi memory limit")
+                && err.contains("at most 1536M"),
+            "{err}"
+        );
+        assert!(validate(&cluster(serde_json::json!({"config": {"heap": "1536M"}, "resources": {"limits": {"memory": "2Gi"}}}))).is_ok());
+        // replicas -1: only the replicas message.
+        let err = problems(serde_json::json!({"replicas": -1}));
+        assert!(
+            err.contains("spec.replicas is -1") && !err.contains("partition"),
+            "{err}"
+        );
     }
 
     #[test]
