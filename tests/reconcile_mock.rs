@@ -387,15 +387,17 @@ fn event() -> Exchange {
     )
 }
 
-fn progressing(writes: &[(String, Value)]) -> Value {
+/// The last status write says Progressing with `reason` and a message containing `says`.
+fn assert_progressing(writes: &[(String, Value)], reason: &str, says: &str) {
     let (_, status) = writes.last().expect("a status write");
-    status["status"]["conditions"]
+    let p = status["status"]["conditions"]
         .as_array()
         .unwrap()
         .iter()
         .find(|c| c["type"] == "Progressing")
-        .unwrap()
-        .clone()
+        .unwrap();
+    assert_eq!(p["reason"], reason, "{p}");
+    assert!(p["message"].as_str().unwrap().contains(says), "{p}");
 }
 
 #[tokio::test]
@@ -410,14 +412,10 @@ async fn an_outdated_follower_is_evicted_after_a_fresh_recheck() {
     let event = &writes[writes.len() - 2].1;
     assert_eq!(event["reason"], "RestartingMember");
     assert_eq!(event["type"], "Normal");
-    let p = progressing(&writes);
-    assert_eq!(p["reason"], "RestartingMember", "{p}");
-    assert!(
-        p["message"]
-            .as_str()
-            .unwrap()
-            .contains("restarting zk-2 (outdated follower)"),
-        "{p}"
+    assert_progressing(
+        &writes,
+        "RestartingMember",
+        "restarting zk-2 (outdated follower)",
     );
 }
 
@@ -429,14 +427,10 @@ async fn an_eviction_the_pdb_refuses_is_retried_and_said() {
     ));
     script.push(status_patch());
     let writes = run(cluster(json!({}), None), script, healthy_prober()).await;
-    let p = progressing(&writes);
-    assert_eq!(p["reason"], "EvictionRefused", "{p}");
-    assert!(
-        p["message"]
-            .as_str()
-            .unwrap()
-            .contains("refused by the PodDisruptionBudget"),
-        "{p}"
+    assert_progressing(
+        &writes,
+        "EvictionRefused",
+        "refused by the PodDisruptionBudget",
     );
 }
 
@@ -453,15 +447,7 @@ async fn an_eviction_that_fails_otherwise_is_a_condition_and_an_event() {
     let event = &writes[writes.len() - 2].1;
     assert_eq!(event["reason"], "EvictionFailed");
     assert_eq!(event["type"], "Warning");
-    let p = progressing(&writes);
-    assert_eq!(p["reason"], "EvictionFailed", "{p}");
-    assert!(
-        p["message"]
-            .as_str()
-            .unwrap()
-            .contains("the eviction of zk-2 failed"),
-        "{p}"
-    );
+    assert_progressing(&writes, "EvictionFailed", "the eviction of zk-2 failed");
 }
 
 #[test]

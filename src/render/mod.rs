@@ -92,32 +92,19 @@ mod tests {
             .clone()
     }
 
+    fn pod(d: &DesiredObjects) -> &k8s_openapi::api::core::v1::PodSpec {
+        let sts = d.statefulset.spec.as_ref().unwrap();
+        sts.template.spec.as_ref().unwrap()
+    }
+
     fn args(d: &DesiredObjects) -> Vec<String> {
-        let pod = d
-            .statefulset
-            .spec
-            .as_ref()
-            .unwrap()
-            .template
-            .spec
-            .as_ref()
-            .unwrap();
-        pod.containers[0].args.clone().unwrap()
+        pod(d).containers[0].args.clone().unwrap()
     }
 
     #[test]
     fn members_use_the_domain_the_operator_probes() {
         let d = rendered(serde_json::json!({"clusterDomain": "corp.example"}));
-        let pod = d
-            .statefulset
-            .spec
-            .as_ref()
-            .unwrap()
-            .template
-            .spec
-            .as_ref()
-            .unwrap();
-        let env = pod.containers[0].env.as_ref().unwrap();
+        let env = pod(&d).containers[0].env.as_ref().unwrap();
         let domain = env.iter().find(|e| e.name == "ZK_DOMAIN").unwrap();
         assert_eq!(domain.value.as_deref(), Some("zk-hs.ns.svc.corp.example"));
         let probed = crate::names::member_host("zk", 1, "ns", "corp.example");
