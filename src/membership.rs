@@ -44,6 +44,12 @@
 //!   member never boots with a configuration that lacks itself. The StatefulSet is scaled to
 //!   the highest id [`members_to_run`] lists, so only one joiner exists at a time. A first
 //!   member of a new cluster boots with a configuration of itself alone.
+//! - **A joiner restarted before it is added.** Once synced, a joiner has written the
+//!   committed configuration (without itself) to its volume, and ZooKeeper refuses to start
+//!   from it ("My id N not in the peer list"). So the start script's rule is: use the dynamic
+//!   file `zoo.cfg` names only if it names this server; otherwise write the published joiner
+//!   configuration again and point `dynamicConfigFile=` at it. Proven by
+//!   `tests/membership_real.rs`.
 //! - **A removed server's volume.** Its data is never reused: the pod is deleted after the
 //!   removal is committed and its PVC deleted with it (a later regrowth must start empty and
 //!   sync from the leader; a stale `zoo.cfg.dynamic` naming an old configuration and an old

@@ -416,7 +416,8 @@ async fn grow_and_shrink_through_reconfig_under_writes() {
 
     // Move the leadership to a server that is about to be removed: restart server 1 (the
     // leader so far) on its own data; the others elect the highest id among themselves.
-    ens.restart(ServerId(1));
+    let boot = committed(&ens, &user).await;
+    ens.restart(ServerId(1), &boot);
     let leader = wait_for_leader_and_all_serving(&ens, 5).await;
     println!("leader after restarting server 1: server {leader}");
 
@@ -513,4 +514,67 @@ async fn grow_and_shrink_through_reconfig_under_writes() {
         removes.iter().sum::<f64>() / removes.len().max(1) as f64,
         removes.len()
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn joiner_restarted_before_it_is_added_rejoins() {
+    let user = SuperUser::new("joiner-restart-password");
+    let mut ens = DynamicEnsemble::new(2, 21510, user.clone());
+    let one = ens.desired(1);
+    ens.start(
+        ServerId(1),
+        &CommittedConfig {
+            servers: one.servers.clone(),
+            version: ConfigVersion(0),
+        },
+    );
+    wait_for_leader_and_all_serving(&ens, 1).await;
+    let desired = ens.desired(2);
+    let synced = async |ens: &mut DynamicEnsemble| {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let pass = Operator::new(&user).pass(ens, &desired, false).await;
+            if let Some(MembershipStep::Add(_)) = pass.step {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the joiner never synced; last step {:?}\n{}",
+                pass.step,
+                ens.logs()
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    };
+    synced(&mut ens).await;
+    let files = ens.config_files(ServerId(2));
+    let on_disk = files
+        .iter()
+        .find(|(name, _)| name == "zoo.cfg.dynamic.100000000")
+        .map(|(_, text)| text.as_str());
+    assert!(
+        on_disk.is_some_and(|t| !t.contains("server.2=")),
+        "a synced joiner keeps the committed configuration, without itself: {files:?}"
+    );
+    // Restarted before it was added, it boots with its joiner configuration again and syncs.
+    let c = committed(&ens, &user).await;
+    let boot = members_to_run(&c, &desired)
+        .remove(&ServerId(2))
+        .expect("server 2 is the joiner");
+    ens.restart(ServerId(2), &boot);
+    synced(&mut ens).await;
+    let rc = Reconfigurer::connect(&ens.connect_string(), &user, TIMEOUT)
+        .await
+        .expect("connect");
+    let step = MembershipStep::Add(desired.servers[&ServerId(2)].clone());
+    let after = rc.apply(&step, c.version).await.expect("add server 2");
+    assert_eq!(
+        after.voters().into_iter().collect::<Vec<_>>(),
+        [ServerId(1), ServerId(2)]
+    );
+    // Once added, its own configuration names it, and a restart keeps it.
+    wait_for_leader_and_all_serving(&ens, 2).await;
+    let boot = committed(&ens, &user).await;
+    ens.restart(ServerId(2), &boot);
+    wait_for_leader_and_all_serving(&ens, 2).await;
 }

@@ -194,14 +194,48 @@ impl DynamicEnsemble {
     }
 
     /// Kills server `id` and starts it again on the same directory, as a pod restart keeps
-    /// its volume: it boots with the last configuration ZooKeeper wrote there.
-    pub fn restart(&mut self, id: ServerId) {
+    /// its volume: it boots with the last configuration ZooKeeper wrote there. As the start
+    /// script must, it first checks that this configuration names the server itself: a joiner
+    /// that synced before it was added has learned the committed configuration, which does not
+    /// (ZooKeeper then refuses to start: "My id 2 not in the peer list"); such a server boots
+    /// with `boot`, its published joiner configuration, again.
+    pub fn restart(&mut self, id: ServerId, boot: &CommittedConfig) {
         let dir = {
             let s = self.running.get_mut(&id).expect("server runs");
             let _ = s.child.kill();
             let _ = s.child.wait();
             s.dir.clone()
         };
+        let cfg_path = dir.join("zoo.cfg");
+        let cfg = fs::read_to_string(&cfg_path).expect("zoo.cfg");
+        let dynamic = cfg
+            .lines()
+            .find_map(|l| l.strip_prefix("dynamicConfigFile="))
+            .map(PathBuf::from)
+            .expect("zoo.cfg names its dynamic file");
+        let names_itself = fs::read_to_string(&dynamic)
+            .unwrap_or_default()
+            .lines()
+            .any(|l| l.starts_with(&format!("server.{id}=")));
+        if !names_itself {
+            assert!(
+                boot.servers.contains_key(&id),
+                "server {id} would boot with a configuration that lacks itself"
+            );
+            let fresh = dir.join(boot.dynamic_file_name("zoo.cfg"));
+            fs::write(&fresh, boot.dynamic_file()).expect("dynamic configuration");
+            let cfg: String = cfg
+                .lines()
+                .map(|l| {
+                    if l.starts_with("dynamicConfigFile=") {
+                        format!("dynamicConfigFile={}\n", fresh.display())
+                    } else {
+                        format!("{l}\n")
+                    }
+                })
+                .collect();
+            fs::write(&cfg_path, cfg).expect("zoo.cfg");
+        }
         let child = self.spawn(&dir);
         self.running.get_mut(&id).expect("server runs").child = child;
     }
