@@ -788,6 +788,12 @@ async fn rolling_restart_under_write_load_canary_and_operator_restart() {
         longest.as_secs_f64()
     ));
     assert!(checked > 0);
+    // Two rollouts and an operator restart cost a client of the client Service at most a few
+    // leader elections' worth of writes, never anything near its session timeout (20 s).
+    assert!(
+        longest < Duration::from_secs(10),
+        "writes through the client Service were unavailable for {longest:?} at a stretch"
+    );
 }
 
 #[tokio::test]
