@@ -161,7 +161,13 @@ struct Run {
 }
 
 impl Run {
-    async fn prepare(fault: &'static str, namespace: &str) -> Run {
+    /// None (the test returns at once) unless `ZKOP_E2E_FAULTS` is set: `e2e/faults` sets it,
+    /// so a plain `e2e/operator-test` does not run the fault suite.
+    async fn prepare(fault: &'static str, namespace: &str) -> Option<Run> {
+        if std::env::var_os("ZKOP_E2E_FAULTS").is_none() {
+            log(format!("{fault}: skipped (run it with e2e/faults)"));
+            return None;
+        }
         let client = client().await;
         let (ns, _, writer) = settled_cluster_with_writer(&client, namespace).await;
         let before = uids(&member_pods(&client, namespace, NAME).await);
@@ -169,14 +175,14 @@ impl Run {
         log(format!(
             "{fault}: cluster settled, writer and sampler running"
         ));
-        Run {
+        Some(Run {
             client,
             ns,
             writer,
             sampler,
             before,
             fault,
-        }
+        })
     }
 
     fn ns(&self) -> &str {
@@ -575,7 +581,9 @@ async fn wait_condition(
 #[tokio::test]
 #[ignore = "needs the local Kubernetes with the operator installed: run e2e/faults"]
 async fn follower_hung_by_sigstop_before_and_during_the_rollout() {
-    let run = Run::prepare("follower SIGSTOP", "e2e-fault-sigstop").await;
+    let Some(run) = Run::prepare("follower SIGSTOP", "e2e-fault-sigstop").await else {
+        return;
+    };
     // The follower the rollout would take first: the operator must not treat its open port as
     // a member that serves, nor restart another member while it hangs.
     let follower = run.member("follower", true).await;
@@ -600,7 +608,9 @@ async fn follower_hung_by_sigstop_before_and_during_the_rollout() {
 #[tokio::test]
 #[ignore = "needs the local Kubernetes with the operator installed: run e2e/faults"]
 async fn leader_pod_force_deleted_mid_rollout() {
-    let run = Run::prepare("leader force-deleted", "e2e-fault-leader").await;
+    let Some(run) = Run::prepare("leader force-deleted", "e2e-fault-leader").await else {
+        return;
+    };
     let generation = run.apply(json!({})).await;
     run.wait_observed(generation).await;
     run.wait_one_restarted_and_back().await;
@@ -619,7 +629,9 @@ async fn leader_pod_force_deleted_mid_rollout() {
 #[tokio::test]
 #[ignore = "needs the local Kubernetes with the operator installed: run e2e/faults"]
 async fn operator_pod_deleted_before_eviction_after_eviction_and_while_the_member_rejoins() {
-    let run = Run::prepare("operator pod deleted x3", "e2e-fault-operator").await;
+    let Some(run) = Run::prepare("operator pod deleted x3", "e2e-fault-operator").await else {
+        return;
+    };
     run.apply(json!({})).await;
     delete_operator_pods(&run.client, "before the first eviction").await;
     run.wait_pods(
@@ -657,7 +669,9 @@ async fn operator_pod_deleted_before_eviction_after_eviction_and_while_the_membe
 #[tokio::test]
 #[ignore = "needs the local Kubernetes with the operator installed: run e2e/faults"]
 async fn api_server_stopped_for_60s_mid_rollout() {
-    let run = Run::prepare("API server stopped 60s", "e2e-fault-apiserver").await;
+    let Some(run) = Run::prepare("API server stopped 60s", "e2e-fault-apiserver").await else {
+        return;
+    };
     let generation = run.apply(json!({})).await;
     run.wait_observed(generation).await;
     run.wait_pods(
@@ -705,7 +719,9 @@ async fn api_server_stopped_for_60s_mid_rollout() {
 #[tokio::test]
 #[ignore = "needs the local Kubernetes with the operator installed: run e2e/faults"]
 async fn member_cut_off_from_its_peers_still_answering_srvr() {
-    let run = Run::prepare("member cut from peers", "e2e-fault-netcut").await;
+    let Some(run) = Run::prepare("member cut from peers", "e2e-fault-netcut").await else {
+        return;
+    };
     // The follower the rollout reaches last among the followers: the operator must see that it
     // does not serve and restart no other member meanwhile.
     let follower = run.member("follower", false).await;
@@ -744,7 +760,9 @@ async fn member_cut_off_from_its_peers_still_answering_srvr() {
 #[tokio::test]
 #[ignore = "needs the local Kubernetes with the operator installed: run e2e/faults"]
 async fn second_pdb_selecting_the_members() {
-    let run = Run::prepare("second PDB", "e2e-fault-pdb").await;
+    let Some(run) = Run::prepare("second PDB", "e2e-fault-pdb").await else {
+        return;
+    };
     let pdbs: Api<PodDisruptionBudget> = Api::namespaced(run.client.clone(), run.ns());
     let extra: PodDisruptionBudget = serde_json::from_value(json!({
         "metadata": {"name": "extra-pdb"},
@@ -790,7 +808,9 @@ async fn second_pdb_selecting_the_members() {
 #[tokio::test]
 #[ignore = "needs the local Kubernetes with the operator installed: run e2e/faults"]
 async fn revision_that_cannot_start_is_stuck_then_a_fixed_spec_recovers() {
-    let run = Run::prepare("revision cannot start", "e2e-fault-badrev").await;
+    let Some(run) = Run::prepare("revision cannot start", "e2e-fault-badrev").await else {
+        return;
+    };
     // The spec has no field for JVM flags: the broken revision names an image that is not on
     // the node, with pull policy Never (no registry is asked), so its pod never starts.
     let deadline = json!({"updateStrategy": {"progressDeadlineSeconds": 60}});
