@@ -901,6 +901,26 @@ mod tests {
     }
 
     #[test]
+    fn grows_first_when_a_removal_would_leave_no_voter() {
+        // Only server 5 is committed but only server 1 is desired: 1 joins, then 5 leaves.
+        let d = desired(1);
+        let c = committed(&[5], 3);
+        assert_eq!(
+            members_to_run(&c, &d).keys().copied().collect::<Vec<_>>(),
+            [ServerId(1), ServerId(5)]
+        );
+        assert_eq!(
+            next_step(&c, &d, &healthy(&c, Some(ServerId(1)), None)),
+            MembershipStep::Add(d.servers[&ServerId(1)].clone())
+        );
+        let c = committed(&[1, 5], 4);
+        assert_eq!(
+            next_step(&c, &d, &healthy(&c, None, Some(ServerId(5)))),
+            MembershipStep::Remove(ServerId(5))
+        );
+    }
+
+    #[test]
     fn waits_and_says_why() {
         let d = desired(3);
         let c = committed(&[1, 2, 3, 4, 5], 7);
@@ -1069,8 +1089,12 @@ mod tests {
                 MembershipStep::Add(s) => {
                     prop_assert!(!c.servers.contains_key(&s.id));
                     prop_assert!(d.servers.contains_key(&s.id));
-                    // Only a joiner that serves as a synced non-voting follower is added.
+                    // Only a joiner that serves as a synced non-voting follower is added, and
+                    // only to an ensemble whose voters all serve.
                     prop_assert_eq!(h.modes.get(&s.id), Some(&Mode::Follower));
+                    for v in &voters {
+                        prop_assert!(matches!(h.modes.get(v), Some(Mode::Leader | Mode::Follower)));
+                    }
                     Some(c.with(&s).voters())
                 }
                 MembershipStep::Remove(id) => {

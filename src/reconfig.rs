@@ -239,6 +239,8 @@ impl Reconfigurer {
                 joinings: [joining.as_str()].into_iter(),
                 leavings: [leaving.as_str()].into_iter(),
             };
+            // The client calls it `expected_zxid`: the version of the configuration the change
+            // is based on (zkCli's `reconfig -v`), which is the zxid that committed it.
             match self.client.update_ensemble(update, Some(expected.0)).await {
                 Ok((data, _)) => Ok(CommittedConfig::parse(&String::from_utf8_lossy(&data))?),
                 Err(zookeeper_client::Error::BadVersion) => {
