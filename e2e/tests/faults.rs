@@ -240,16 +240,6 @@ impl Run {
             })
     }
 
-    /// Waits until some member was restarted and all members are Ready again.
-    async fn wait_one_restarted_and_back(&self) {
-        self.wait_pods(
-            "one member restarted, every member Ready again",
-            Duration::from_secs(300),
-            |pods| self.replaced(pods) && pods.len() == MEMBERS && pods.iter().all(pod_ready),
-        )
-        .await;
-    }
-
     /// A member of the given mode (from the operator's status), the lowest or highest ordinal.
     async fn member(&self, mode: &str, highest: bool) -> Pod {
         let zk = self.zk().await;
@@ -611,9 +601,12 @@ async fn leader_pod_force_deleted_mid_rollout() {
     let Some(run) = Run::prepare("leader force-deleted", "e2e-fault-leader").await else {
         return;
     };
-    let generation = run.apply(json!({})).await;
+    // The rollout's first part (a canary of zk-2) settles, so that the fault meets the rollout
+    // between two restarts with every member serving: the leader's pod is force-deleted, then
+    // the rollout is let go on while the leader's replacement starts.
+    let generation = run.apply(json!({"updateStrategy": {"partition": 2}})).await;
     run.wait_observed(generation).await;
-    run.wait_one_restarted_and_back().await;
+    wait_settled(&run.client, run.ns(), NAME, Duration::from_secs(300)).await;
     let leader = run.member("leader", false).await;
     Api::<Pod>::namespaced(run.client.clone(), run.ns())
         .delete(&leader.name_any(), &DeleteParams::default().grace_period(0))
@@ -623,6 +616,8 @@ async fn leader_pod_force_deleted_mid_rollout() {
         "force-deleted the leader's pod {}",
         leader.name_any()
     ));
+    let generation = run.apply(json!({})).await;
+    run.wait_observed(generation).await;
     run.finish(None).await;
 }
 
