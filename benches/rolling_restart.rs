@@ -7,6 +7,8 @@
 //! the longest window in which a concurrent writer could not write. `ROLLING_RESTART_RUNS`
 //! sets the runs per size (default 3).
 
+#[path = "../tests/support/dist.rs"]
+mod dist;
 #[path = "../tests/support/ensemble.rs"]
 mod ensemble;
 #[path = "../tests/support/rolling_restart.rs"]
@@ -65,7 +67,7 @@ async fn main() {
         .unwrap_or(3);
     println!(
         "rolling restart of real ZooKeeper {} processes, planner-driven, leader last",
-        ensemble::VERSION
+        dist::VERSION
     );
     for (members, port_base) in [(3usize, 22000u16), (5, 22100)] {
         let mut ratios = Vec::new();

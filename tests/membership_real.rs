@@ -7,6 +7,8 @@
 //! Servers run on 127.0.0.1-127.0.0.5 with ports 21500-21502 (below Kubernetes' NodePort range
 //! and Linux's ephemeral range, apart from the other real-ZooKeeper tests' 21000-21302).
 
+#[path = "support/dist.rs"]
+mod dist;
 #[path = "support/dynamic_ensemble.rs"]
 mod dynamic_ensemble;
 #[path = "support/writer.rs"]

@@ -6,6 +6,8 @@
 //! and Linux's ephemeral range (32768+), so neither a local cluster's NodePort rules nor
 //! outgoing connections can take them.
 
+#[path = "support/dist.rs"]
+mod dist;
 #[path = "support/ensemble.rs"]
 mod ensemble;
 #[path = "support/rolling_restart.rs"]

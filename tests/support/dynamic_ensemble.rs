@@ -17,25 +17,7 @@ use zookeeper_operator::health::MemberAddress;
 use zookeeper_operator::membership::{CommittedConfig, DesiredMembership, MemberPorts, ServerId};
 use zookeeper_operator::reconfig::SuperUser;
 
-/// The ZooKeeper version the tests run (the one `e2e/lib/zookeeper-dist.sh` fetches).
-const VERSION: &str = "3.9.5";
-
-fn dist() -> PathBuf {
-    let cache = std::env::var_os("ZKOP_CACHE")
-        .map(PathBuf::from)
-        .or_else(|| {
-            std::env::var_os("HOME").map(|h| Path::new(&h).join(".cache/zookeeper-operator"))
-        })
-        .expect("neither ZKOP_CACHE nor HOME is set");
-    let dir = cache.join(format!("zookeeper-{VERSION}"));
-    let jar = dir.join(format!("lib/zookeeper-{VERSION}.jar"));
-    assert!(
-        jar.is_file(),
-        "ZooKeeper {VERSION} jars are missing ({} not found): run e2e/lib/zookeeper-dist.sh first",
-        jar.display()
-    );
-    dir
-}
+use crate::dist::dist;
 
 struct Server {
     dir: PathBuf,

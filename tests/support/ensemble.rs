@@ -6,7 +6,7 @@
 
 use std::fs;
 use std::net::TcpListener;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant, SystemTime};
 
@@ -15,35 +15,7 @@ use zookeeper_operator::health::{
 };
 use zookeeper_operator::rollout::Observation;
 
-/// The ZooKeeper version the tests run.
-pub const VERSION: &str = "3.9.5";
-
-/// The distribution directory, or a failure that says how to get it.
-pub fn dist() -> PathBuf {
-    let cache = std::env::var_os("ZKOP_CACHE")
-        .map(PathBuf::from)
-        .or_else(|| {
-            std::env::var_os("HOME").map(|h| Path::new(&h).join(".cache/zookeeper-operator"))
-        })
-        .expect("neither ZKOP_CACHE nor HOME is set");
-    let dir = cache.join(format!("zookeeper-{VERSION}"));
-    let jar = dir.join(format!("lib/zookeeper-{VERSION}.jar"));
-    assert!(
-        jar.is_file(),
-        "ZooKeeper {VERSION} jars are missing ({} not found): run e2e/lib/zookeeper-dist.sh first",
-        jar.display()
-    );
-    let java = Command::new("java")
-        .arg("-version")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status();
-    assert!(
-        java.is_ok_and(|s| s.success()),
-        "`java` is not runnable: install a JRE 11+ (Debian: apt-get install -y openjdk-17-jre-headless), then run e2e/lib/zookeeper-dist.sh"
-    );
-    dir
-}
+use crate::dist::dist;
 
 /// Ports shared by every member (each on its own loopback address).
 #[derive(Clone, Copy, Debug)]

@@ -1,7 +1,7 @@
 //! A rolling restart of a real [`Ensemble`] driven by the planner, measured restart by restart.
 //!
 //! Needs the ensemble module declared next to it, e.g.
-//! `#[path = "support/ensemble.rs"] mod ensemble;`.
+//! `#[path = "support/ensemble.rs"] mod ensemble;` (and `support/dist.rs` as `mod dist`).
 
 use std::time::{Duration, Instant};
 
