@@ -64,6 +64,8 @@ pub mod reason {
     pub const INVALID_SPEC: &str = "InvalidSpec";
     /// Event: the object does not match the schema.
     pub const MALFORMED_OBJECT: &str = "MalformedObject";
+    /// Degraded (Available Unknown): the members could not be observed.
+    pub const OBSERVE_FAILED: &str = "ObserveFailed";
     /// Event: applying an owned object failed.
     pub const APPLY_FAILED: &str = "ApplyFailed";
 }
@@ -452,6 +454,8 @@ pub enum Hold {
     InvalidSpec(Vec<String>),
     /// Applying the rendered objects failed (the API error).
     ApplyFailed(String),
+    /// The members could not be observed (listing their pods failed): nothing is known now.
+    ObserveFailed(String),
 }
 
 impl Hold {
@@ -473,6 +477,14 @@ impl Hold {
                 reason::APPLY_FAILED,
                 format!("{error}; nothing is restarted until the objects can be applied"),
             ),
+            Hold::ObserveFailed(error) => Judgement::new(
+                DEGRADED,
+                true,
+                reason::OBSERVE_FAILED,
+                format!(
+                    "cannot observe the members: {error}; nothing is restarted until they can be observed"
+                ),
+            ),
         }
     }
 }
@@ -493,6 +505,18 @@ pub fn held_status(
         let mut status = previous;
         status.conditions =
             merge_conditions(&status.conditions, &[degraded], zk.metadata.generation, now);
+        if let Hold::ObserveFailed(_) = hold {
+            // Whether a quorum serves is not known now: an old True must not keep satisfying
+            // `kubectl wait --for=condition=Available`.
+            if let Some(c) = status.conditions.iter_mut().find(|c| c.type_ == AVAILABLE) {
+                if c.status != "Unknown" {
+                    c.last_transition_time = now.clone();
+                }
+                c.status = "Unknown".into();
+                c.reason = reason::OBSERVE_FAILED.into();
+                c.message = "the members could not be observed; see Degraded".into();
+            }
+        }
         status.observed_generation = zk.metadata.generation;
         return status;
     };
@@ -523,6 +547,46 @@ pub fn already_degraded(previous: Option<&ZookeeperClusterStatus>, j: &Judgement
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn members_that_cannot_be_observed_make_available_unknown() {
+        let previous = ZookeeperClusterStatus {
+            conditions: merge_conditions(
+                &[],
+                &[Judgement::new(
+                    AVAILABLE,
+                    true,
+                    reason::QUORUM_SERVING,
+                    "3 of 3",
+                )],
+                Some(1),
+                &at(1),
+            ),
+            ..Default::default()
+        };
+        let mut zk: ZookeeperCluster = serde_json::from_value(serde_json::json!({
+            "apiVersion": "zookeeper.ensemble.dev/v1alpha1", "kind": "ZookeeperCluster",
+            "metadata": {"name": "zk", "namespace": "ns", "generation": 1}, "spec": {}
+        }))
+        .unwrap();
+        zk.status = Some(previous);
+        let s = held_status(
+            &zk,
+            None,
+            &Hold::ObserveFailed("pods is forbidden".into()),
+            &at(9),
+        );
+        let available = condition(&s, AVAILABLE).unwrap();
+        assert_eq!(available.status, "Unknown");
+        assert_eq!(available.last_transition_time, at(9));
+        let degraded = condition(&s, DEGRADED).unwrap();
+        assert_eq!(degraded.reason, reason::OBSERVE_FAILED);
+        assert!(
+            degraded.message.contains("pods is forbidden"),
+            "{}",
+            degraded.message
+        );
+    }
 
     #[test]
     fn a_pod_trouble_is_announced_once() {

@@ -55,7 +55,10 @@ async fn reconcile_cluster(zk: &ZookeeperCluster, ctx: &Context) -> Result<Actio
         Err(e) => return write_status::hold(ctx, zk, &id, Err(e), &now).await,
     };
     let target = Target::of(&cluster);
-    let observation = observe::observe(ctx, &id, &target, &sts).await?;
+    let observation = match observe::observe(ctx, &id, &target, &sts).await {
+        Ok(observation) => observation,
+        Err(e) => return write_status::unobserved(ctx, zk, &id, e, &now).await,
+    };
     let plan = rollout::plan(&observation);
     let act = act::act(ctx, zk, &id, &target, &plan).await?;
     ctx.metrics.observe_plan(&id.labels(), &plan);

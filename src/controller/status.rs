@@ -40,6 +40,22 @@ pub async fn write(
     Ok(true)
 }
 
+/// The members could not be observed: say so (Available Unknown, Degraded ObserveFailed) if the
+/// status can still be written, and fail the pass so it is retried with backoff.
+pub async fn unobserved(
+    ctx: &Context,
+    zk: &ZookeeperCluster,
+    id: &ClusterId,
+    error: Error,
+    now: &Time,
+) -> Result<Action, Error> {
+    let new = status::held_status(zk, None, &Hold::ObserveFailed(error.to_string()), now);
+    if let Err(e) = write(ctx, zk, id, &new).await {
+        tracing::warn!(error = %e, "could not report that the members cannot be observed");
+    }
+    Err(error)
+}
+
 /// The operator holds the cluster as it runs: an invalid spec never touches the running
 /// ensemble, and neither does a pass whose objects could not be applied. The members are still
 /// observed and their truth written (so `Available` never goes stale), `Degraded` says why,
