@@ -786,11 +786,11 @@ fn versions_agree_everywhere() {
             "{file} does not mention {mention:?}: update it to e2e/versions.env"
         );
     }
-    // tests/support/ (the real-ZooKeeper tests) names the version it runs.
+    // tests/support/ (the real-ZooKeeper tests) names the version it runs, in each of its files.
     for entry in std::fs::read_dir(repo().join("tests/support")).unwrap() {
         let path = entry.unwrap().path();
         let text = std::fs::read_to_string(&path).unwrap_or_default();
-        for rest in text.split("pub const VERSION: &str = \"").skip(1) {
+        for rest in text.split("const VERSION: &str = \"").skip(1) {
             let copy = rest.split('"').next().unwrap();
             assert_eq!(
                 copy,
