@@ -60,10 +60,45 @@ struct Watch {
     reasons: Vec<String>,
     /// Samples lost because the API server did not answer within 3 s.
     failed_samples: usize,
+    /// Pod samples whose Ready=False came from the node controller (node status unknown after
+    /// the API server's absence) while the kubelet reported the container ready.
+    node_marked: usize,
+}
+
+/// The kubelet's view of readiness: a pod whose containers are ready but whose Ready condition
+/// the node controller set to False (the node's heartbeat went stale while the API server was
+/// away) still serves. Such pods are shown Ready; returns how many there were.
+fn kubelet_view(pods: &[Pod]) -> (Vec<Pod>, usize) {
+    let mut overridden = 0;
+    let pods = pods
+        .iter()
+        .cloned()
+        .map(|mut p| {
+            let conditions = p.status.as_mut().and_then(|s| s.conditions.as_mut());
+            if let Some(cs) = conditions {
+                let containers_ready = cs
+                    .iter()
+                    .any(|c| c.type_ == "ContainersReady" && c.status == "True");
+                if containers_ready && p.metadata.deletion_timestamp.is_none() {
+                    for c in cs.iter_mut() {
+                        if c.type_ == "Ready" && c.status != "True" {
+                            c.status = "True".into();
+                            overridden += 1;
+                        }
+                    }
+                }
+            }
+            p
+        })
+        .collect();
+    (pods, overridden)
 }
 
 impl Watch {
     fn observe(&mut self, pods: &[Pod], zk: &ZookeeperCluster) {
+        let (pods, overridden) = kubelet_view(pods);
+        let pods = &pods[..];
+        self.node_marked += overridden;
         record(&mut self.pods, pods, MEMBERS);
         let ready = (0..MEMBERS)
             .filter(|i| pods.iter().any(|p| ordinal(p) == *i && pod_ready(p)))
@@ -284,8 +319,9 @@ impl Run {
         };
         log(format!(
             "{}: {} samples ({} without an answer), most members not serving at once {} [{}], \
-             replaced {:?}, reasons seen {:?}, longest status contradiction {:.1}s {}; writer: \
-             {} attempts, {acknowledged} acknowledged, {} lost",
+             replaced {:?}, reasons seen {:?}, longest status contradiction {:.1}s {}; {} pod \
+             samples Ready=False by the node controller only; writer: {} attempts, \
+             {acknowledged} acknowledged, {} lost",
             self.fault,
             watch.pods.samples,
             watch.failed_samples,
@@ -295,6 +331,7 @@ impl Run {
             watch.reasons,
             watch.longest_lie.as_secs_f64(),
             watch.lie_detail,
+            watch.node_marked,
             attempts.len(),
             lost.len(),
         ));
