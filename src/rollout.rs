@@ -730,10 +730,9 @@ fn rejoining_unsynced(view: &EnsembleView, synced: u32, expected: u32) -> Option
 }
 
 /// `(synced, expected)` when the leader counts fewer than `voters - 1 - missing` synced voting
-/// followers, `voters` being the larger of the StatefulSet's and the leader's own count.
+/// followers, `voters` being the leader's own quorum size (what must stay whole).
 fn sync_shortfall(view: &EnsembleView, missing: u32) -> Option<(u32, u32)> {
-    let voters = view.voters.max(view.leader_quorum_size.unwrap_or(0));
-    let expected = voters.saturating_sub(1 + missing);
+    let expected = view.leader_voters().saturating_sub(1 + missing);
     match view.sync {
         Sync::Count(n) if n < expected => Some((n, expected)),
         _ => None,
@@ -1159,6 +1158,36 @@ mod tests {
         let after = plan(&obs(&ms, Some(2))).view;
         assert!(same_term(&before, &before.clone()));
         assert!(!same_term(&before, &after));
+    }
+
+    #[test]
+    fn growing_a_static_ensemble_counts_the_old_leaders_quorum() {
+        // 3 -> 5: zk-3 and zk-4 started with the 5-member configuration; the old leader zk-2
+        // still has 3 voters and counts the new ones as non-voting learners.
+        let mut ms: Vec<M> = (0..5).map(|i| m("follower", i >= 3)).collect();
+        ms[2] = m("leader", false);
+        let mut o = obs(&ms, None);
+        let mntr = "zk_server_state\tleader\nzk_synced_followers\t4\nzk_synced_non_voting_followers\t2\nzk_quorum_size\t3\n";
+        o.probes[2].mntr = Some(match parse::mntr(mntr) {
+            Reply::Data(d) => Outcome::Serving(d),
+            other => panic!("{other:?}"),
+        });
+        let p = plan(&o);
+        assert_eq!(p.view.sync, Sync::Count(2));
+        assert!(p.view.fully_synced());
+        // The old members restart into the larger configuration, followers first.
+        assert_eq!(p.decision, restart(1, RestartReason::OutdatedFollower));
+        // With a follower of the old quorum out of sync, nothing restarts.
+        let mntr = "zk_server_state\tleader\nzk_synced_followers\t3\nzk_synced_non_voting_followers\t2\nzk_quorum_size\t3\n";
+        o.probes[2].mntr = Some(match parse::mntr(mntr) {
+            Reply::Data(d) => Outcome::Serving(d),
+            other => panic!("{other:?}"),
+        });
+        assert!(
+            !matches!(decide(&o), Decision::Restart(_)),
+            "{:?}",
+            decide(&o)
+        );
     }
 
     #[test]

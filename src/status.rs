@@ -202,11 +202,11 @@ pub fn degraded(view: &EnsembleView) -> Option<Judgement> {
         return degraded(why, format!("not serving: {}", down.join(", ")));
     }
     match &view.sync {
-        Sync::Count(n) if n + 1 < view.voters => degraded(
+        Sync::Count(n) if n + 1 < view.leader_voters() => degraded(
             reason::FOLLOWERS_NOT_SYNCED,
             format!(
                 "the leader counts {n} synced followers of {}",
-                view.voters - 1
+                view.leader_voters() - 1
             ),
         ),
         Sync::MntrNotWhitelisted => degraded(

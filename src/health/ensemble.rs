@@ -361,10 +361,17 @@ impl EnsembleView {
     pub fn fully_synced(&self) -> bool {
         self.voters_serving == self.voters
             && match self.sync {
-                Sync::Count(n) => n + 1 >= self.voters,
+                Sync::Count(n) => n + 1 >= self.leader_voters(),
                 Sync::NotApplicable => true,
                 _ => false,
             }
+    }
+
+    /// The voters the leader's quorum is made of: its own `zk_quorum_size` when it reports one
+    /// (while new members join a static ensemble they are non-voting learners of the old
+    /// leader), else the StatefulSet's count.
+    pub fn leader_voters(&self) -> u32 {
+        self.leader_quorum_size.unwrap_or(self.voters)
     }
 
     /// Members that do not serve, with what they said, for messages.
