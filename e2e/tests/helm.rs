@@ -15,8 +15,7 @@ use std::time::{Duration, Instant};
 
 use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
 use k8s_openapi::api::coordination::v1::Lease;
-use k8s_openapi::api::core::v1::{Pod, Service};
-use k8s_openapi::api::events::v1::Event;
+use k8s_openapi::api::core::v1::{Event, Pod, Service};
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{Api, DeleteParams, ListParams};
 use kube::{Client, ResourceExt};
@@ -27,7 +26,7 @@ use super::{client, cluster, condition, log, member_pods, pod_ready, uids, wait_
 const ZK: &str = "zk";
 /// Port of the operator's /metrics (the chart's default).
 const METRICS_PORT: u16 = 8080;
-/// `reportingController` of the operator's Events.
+/// `reportingComponent` (and `source.component`) of the operator's Events.
 const REPORTER: &str = "zookeeper-operator";
 
 /// The release e2e/helm-e2e installed.
@@ -234,20 +233,22 @@ impl Release {
             .iter()
             .filter(|e| {
                 let last = e
-                    .series
+                    .last_timestamp
                     .as_ref()
-                    .map(|s| s.last_observed_time.0)
+                    .map(|t| t.0)
                     .or(e.event_time.as_ref().map(|t| t.0))
                     .or(e.metadata.creation_timestamp.as_ref().map(|t| t.0));
+                let by_operator = e.reporting_component.as_deref() == Some(REPORTER)
+                    || e.source.as_ref().and_then(|s| s.component.as_deref()) == Some(REPORTER);
                 e.type_.as_deref() == Some("Warning")
-                    && e.reporting_controller.as_deref() == Some(REPORTER)
+                    && by_operator
                     && last.is_some_and(|t| t >= since)
             })
             .map(|e| {
                 format!(
                     "{}: {}",
                     e.reason.as_deref().unwrap_or_default(),
-                    e.note.as_deref().unwrap_or_default()
+                    e.message.as_deref().unwrap_or_default()
                 )
             })
             .collect();
