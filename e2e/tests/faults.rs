@@ -870,6 +870,23 @@ async fn revision_that_cannot_start_is_stuck_then_a_fixed_spec_recovers() {
         events.iter().any(|e| e.contains(&member)),
         "a Warning Event RolloutStuck naming {member}: {events:?}"
     );
+    // What the pod itself says, next to what the status and the Events name.
+    let pod = Api::<Pod>::namespaced(run.client.clone(), run.ns())
+        .get(&member)
+        .await
+        .expect("the stuck member's pod");
+    let waiting = pod
+        .status
+        .and_then(|s| s.container_statuses)
+        .into_iter()
+        .flatten()
+        .filter_map(|c| c.state?.waiting?.reason)
+        .collect::<Vec<_>>();
+    let failing = warnings(&run.client, run.ns(), "MemberPodFailing").await;
+    log(format!(
+        "{member} waits with {waiting:?}; the RolloutStuck message names it: {}; MemberPodFailing Events: {failing:?}",
+        waiting.iter().any(|w| message.contains(w.as_str()))
+    ));
     tokio::time::sleep(Duration::from_secs(10)).await;
     assert_eq!(
         run.sampler.now().pods.replaced.len(),
