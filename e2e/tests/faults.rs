@@ -887,6 +887,14 @@ async fn revision_that_cannot_start_is_stuck_then_a_fixed_spec_recovers() {
         "{member} waits with {waiting:?}; the RolloutStuck message names it: {}; MemberPodFailing Events: {failing:?}",
         waiting.iter().any(|w| message.contains(w.as_str()))
     ));
+    assert!(
+        waiting.iter().any(|w| message.contains(w.as_str())),
+        "RolloutStuck names the pod's own cause {waiting:?}: {message}"
+    );
+    assert!(
+        failing.iter().any(|e| e.contains(&member)),
+        "a Warning Event MemberPodFailing naming {member}: {failing:?}"
+    );
     tokio::time::sleep(Duration::from_secs(10)).await;
     assert_eq!(
         run.sampler.now().pods.replaced.len(),

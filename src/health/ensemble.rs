@@ -74,16 +74,9 @@ impl PodFacts {
     }
 }
 
-/// Container waiting reasons that mean the container will not run without help.
-const STUCK_WAITING: [&str; 7] = [
-    "ImagePullBackOff",
-    "ErrImagePull",
-    "InvalidImageName",
-    "CrashLoopBackOff",
-    "CreateContainerConfigError",
-    "CreateContainerError",
-    "RunContainerError",
-];
+/// Container waiting reasons that are a normal step of starting; every other one (image pull
+/// errors, `ErrImageNeverPull`, crash loops, configuration errors, ...) keeps the member down.
+const STARTING: [&str; 2] = ["ContainerCreating", "PodInitializing"];
 
 /// The pod-level reason a member cannot serve, as a person would want to read it.
 fn pod_trouble(status: &k8s_openapi::api::core::v1::PodStatus) -> Option<String> {
@@ -112,7 +105,7 @@ fn pod_trouble(status: &k8s_openapi::api::core::v1::PodStatus) -> Option<String>
         };
         if let Some(w) = cs.state.as_ref().and_then(|s| s.waiting.as_ref())
             && let Some(reason) = w.reason.as_deref()
-            && STUCK_WAITING.contains(&reason)
+            && !STARTING.contains(&reason)
         {
             let message = w
                 .message
@@ -669,6 +662,22 @@ mod tests {
                     && t.contains("PersistentVolumeClaims")),
             "{pending:?}"
         );
+        let never = pod_with_status(serde_json::json!({"containerStatuses": [{
+            "name": "zookeeper", "image": "zk:missing", "imageID": "", "ready": false, "restartCount": 0,
+            "state": {"waiting": {"reason": "ErrImageNeverPull", "message": "Container image \"zk:missing\" is not present with pull policy of Never"}}
+        }]}));
+        assert!(
+            never
+                .trouble
+                .as_deref()
+                .is_some_and(|t| t.starts_with("ErrImageNeverPull: ")),
+            "{never:?}"
+        );
+        let starting = pod_with_status(serde_json::json!({"containerStatuses": [{
+            "name": "zookeeper", "image": "zk", "imageID": "", "ready": false, "restartCount": 0,
+            "state": {"waiting": {"reason": "ContainerCreating"}}
+        }]}));
+        assert_eq!(starting.trouble, None);
         let running = pod_with_status(serde_json::json!({"containerStatuses": [{
             "name": "zookeeper", "image": "zk", "imageID": "", "ready": true, "restartCount": 0,
             "state": {"running": {}}
