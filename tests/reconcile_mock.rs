@@ -262,6 +262,14 @@ async fn unchanged_cluster_reconciles_with_zero_writes() {
     );
 }
 
+/// A cluster whose heap does not fit its memory limit: a spec only the operator refuses.
+fn heap_too_large() -> ZookeeperCluster {
+    cluster(
+        json!({"config": {"heap": "4G"}, "resources": {"limits": {"memory": "2Gi"}}}),
+        None,
+    )
+}
+
 /// The StatefulSet a valid 3-member spec renders, as the server reports it.
 fn running_statefulset() -> Value {
     let valid = zookeeper_operator::validate::validate(&cluster(json!({}), None)).unwrap();
@@ -282,17 +290,9 @@ async fn invalid_spec_touches_nothing_but_status_tells_the_members_truth() {
             (StatusCode::OK, pods())
         }),
         status_patch(),
-        expect(
-            Method::POST,
-            format!("/api/v1/namespaces/{NS}/events"),
-            |body| (StatusCode::OK, body.clone()),
-        ),
+        event(),
     ];
-    let zk = cluster(
-        json!({"config": {"heap": "4G"}, "resources": {"limits": {"memory": "2Gi"}}}),
-        None,
-    );
-    let writes = run(zk, script, healthy_prober()).await;
+    let writes = run(heap_too_large(), script, healthy_prober()).await;
     assert_eq!(writes.len(), 2, "only the status and the Event are written");
     let status = &writes[0].1["status"];
     let conditions = status["conditions"].as_array().unwrap();
@@ -311,10 +311,10 @@ async fn invalid_spec_touches_nothing_but_status_tells_the_members_truth() {
     assert_eq!(by_type("Progressing")["status"], "False");
     assert_eq!(status["leader"], "zk-1");
     assert_eq!(status["members"].as_array().unwrap().len(), 3);
-    let event = &writes[1].1;
-    assert_eq!(event["type"], "Warning");
-    assert_eq!(event["reason"], "InvalidSpec");
-    assert_eq!(event["involvedObject"]["name"], "zk");
+    let warning = &writes[1].1;
+    assert_eq!(warning["type"], "Warning");
+    assert_eq!(warning["reason"], "InvalidSpec");
+    assert_eq!(warning["involvedObject"]["name"], "zk");
 
     // Nothing runs yet: only Degraded is written, with the Event.
     let script = vec![
@@ -322,17 +322,9 @@ async fn invalid_spec_touches_nothing_but_status_tells_the_members_truth() {
             mock_api::status(StatusCode::NOT_FOUND, "NotFound")
         }),
         status_patch(),
-        expect(
-            Method::POST,
-            format!("/api/v1/namespaces/{NS}/events"),
-            |body| (StatusCode::OK, body.clone()),
-        ),
+        event(),
     ];
-    let zk = cluster(
-        json!({"config": {"heap": "4G"}, "resources": {"limits": {"memory": "2Gi"}}}),
-        None,
-    );
-    let writes = run(zk, script, healthy_prober()).await;
+    let writes = run(heap_too_large(), script, healthy_prober()).await;
     let conditions = writes[0].1["status"]["conditions"]
         .as_array()
         .unwrap()

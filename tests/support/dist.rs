@@ -36,3 +36,8 @@ pub fn dist() -> PathBuf {
     );
     dir
 }
+
+/// The JVM classpath of a server: the distribution's jars and its `conf/` (logback).
+pub fn classpath(dist: &Path) -> String {
+    format!("{}/lib/*:{}/conf", dist.display(), dist.display())
+}

@@ -161,11 +161,7 @@ impl DynamicEnsemble {
             ])
             .arg(self.user.server_flag())
             .arg("-cp")
-            .arg(format!(
-                "{}/lib/*:{}/conf",
-                self.dist.display(),
-                self.dist.display()
-            ))
+            .arg(crate::dist::classpath(&self.dist))
             .arg("org.apache.zookeeper.server.quorum.QuorumPeerMain")
             .arg(dir.join("zoo.cfg"))
             .stdin(Stdio::null())

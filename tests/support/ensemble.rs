@@ -165,11 +165,7 @@ impl Ensemble {
                 "-Dzookeeper.console.threshold=WARN",
             ])
             .arg("-cp")
-            .arg(format!(
-                "{}/lib/*:{}/conf",
-                self.dist.display(),
-                self.dist.display()
-            ))
+            .arg(crate::dist::classpath(&self.dist))
             .arg("org.apache.zookeeper.server.quorum.QuorumPeerMain")
             .arg(m.dir.join("zoo.cfg"))
             .stdin(Stdio::null())
