@@ -86,7 +86,13 @@ pub struct ZookeeperClusterSpec {
     /// Ports of each member. They must be distinct.
     #[serde(default)]
     #[x_kube(validation = Rule::new("self.client != self.server && self.client != self.leaderElection && self.server != self.leaderElection").message("spec.ports.client, spec.ports.server and spec.ports.leaderElection must be three different ports"))]
+    #[x_kube(validation = Rule::new("!has(self.metrics) || (self.metrics != self.client && self.metrics != self.server && self.metrics != self.leaderElection)").message("spec.ports.metrics must differ from spec.ports.client, spec.ports.server and spec.ports.leaderElection"))]
     pub ports: Ports,
+
+    /// ZooKeeper's own Prometheus metrics (its built-in `PrometheusMetricsProvider`, with JVM
+    /// metrics) on `spec.ports.metrics` of every member, at `/metrics`. On by default.
+    #[serde(default)]
+    pub metrics: MetricsSpec,
 
     /// CPU and memory of the ZooKeeper container. Default: requests of 1Gi memory and 0.5 CPU.
     /// The JVM heap is derived from the memory limit (or request) unless `config.heap` is set.
@@ -264,6 +270,10 @@ pub struct Ports {
     /// Port of leader election (`--election_port`).
     #[schemars(range(min = 1, max = 65535))]
     pub leader_election: i32,
+    /// Port of ZooKeeper's Prometheus metrics endpoint, `/metrics` (`--metrics_port`), while
+    /// `spec.metrics.enabled` is true.
+    #[schemars(range(min = 1, max = 65535))]
+    pub metrics: i32,
 }
 
 impl Default for Ports {
@@ -272,7 +282,24 @@ impl Default for Ports {
             client: 2181,
             server: 2888,
             leader_election: 3888,
+            metrics: 7000,
         }
+    }
+}
+
+/// ZooKeeper's own Prometheus metrics.
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase", default)]
+pub struct MetricsSpec {
+    /// Run ZooKeeper's Prometheus metrics provider on `spec.ports.metrics` (a container port and
+    /// a port of the headless Service, both named `metrics`). Changing it restarts the members
+    /// one at a time.
+    pub enabled: bool,
+}
+
+impl Default for MetricsSpec {
+    fn default() -> Self {
+        MetricsSpec { enabled: true }
     }
 }
 
@@ -642,6 +669,8 @@ mod tests {
             (s.ports.client, s.ports.server, s.ports.leader_election),
             (2181, 2888, 3888)
         );
+        assert_eq!(s.ports.metrics, 7000);
+        assert!(s.metrics.enabled);
         assert_eq!(s.storage.size.0, "10Gi");
         assert_eq!(s.pdb.max_unavailable, 1);
         assert_eq!(s.probes.readiness.initial_delay_seconds, 10);
@@ -676,6 +705,23 @@ mod tests {
     fn cel_rejects_clashing_ports() {
         let err = cel_errors(&cluster(serde_json::json!({"ports": {"client": 2888}})));
         assert!(err.contains("three different ports"), "{err}");
+    }
+
+    #[test]
+    fn cel_rejects_a_metrics_port_that_another_port_uses() {
+        for clash in [
+            serde_json::json!({"ports": {"metrics": 2181}}),
+            serde_json::json!({"ports": {"metrics": 2888}}),
+            serde_json::json!({"ports": {"leaderElection": 7000}}),
+        ] {
+            let err = cel_errors(&cluster(clash.clone()));
+            assert!(
+                err.contains("spec.ports.metrics must differ"),
+                "{clash}: {err}"
+            );
+        }
+        let moved = serde_json::json!({"ports": {"metrics": 9141}, "metrics": {"enabled": false}});
+        assert_eq!(cel_errors(&cluster(moved)), "");
     }
 
     #[test]

@@ -29,6 +29,10 @@ pub const APP_NAME: &str = "zookeeper";
 /// Value of [`COMPONENT_LABEL`].
 pub const COMPONENT: &str = "server";
 
+/// Name of the member container's and the headless Service's port of ZooKeeper's Prometheus
+/// metrics; the chart's PodMonitor scrapes the port of this name.
+pub const METRICS_PORT: &str = "metrics";
+
 /// Pod-template annotation: a hash of everything that needs a restart, so a change rolls.
 pub const RESTART_HASH_ANNOTATION: &str = "zookeeper.ensemble.dev/restart-hash";
 /// Annotation on every owned object: a hash of what the operator last applied, so an unchanged

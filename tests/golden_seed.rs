@@ -106,16 +106,17 @@ fn statefulset_matches_the_seed() {
     );
 
     let (oc, sc) = (&o["containers"][0], &s["containers"][0]);
-    assert_eq!(
-        ports(&oc["ports"], "containerPort"),
-        ports(&sc["ports"], "containerPort")
-    );
+    // The metrics port is a deliberate addition (see below).
+    let mut ours_ports = ports(&oc["ports"], "containerPort");
+    ours_ports.retain(|(name, _)| name != "metrics");
+    assert_eq!(ours_ports, ports(&sc["ports"], "containerPort"));
     assert_eq!(oc["resources"]["requests"], sc["resources"]["requests"]);
     assert_eq!(oc["volumeMounts"], sc["volumeMounts"]);
 
     // Same program, same flags, same values, same order; passed as argv instead of `sh -c`.
     let mut ours_command: Vec<String> = serde_json::from_value(oc["command"].clone()).unwrap();
     ours_command.extend(serde_json::from_value::<Vec<String>>(oc["args"].clone()).unwrap());
+    ours_command.retain(|w| !w.starts_with("--metrics_port="));
     assert_eq!(ours_command, seed_command(sc));
 
     for probe in ["readinessProbe", "livenessProbe"] {
@@ -185,6 +186,21 @@ fn deliberate_differences_from_the_seed() {
     );
     assert!(!jvm.contains("whitelist=*"), "{jvm}");
     assert!(jvm.contains("-Dsun.net.inetaddr.negative.ttl=0"), "{jvm}");
+
+    // ZooKeeper's own Prometheus metrics are on: a flag, a container port and a port of the
+    // headless Service, all at spec.ports.metrics (7000).
+    let container = &ours["spec"]["template"]["spec"]["containers"][0];
+    assert!(
+        container["args"]
+            .as_array()
+            .unwrap()
+            .contains(&json!("--metrics_port=7000")),
+        "{}",
+        container["args"]
+    );
+    assert!(ports(&container["ports"], "containerPort").contains(&("metrics".into(), 7000)));
+    let headless = json(&rendered().headless_service);
+    assert!(ports(&headless["spec"]["ports"], "port").contains(&("metrics".into(), 7000)));
 
     // A restart hash is on the pod template.
     let annotations = &ours["spec"]["template"]["metadata"]["annotations"];

@@ -4,7 +4,8 @@
 # Usage: e2e/lib/zookeeper-dist.sh [VERSION]      (default: ZOOKEEPER_VERSION of e2e/versions.env)
 #
 # Puts org.apache.zookeeper:zookeeper:VERSION and its runtime dependencies, plus an SLF4J
-# binding so the server logs, into
+# binding so the server logs and ZooKeeper's Prometheus metrics provider with its Prometheus
+# client jars, into
 #   ${ZKOP_CACHE:-$HOME/.cache/zookeeper-operator}/zookeeper-VERSION/lib/*.jar
 # and a logging configuration into .../zookeeper-VERSION/conf/. Prints that directory on
 # stdout; progress goes to stderr. A second run reuses what is there.
@@ -27,7 +28,21 @@ if ! [[ "$VERSION" =~ ^[0-9]+\.[0-9]+\.[0-9]+$ ]]; then
   exit 2
 fi
 
-if [[ -f "$STAMP" ]] && compgen -G "$DIST/lib/zookeeper-$VERSION.jar" >/dev/null; then
+# ZooKeeper's Prometheus metrics provider (zookeeper-prometheus-metrics, 3.6+), which the release
+# tarball ships: the module of the same release, but for 3.9.5, whose module the Maven repository
+# this project resolves from does not serve: 3.9.4's (the provider only implements the 3.9 line's
+# MetricsProvider interface; its own ZooKeeper dependency is excluded, the server stays $VERSION).
+MAJOR_MINOR="${VERSION%.*}"
+case "$VERSION" in
+  3.4.* | 3.5.*) METRICS_VERSION="" ;;
+  3.9.5) METRICS_VERSION=3.9.4 ;;
+  *) METRICS_VERSION=$VERSION ;;
+esac
+METRICS_JAR=""
+[[ -z "$METRICS_VERSION" ]] || METRICS_JAR="$DIST/lib/zookeeper-prometheus-metrics-$METRICS_VERSION.jar"
+
+if [[ -f "$STAMP" ]] && compgen -G "$DIST/lib/zookeeper-$VERSION.jar" >/dev/null \
+  && { [[ -z "$METRICS_JAR" ]] || [[ -f "$METRICS_JAR" ]]; }; then
   log "reusing $DIST"
   echo "$DIST"
   exit 0
@@ -43,7 +58,6 @@ done
 # ZooKeeper 3.4 logs through log4j 1.2 (its pom brings slf4j-log4j12). From 3.5 on the binding
 # is an optional dependency, so it is named here with the version ZooKeeper's parent pom
 # manages: log4j 1.2 for 3.5-3.7, logback for 3.8+.
-MAJOR_MINOR="${VERSION%.*}"
 MANAGED=""
 EXTRA_DEPS=""
 case "$MAJOR_MINOR" in
@@ -87,6 +101,10 @@ if [[ -n "$MANAGED" ]]; then
     }' "$WORK/zookeeper-$VERSION.pom")"
 fi
 
+if [[ -n "$METRICS_VERSION" ]]; then
+  EXTRA_DEPS+="<dependency><groupId>org.apache.zookeeper</groupId><artifactId>zookeeper-prometheus-metrics</artifactId><version>$METRICS_VERSION</version><exclusions><exclusion><groupId>org.apache.zookeeper</groupId><artifactId>*</artifactId></exclusion></exclusions></dependency>"
+fi
+
 cat >"$WORK/pom.xml" <<EOF
 <?xml version="1.0" encoding="UTF-8"?>
 <project xmlns="http://maven.apache.org/POM/4.0.0"
@@ -110,26 +128,26 @@ cat >"$WORK/pom.xml" <<EOF
 EOF
 
 log "resolving org.apache.zookeeper:zookeeper:$VERSION and its runtime dependencies with Maven (this takes a minute the first time)"
-rm -rf "$DIST"
-mkdir -p "$DIST/lib" "$DIST/conf"
+# Resolved into a stage first: a directory of an earlier run may be in use by running servers,
+# so it only gains jars (those of a newer list), it never loses one while a JVM may read it.
+STAGE="$WORK/dist"
+mkdir -p "$STAGE/lib" "$STAGE/conf"
 if ! "${MVN[@]}" -f "$WORK/pom.xml" \
   "$PLUGIN:copy-dependencies" \
-  -DincludeScope=runtime -DoutputDirectory="$DIST/lib" >"$WORK/mvn.log" 2>&1; then
+  -DincludeScope=runtime -DoutputDirectory="$STAGE/lib" >"$WORK/mvn.log" 2>&1; then
   cat "$WORK/mvn.log" >&2
   log "maven could not resolve org.apache.zookeeper:zookeeper:$VERSION; check that Maven Central is reachable and that the version exists"
-  rm -rf "$DIST"
   exit 1
 fi
 
-if ! [[ -f "$DIST/lib/zookeeper-$VERSION.jar" ]]; then
-  log "maven finished but $DIST/lib/zookeeper-$VERSION.jar is missing; see the list below"
-  ls "$DIST/lib" >&2
-  rm -rf "$DIST"
+if ! [[ -f "$STAGE/lib/zookeeper-$VERSION.jar" ]] || { [[ -n "$METRICS_JAR" ]] && ! [[ -f "$STAGE/lib/${METRICS_JAR##*/}" ]]; }; then
+  log "maven finished but zookeeper-$VERSION.jar or ${METRICS_JAR:+its metrics provider }is missing; see the list below"
+  ls "$STAGE/lib" >&2
   exit 1
 fi
 
 # Log to the console only: tests and containers collect stdout/stderr.
-cat >"$DIST/conf/logback.xml" <<'EOF'
+cat >"$STAGE/conf/logback.xml" <<'EOF'
 <configuration>
   <appender name="CONSOLE" class="ch.qos.logback.core.ConsoleAppender">
     <encoder>
@@ -141,13 +159,15 @@ cat >"$DIST/conf/logback.xml" <<'EOF'
   </root>
 </configuration>
 EOF
-cat >"$DIST/conf/log4j.properties" <<'EOF'
+cat >"$STAGE/conf/log4j.properties" <<'EOF'
 log4j.rootLogger=INFO, CONSOLE
 log4j.appender.CONSOLE=org.apache.log4j.ConsoleAppender
 log4j.appender.CONSOLE.layout=org.apache.log4j.PatternLayout
 log4j.appender.CONSOLE.layout.ConversionPattern=%d{ISO8601} [myid:%X{myid}] - %-5p [%t:%C{1}@%L] - %m%n
 EOF
 
+mkdir -p "$DIST"
+cp -R -n "$STAGE/lib" "$STAGE/conf" "$DIST/"
 touch "$STAMP"
 log "ready: $(ls "$DIST/lib" | wc -l) jars in $DIST/lib"
 echo "$DIST"

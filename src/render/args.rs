@@ -16,7 +16,7 @@ pub fn start_zookeeper(v: &ValidatedCluster) -> Vec<String> {
     let c = &v.spec.config;
     let p = &v.spec.ports;
     let mut args = vec!["start-zookeeper".to_string()];
-    let flags: [(&str, String); 17] = [
+    let flags: [(&str, String); 18] = [
         ("servers", v.spec.replicas.to_string()),
         ("data_dir", format!("{DATA_MOUNT}/data")),
         ("data_log_dir", format!("{DATA_MOUNT}/data/log")),
@@ -34,9 +34,16 @@ pub fn start_zookeeper(v: &ValidatedCluster) -> Vec<String> {
         ("max_session_timeout", c.max_session_timeout.to_string()),
         ("min_session_timeout", c.min_session_timeout.to_string()),
         ("log_level", c.log_level.as_str().to_string()),
+        ("metrics_port", metrics_port(v).unwrap_or(0).to_string()),
     ];
     args.extend(flags.into_iter().map(|(k, v)| format!("--{k}={v}")));
     args
+}
+
+/// The port of ZooKeeper's Prometheus metrics endpoint, when it runs (`spec.metrics.enabled`).
+/// `start-zookeeper --metrics_port=0` leaves the provider off.
+pub fn metrics_port(v: &ValidatedCluster) -> Option<i32> {
+    v.spec.metrics.enabled.then_some(v.spec.ports.metrics)
 }
 
 /// JVM flags for the server: the four-letter-word whitelist (ZooKeeper 3.5+ answers only `srvr`

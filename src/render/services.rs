@@ -1,4 +1,5 @@
-//! The headless Service (ordinal DNS names) and the client Service.
+//! The headless Service (ordinal DNS names, and every member's metrics port) and the client
+//! Service.
 
 use k8s_openapi::api::core::v1::{Service, ServicePort, ServiceSpec};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
@@ -20,9 +21,19 @@ fn port(name: &str, port: i32) -> ServicePort {
 }
 
 /// Headless Service: no cluster IP, and not-ready addresses published so members resolve each
-/// other while they are still forming a quorum (they cannot be Ready before that).
+/// other while they are still forming a quorum (they cannot be Ready before that). With metrics
+/// on it also names each member's metrics port, so a ServiceMonitor (or Prometheus' endpoints
+/// discovery) finds every member, Ready or not.
 pub fn headless(v: &ValidatedCluster, owner: Option<&OwnerReference>) -> Service {
     let p = &v.spec.ports;
+    let mut ports = vec![
+        port("server", p.server),
+        port("leader-election", p.leader_election),
+        port("client", p.client),
+    ];
+    if let Some(metrics) = super::args::metrics_port(v) {
+        ports.push(port(names::METRICS_PORT, metrics));
+    }
     Service {
         metadata: object_meta(
             names::headless_service(&v.name),
@@ -34,11 +45,7 @@ pub fn headless(v: &ValidatedCluster, owner: Option<&OwnerReference>) -> Service
             cluster_ip: Some("None".to_string()),
             publish_not_ready_addresses: Some(true),
             selector: Some(selector_labels(&v.name)),
-            ports: Some(vec![
-                port("server", p.server),
-                port("leader-election", p.leader_election),
-                port("client", p.client),
-            ]),
+            ports: Some(ports),
             ..Default::default()
         }),
         ..Default::default()

@@ -120,11 +120,17 @@ fn container(v: &ValidatedCluster) -> Container {
                 ..Default::default()
             },
         ]),
-        ports: Some(vec![
-            port("client", s.ports.client),
-            port("server", s.ports.server),
-            port("leader-election", s.ports.leader_election),
-        ]),
+        ports: Some(
+            [
+                port("client", s.ports.client),
+                port("server", s.ports.server),
+                port("leader-election", s.ports.leader_election),
+            ]
+            .into_iter()
+            // ZooKeeper's Prometheus metrics, when on
+            .chain(super::args::metrics_port(v).map(|m| port(names::METRICS_PORT, m)))
+            .collect(),
+        ),
         resources: Some(v.resources.clone()),
         readiness_probe: Some(probe(readiness, &s.probes.readiness)),
         liveness_probe: Some(probe(liveness, &s.probes.liveness)),
