@@ -732,6 +732,13 @@ fn versions_agree_everywhere() {
             ),
         ),
         (
+            "e2e/tools/prometheus/go.mod",
+            format!(
+                "require github.com/prometheus/prometheus {}\n",
+                versions::PROMETHEUS_VERSION
+            ),
+        ),
+        (
             "deploy/helm/zookeeper-operator/Chart.yaml",
             format!("appVersion: \"{}\"\n", versions::OPERATOR_VERSION),
         ),

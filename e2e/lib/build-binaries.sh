@@ -6,6 +6,8 @@
 #   e2e/lib/build-binaries.sh                      everything (e2e/cluster up calls this)
 #   e2e/lib/build-binaries.sh helm [etcd ...]      only these: kubernetes, etcd, coredns, helm
 #                                                  (the chart tests build their helm this way)
+#   e2e/lib/build-binaries.sh prometheus           Prometheus and promtool (not part of "everything":
+#                                                  e2e/monitoring-test asks for them)
 set -euo pipefail
 source "$(dirname "$0")/common.sh"
 mkdir -p "$BIN_CACHE"
@@ -14,9 +16,10 @@ JOBS=${ZKOP_BUILD_JOBS:-2}
 export CGO_ENABLED=0 GOFLAGS=-buildvcs=false
 
 components=(kubernetes etcd coredns helm)
+on_request=(prometheus)
 if (($#)); then
   for c in "$@"; do
-    [[ " ${components[*]} " == *" $c "* ]] || die "unknown component $c; usage: $0 [${components[*]}]"
+    [[ " ${components[*]} ${on_request[*]} " == *" $c "* ]] || die "unknown component $c; usage: $0 [${components[*]} ${on_request[*]}]"
   done
   components=("$@")
 else
@@ -87,12 +90,27 @@ build_helm() {
   record "helm-$HELM_VERSION" $((SECONDS - start))
 }
 
+# Prometheus with only the Kubernetes service discovery (the one the scrape test uses): the cloud
+# providers' SDKs would double the build time.
+build_prometheus() {
+  have prometheus && have promtool && return
+  log "building Prometheus and promtool $PROMETHEUS_VERSION (-p $JOBS; several minutes on 2 cores)"
+  local start=$SECONDS d stamp; d=$(dirname "$(bin prometheus)"); mkdir -p "$d"
+  stamp="-X github.com/prometheus/common/version.Version=${PROMETHEUS_VERSION#v}"
+  stamp+=" -X github.com/prometheus/common/version.Branch=release -X github.com/prometheus/common/version.Revision=module"
+  (cd "$E2E_DIR/tools/prometheus" && go build -p "$JOBS" -trimpath -tags remove_all_sd,enable_kubernetes_sd \
+    -ldflags "-s -w $stamp" -o "$d/" github.com/prometheus/prometheus/cmd/prometheus github.com/prometheus/prometheus/cmd/promtool) \
+    || die "go build of Prometheus failed; see above. Rerun: $0 prometheus"
+  record "prometheus-$PROMETHEUS_VERSION" $((SECONDS - start))
+}
+
 for c in "${components[@]}"; do
   lock "$c"
   "build_$c"
   unlock
   case $c in
     kubernetes) for b in "${kube_bins[@]}"; do printf '  %-24s %s\n' "$b" "$(bin "$b")" >&2; done ;;
+    prometheus) for b in prometheus promtool; do printf '  %-24s %s\n' "$b" "$(bin "$b")" >&2; done ;;
     *) printf '  %-24s %s\n' "$c" "$(bin "$c")" >&2 ;;
   esac
 done

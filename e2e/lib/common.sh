@@ -5,7 +5,7 @@ E2E_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 REPO_DIR=$(cd "$E2E_DIR/.." && pwd)
 
 # the pinned versions: KUBE_VERSION, ETCD_VERSION, COREDNS_VERSION, HELM_VERSION, PAUSE_VERSION,
-# ZOOKEEPER_VERSION, OPERATOR_VERSION
+# ZOOKEEPER_VERSION, OPERATOR_VERSION, PROMETHEUS_VERSION
 # shellcheck source=e2e/versions.env
 source "$E2E_DIR/versions.env"
 
@@ -24,6 +24,7 @@ bin() {
     etcd) echo "$BIN_CACHE/etcd-$ETCD_VERSION/etcd" ;;
     coredns) echo "$BIN_CACHE/coredns-$COREDNS_VERSION/coredns" ;;
     helm) echo "$BIN_CACHE/helm-$HELM_VERSION/helm" ;;
+    prometheus|promtool) echo "$BIN_CACHE/prometheus-$PROMETHEUS_VERSION/$1" ;;
     *) die "unknown binary $1" ;;
   esac
 }

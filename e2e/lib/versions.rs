@@ -15,9 +15,10 @@ pub const HELM_VERSION: &str = pin("HELM_VERSION");
 pub const PAUSE_VERSION: &str = pin("PAUSE_VERSION");
 pub const ZOOKEEPER_VERSION: &str = pin("ZOOKEEPER_VERSION");
 pub const OPERATOR_VERSION: &str = pin("OPERATOR_VERSION");
+pub const PROMETHEUS_VERSION: &str = pin("PROMETHEUS_VERSION");
 
 /// Every key with its value, in the order of the file.
-pub const ALL: [(&str, &str); 7] = [
+pub const ALL: [(&str, &str); 8] = [
     ("KUBE_VERSION", KUBE_VERSION),
     ("ETCD_VERSION", ETCD_VERSION),
     ("COREDNS_VERSION", COREDNS_VERSION),
@@ -25,6 +26,7 @@ pub const ALL: [(&str, &str); 7] = [
     ("PAUSE_VERSION", PAUSE_VERSION),
     ("ZOOKEEPER_VERSION", ZOOKEEPER_VERSION),
     ("OPERATOR_VERSION", OPERATOR_VERSION),
+    ("PROMETHEUS_VERSION", PROMETHEUS_VERSION),
 ];
 
 /// The value of the line `KEY=VALUE` (the first one; comment lines never match).
