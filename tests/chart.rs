@@ -20,6 +20,7 @@ use k8s_openapi::{
 };
 use serde::de::DeserializeOwned;
 use serde_json::Value;
+use zookeeper_operator::names;
 use zookeeper_operator::rbac::{self, Scope};
 
 #[path = "../e2e/lib/versions.rs"]
@@ -157,6 +158,8 @@ struct Objects {
     crds: Vec<CustomResourceDefinition>,
     namespaces: Vec<Namespace>,
     service_monitors: Vec<Value>,
+    pod_monitors: Vec<Value>,
+    prometheus_rules: Vec<Value>,
 }
 
 fn objects(docs: &[Value]) -> Objects {
@@ -177,6 +180,8 @@ fn objects(docs: &[Value]) -> Objects {
             ("rbac.authorization.k8s.io/v1", "RoleBinding") => o.role_bindings.push(typed(doc)),
             ("apiextensions.k8s.io/v1", "CustomResourceDefinition") => o.crds.push(typed(doc)),
             ("monitoring.coreos.com/v1", "ServiceMonitor") => o.service_monitors.push(doc.clone()),
+            ("monitoring.coreos.com/v1", "PodMonitor") => o.pod_monitors.push(doc.clone()),
+            ("monitoring.coreos.com/v1", "PrometheusRule") => o.prometheus_rules.push(doc.clone()),
             other => panic!("unexpected object {other:?} in the chart's output"),
         }
     }
@@ -550,6 +555,87 @@ fn two_replicas_elect_a_leader() {
     ])
     .unwrap_err();
     assert!(err.contains("needs leaderElection.enabled=true"), "{err}");
+}
+
+/// The members' PodMonitor and the alert rules: rendered only when asked and when the cluster
+/// serves monitoring.coreos.com/v1; they scrape the port the operator renders, with the labels
+/// the rules of deploy/monitoring join on, and the rules are those of deploy/monitoring. They
+/// need no permission of the operator.
+#[test]
+fn monitoring_objects_only_when_asked_and_served() {
+    let chart = chart_dir();
+    let template = |extra: &[&str]| {
+        let mut args = vec![
+            "template",
+            RELEASE,
+            chart.to_str().unwrap(),
+            "--namespace",
+            NAMESPACE,
+            "--kube-version",
+            KUBE_VERSION,
+        ];
+        args.extend(extra);
+        objects(&parse_documents(&run_helm(&args).unwrap()))
+    };
+    let served = ["--api-versions", "monitoring.coreos.com/v1"];
+    let asked = [
+        "--set",
+        "monitoring.podMonitor.enabled=true",
+        "--set",
+        "monitoring.prometheusRule.enabled=true",
+        "--set",
+        "monitoring.podMonitor.labels.release=kube-prometheus",
+    ];
+    for o in [template(&served), template(&asked)] {
+        assert!(o.pod_monitors.is_empty() && o.prometheus_rules.is_empty());
+    }
+
+    let o = template(&[&asked[..], &served[..]].concat());
+    assert_rbac_matches(&o, None);
+    assert_eq!(o.pod_monitors.len(), 1);
+    let pm = &o.pod_monitors[0];
+    assert_eq!(pm["metadata"]["labels"]["release"], "kube-prometheus");
+    assert_eq!(
+        pm["spec"]["namespaceSelector"],
+        serde_json::json!({"any": true})
+    );
+    // The labels the operator puts on every member pod.
+    let selector = &pm["spec"]["selector"]["matchLabels"];
+    assert_eq!(selector[names::NAME_LABEL], names::APP_NAME);
+    assert_eq!(selector[names::MANAGED_BY_LABEL], names::MANAGER);
+    assert_eq!(pm["spec"]["jobLabel"], names::NAME_LABEL);
+    let endpoint = &pm["spec"]["podMetricsEndpoints"][0];
+    assert_eq!(endpoint["port"], names::METRICS_PORT);
+    assert_eq!(endpoint["path"], "/metrics");
+    assert_eq!(endpoint["relabelings"][0]["targetLabel"], "cluster");
+    assert_eq!(
+        endpoint["relabelings"][0]["sourceLabels"][0],
+        format!(
+            "__meta_kubernetes_pod_label_{}",
+            names::INSTANCE_LABEL.replace(['.', '/'], "_")
+        )
+    );
+
+    assert_eq!(o.prometheus_rules.len(), 1);
+    let source: Value = serde_saphyr::from_str(
+        &std::fs::read_to_string(repo().join("deploy/monitoring/zookeeper-rules.yaml")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(o.prometheus_rules[0]["spec"]["groups"], source["groups"]);
+    let alerts = source["groups"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|g| g["rules"].as_array().unwrap())
+        .count();
+    assert_eq!(alerts, 12);
+
+    // Watching one namespace: the PodMonitor looks there only.
+    let o = template(&[&asked[..], &served[..], &["--set", "watchNamespace=apps"]].concat());
+    assert_eq!(
+        o.pod_monitors[0]["spec"]["namespaceSelector"],
+        serde_json::json!({"matchNames": ["apps"]})
+    );
 }
 
 #[test]
