@@ -464,6 +464,9 @@ struct SamplerState {
     first: Option<Vec<MemberSample>>,
     restarts: Vec<Restart>,
     max_not_serving: usize,
+    /// Members not serving, summed over the samples, times the time since the previous sample.
+    not_serving: Duration,
+    last_at: Option<Instant>,
     samples: usize,
 }
 
@@ -520,6 +523,10 @@ fn record(s: &mut SamplerState, now: Vec<MemberSample>, at: Instant) {
     s.samples += 1;
     let not_serving = now.iter().filter(|m| !m.serving()).count();
     s.max_not_serving = s.max_not_serving.max(not_serving);
+    if let Some(last) = s.last_at {
+        s.not_serving += (at - last) * not_serving as u32;
+    }
+    s.last_at = Some(at);
     let first = s.first.get_or_insert_with(|| now.clone()).clone();
     for (i, m) in now.iter().enumerate() {
         let original = first[i].uid.clone();
@@ -743,6 +750,7 @@ struct RunFigures {
     wall: Duration,
     restarts: Vec<Restart>,
     max_not_serving: usize,
+    not_serving: Duration,
     java: ClientFigures,
     rust: ClientFigures,
 }
@@ -840,13 +848,14 @@ async fn one_run(client: &Client, t: &Target, run: u64) -> RunFigures {
         wall,
         restarts,
         max_not_serving: state.max_not_serving,
+        not_serving: state.not_serving,
         java,
         rust,
     }
 }
 
 /// A results row: tab-separated, one per run (the header is [`HEADER`]).
-const HEADER: &str = "time\tmembers\ttarget\trun\twall_s\tfloor_s\tmax_not_serving\tjava_gap_s\tjava_failed\tjava_lost\tjava_expired\tjava_acked\trust_gap_s\trust_failed\trust_lost\trust_expired\trust_acked\trestarts";
+const HEADER: &str = "time\tmembers\ttarget\trun\twall_s\tfloor_s\tmax_not_serving\tnot_serving_s\tjava_gap_s\tjava_failed\tjava_lost\tjava_expired\tjava_acked\trust_gap_s\trust_failed\trust_lost\trust_expired\trust_acked\trestarts";
 
 fn row(t: &Target, run: u64, f: &RunFigures) -> String {
     let floor: Duration = f
@@ -868,12 +877,13 @@ fn row(t: &Target, run: u64, f: &RunFigures) -> String {
         .collect();
     let now = k8s_openapi::jiff::Timestamp::now().strftime("%Y-%m-%dT%H:%M:%SZ");
     format!(
-        "{now}\t{}\t{}\t{run}\t{:.2}\t{:.2}\t{}\t{:.3}\t{}\t{}\t{}\t{}\t{:.3}\t{}\t{}\t{}\t{}\t{}",
+        "{now}\t{}\t{}\t{run}\t{:.2}\t{:.2}\t{}\t{:.2}\t{:.3}\t{}\t{}\t{}\t{}\t{:.3}\t{}\t{}\t{}\t{}\t{}",
         t.members,
         t.kind.label(),
         f.wall.as_secs_f64(),
         floor.as_secs_f64(),
         f.max_not_serving,
+        f.not_serving.as_secs_f64(),
         f.java.longest_gap.as_secs_f64(),
         f.java.failed,
         f.java.lost,
@@ -938,7 +948,7 @@ async fn rollout() {
             writeln!(file, "{line}").unwrap();
             file.flush().unwrap();
             log(format!(
-                "run {run} {} {members}: wall {:.1}s, longest write gap java {:.2}s / rust {:.2}s, failed {}/{}, lost {}/{}, sessions expired {}/{}, most members not serving {}, restart-to-synced [{}]",
+                "run {run} {} {members}: wall {:.1}s, longest write gap java {:.2}s / rust {:.2}s, failed {}/{}, lost {}/{}, sessions expired {}/{}, most members not serving {} ({:.1} member-s in all), restart-to-synced [{}]",
                 t.kind.label(),
                 f.wall.as_secs_f64(),
                 f.java.longest_gap.as_secs_f64(),
@@ -950,6 +960,7 @@ async fn rollout() {
                 f.java.expired,
                 f.rust.expired,
                 f.max_not_serving,
+                f.not_serving.as_secs_f64(),
                 line.rsplit('\t').next().unwrap_or_default()
             ));
             assert!(
@@ -1114,14 +1125,14 @@ fn report_text(results: &str, floor: &str) -> String {
         .unwrap();
         writeln!(
             out,
-            "| target | run | wall | own floor | wall/floor | longest gap java | longest gap rust | failed | lost | sessions expired | most not serving | restart-to-synced |"
+            "| target | run | wall | own floor | wall/floor | longest gap java | longest gap rust | failed | lost | sessions expired | most not serving | member-s not serving | restart-to-synced |"
         )
         .unwrap();
-        writeln!(out, "|---|---|---|---|---|---|---|---|---|---|---|---|").unwrap();
+        writeln!(out, "|---|---|---|---|---|---|---|---|---|---|---|---|---|").unwrap();
         for r in ours.iter().chain(sts.iter()) {
             writeln!(
                 out,
-                "| {} | {} | {:.1}s | {:.1}s | {:.2} | {:.2} | {:.2} | {}/{} | {}/{} | {}/{} | {} | {} |",
+                "| {} | {} | {:.1}s | {:.1}s | {:.2} | {:.2} | {:.2} | {}/{} | {}/{} | {}/{} | {} | {:.1} | {} |",
                 r.target,
                 r.cols["run"],
                 r.f("wall_s"),
@@ -1136,6 +1147,7 @@ fn report_text(results: &str, floor: &str) -> String {
                 r.cols["java_expired"],
                 r.cols["rust_expired"],
                 r.cols["max_not_serving"],
+                r.f("not_serving_s"),
                 r.cols.get("restarts").map_or("", String::as_str)
             )
             .unwrap();
@@ -1214,6 +1226,12 @@ fn report_text(results: &str, floor: &str) -> String {
                 col(&sts, "max_not_serving"),
                 "",
             ),
+            (
+                "members not serving, summed over the rollout (member-s)",
+                col(&ours, "not_serving_s"),
+                col(&sts, "not_serving_s"),
+                "",
+            ),
         ];
         for (name, o, s, unit) in figures {
             let (so, ss) = (spread(&o), spread(&s));
@@ -1285,8 +1303,8 @@ fn report() {
 fn report_reads_rows_and_the_floor() {
     let results = format!(
         "{HEADER}\n\
-         t\t3\tours\t1\t30.00\t28.00\t1\t1.200\t12\t0\t0\t900\t1.400\t20\t0\t0\t900\tzk-2:9.00,zk-1:9.00,zk-0L:10.00\n\
-         t\t3\tsts\t1\t90.00\t80.00\t2\t2.400\t30\t0\t0\t2000\t10.400\t60\t0\t1\t2000\tzk-2:30.00,zk-1L:25.00,zk-0:25.00\n"
+         t\t3\tours\t1\t30.00\t28.00\t1\t4.00\t1.200\t12\t0\t0\t900\t1.400\t20\t0\t0\t900\tzk-2:9.00,zk-1:9.00,zk-0L:10.00\n\
+         t\t3\tsts\t1\t90.00\t80.00\t2\t40.00\t2.400\t30\t0\t0\t2000\t10.400\t60\t0\t1\t2000\tzk-2:30.00,zk-1L:25.00,zk-0:25.00\n"
     );
     let floor = "3 members, run 1: wall 7.00s, floor 6.00s, ratio 1.17; longest write gap 300 ms; writes 10 acknowledged (all readable), 0 failed; restart-to-synced: zk-2 2.00s, zk-0 (leader) 2.00s\n";
     let text = report_text(&results, floor);
@@ -1301,6 +1319,10 @@ fn report_reads_rows_and_the_floor() {
     );
     assert!(
         text.contains("restart-to-synced 2.00s / 2.00s / 2.00s"),
+        "{text}"
+    );
+    assert!(
+        text.contains("| members not serving, summed over the rollout (member-s) | 4.00 / 4.00 / 4.00 | 40.00 / 40.00 / 40.00 | 0.10, 0.10 |"),
         "{text}"
     );
     assert!(
