@@ -80,6 +80,16 @@ impl Mntr {
         self.values.get(key).map(String::as_str)
     }
 
+    /// A whole-number value: `2` as ZooKeeper's own metrics print it, `2.0` as the Prometheus
+    /// metrics provider does (it then formats every gauge as a float).
+    fn count(&self, key: &str) -> Option<u32> {
+        let raw = self.get(key)?;
+        raw.parse().ok().or_else(|| {
+            let f: f64 = raw.parse().ok()?;
+            (f >= 0.0 && f.fract() == 0.0 && f <= f64::from(u32::MAX)).then_some(f as u32)
+        })
+    }
+
     /// `zk_server_state` as a mode.
     pub fn server_state(&self) -> Option<Mode> {
         self.get("zk_server_state").and_then(Mode::from_zookeeper)
@@ -87,23 +97,23 @@ impl Mntr {
 
     /// `zk_synced_followers`: voting followers in sync with this member; only a leader reports it.
     pub fn synced_followers(&self) -> Option<u32> {
-        self.get("zk_synced_followers")?.parse().ok()
+        self.count("zk_synced_followers")
     }
 
     /// `zk_synced_non_voting_followers` (3.6+): learners synced with this leader that do not
     /// vote (a joiner before it is added to the configuration).
     pub fn synced_non_voting_followers(&self) -> Option<u32> {
-        self.get("zk_synced_non_voting_followers")?.parse().ok()
+        self.count("zk_synced_non_voting_followers")
     }
 
     /// `zk_followers`: connected followers; reported by 3.4-3.7 leaders, absent from 3.8 on.
     pub fn followers(&self) -> Option<u32> {
-        self.get("zk_followers")?.parse().ok()
+        self.count("zk_followers")
     }
 
     /// `zk_quorum_size`: voters in the member's configuration (3.6+).
     pub fn quorum_size(&self) -> Option<u32> {
-        self.get("zk_quorum_size")?.parse().ok()
+        self.count("zk_quorum_size")
     }
 
     /// `zk_version`.
@@ -408,6 +418,21 @@ mod tests {
             let standalone = data(mntr(&fixture(v, "standalone.mntr")));
             assert_eq!(standalone.server_state(), Some(Mode::Standalone), "{v}");
         }
+    }
+
+    #[test]
+    fn mntr_counts_read_the_prometheus_providers_float_format() {
+        // A real 3.9.5 leader with the Prometheus metrics provider on (every gauge printed as a
+        // float) and one joiner synced before it was added to the configuration.
+        let leader = data(mntr(&fixture(
+            "3.9.5",
+            "leader-with-joiner-prometheus-provider.mntr",
+        )));
+        assert_eq!(leader.get("zk_synced_followers"), Some("1.0"));
+        assert_eq!(leader.server_state(), Some(Mode::Leader));
+        assert_eq!(leader.synced_followers(), Some(1));
+        assert_eq!(leader.synced_non_voting_followers(), Some(1));
+        assert_eq!(leader.quorum_size(), Some(1));
     }
 
     #[test]
