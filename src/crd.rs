@@ -17,20 +17,6 @@ use serde::{Deserialize, Serialize};
 /// Default ZooKeeper image: built from `deploy/images/zookeeper`.
 pub const DEFAULT_IMAGE: &str = "zookeeper-operator/zookeeper:3.9.5";
 
-/// CEL `messageExpression` of the growth rule on `spec.replicas` (`self <= 2 * oldSelf - 1`): the
-/// texts of [`crate::validate::growth_message`] for every size that can grow, chosen by `oldSelf`.
-/// Literals only: the API server estimates a concatenation with `string(int)` as unbounded and
-/// refuses the CRD for exceeding the cost budget.
-fn growth_message_expression() -> String {
-    let mut expr = "'spec.replicas cannot grow this far: the members that hold the data must stay a majority of the new size'".to_string();
-    for old in (1..=7).rev().step_by(2) {
-        let text = crate::validate::growth_message(old);
-        assert!(!text.contains(['\'', '\\', '\n']), "{text}");
-        expr = format!("oldSelf == {old} ? '{text}' : {expr}");
-    }
-    expr
-}
-
 /// Desired state of a ZooKeeper ensemble. Every field is optional; defaults reproduce the
 /// reference 3-member ensemble.
 #[derive(CustomResource, KubeSchema, Deserialize, Serialize, Clone, Debug, PartialEq)]
@@ -56,15 +42,13 @@ fn growth_message_expression() -> String {
 #[serde(rename_all = "camelCase")]
 pub struct ZookeeperClusterSpec {
     /// Number of ZooKeeper members (voters). Must be odd, from 1 to 9: an even number adds a
-    /// member without adding fault tolerance. 3 tolerates one failure, 5 tolerates two. It can
-    /// grow (new members start, then the old ones restart into the larger ensemble one at a
-    /// time) while the existing members stay a majority of the new size, at most 2 x old - 1
-    /// (3 to 5, 5 to 9; a single member cannot grow), and never shrink.
+    /// member without adding fault tolerance. 3 tolerates one failure, 5 tolerates two. It may
+    /// grow and shrink to any allowed size: the operator changes the membership one server at a
+    /// time with ZooKeeper's dynamic reconfiguration, so the members that hold the data always
+    /// stay a majority of every configuration, and nobody restarts.
     #[serde(default = "default_replicas")]
     #[schemars(range(min = 1, max = 9))]
     #[x_kube(validation = Rule::new("self % 2 == 1").message("spec.replicas must be odd (1, 3, 5, 7 or 9): an even ensemble tolerates no more failures than the odd one below it"))]
-    #[x_kube(validation = Rule::new("self >= oldSelf").message("spec.replicas cannot be lowered: with ZooKeeper's static membership the remaining members would lose their quorum while they restart into the smaller ensemble; create a new, smaller cluster and move the clients instead"))]
-    #[x_kube(validation = Rule::new("self <= 2 * oldSelf - 1").message(kube::core::Message::Expression(growth_message_expression())))]
     pub replicas: i32,
 
     /// Container image that provides `start-zookeeper` and `zookeeper-ready` (see
@@ -763,64 +747,16 @@ mod tests {
         let err = format!("{:?}", policy.validate_cel_update(&old).unwrap_err());
         assert!(err.contains("podManagementPolicy is immutable"), "{err}");
 
-        let shrink = cluster(serde_json::json!({"replicas": 1}));
-        let err = format!("{:?}", shrink.validate_cel_update(&old).unwrap_err());
-        assert!(err.contains("spec.replicas cannot be lowered"), "{err}");
-
-        let fine = cluster(serde_json::json!({"replicas": 5, "config": {"tickTime": 3000}}));
-        assert_eq!(format!("{:?}", fine.validate_cel_update(&old)), "Ok(())");
-    }
-
-    #[test]
-    fn growth_is_refused_unless_the_existing_members_stay_a_majority() {
-        for old in [1, 3, 5, 7, 9] {
-            for new in (old..=9).step_by(2) {
-                let before = cluster(serde_json::json!({"replicas": old}));
-                let after = cluster(serde_json::json!({"replicas": new}));
-                let result = after.validate_cel_update(&before);
-                match crate::validate::growth_problem(old, new) {
-                    None => assert!(result.is_ok(), "{old} -> {new}: {result:?}"),
-                    Some(message) => {
-                        let err = format!("{:?}", result.unwrap_err());
-                        assert!(err.contains(&message), "{old} -> {new}: {err}");
-                    }
-                }
-            }
+        // Membership changes through reconfiguration: any allowed size, up or down.
+        for (old, new) in [(3, 1), (1, 3), (1, 9), (3, 7), (9, 1), (5, 3)] {
+            let before = cluster(serde_json::json!({"replicas": old}));
+            let after = cluster(serde_json::json!({"replicas": new, "config": {"tickTime": 3000}}));
+            assert_eq!(
+                format!("{:?}", after.validate_cel_update(&before)),
+                "Ok(())",
+                "{old} -> {new}"
+            );
         }
-        let refused: Vec<(i32, i32)> = [1, 3, 5, 7, 9]
-            .into_iter()
-            .flat_map(|old| (old..=9).step_by(2).map(move |new| (old, new)))
-            .filter(|(old, new)| crate::validate::growth_problem(*old, *new).is_some())
-            .collect();
-        assert_eq!(
-            refused,
-            [(1, 3), (1, 5), (1, 7), (1, 9), (3, 7), (3, 9)],
-            "only steps whose new members would be a majority"
-        );
-        // The message names the field, the step and the largest step allowed.
-        let err = format!(
-            "{:?}",
-            cluster(serde_json::json!({"replicas": 3}))
-                .validate_cel_update(&cluster(serde_json::json!({"replicas": 1})))
-                .unwrap_err()
-        );
-        assert!(
-            err.contains("spec.replicas cannot grow from 1 member yet"),
-            "{err}"
-        );
-        assert!(err.contains("a single member cannot grow at all"), "{err}");
-        let err = format!(
-            "{:?}",
-            cluster(serde_json::json!({"replicas": 7}))
-                .validate_cel_update(&cluster(serde_json::json!({"replicas": 3})))
-                .unwrap_err()
-        );
-        assert!(
-            err.contains("spec.replicas cannot grow from 3 members beyond 5 yet"),
-            "{err}"
-        );
-        // A new cluster may start at any size.
-        assert_eq!(cel_errors(&cluster(serde_json::json!({"replicas": 9}))), "");
     }
 
     #[test]

@@ -7,12 +7,17 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use anyhow::{Context as _, bail};
 use clap::{Parser, Subcommand, ValueEnum};
+use k8s_openapi::ByteString;
+use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use kube::api::PostParams;
 use kube::{Api, Client, CustomResourceExt};
+use zookeeper_operator::controller::membership::{NetworkZookeeper, SuperKey};
 use zookeeper_operator::controller::{self, Context, RunOptions, observe};
 use zookeeper_operator::crd::ZookeeperCluster;
 use zookeeper_operator::health::fourlw::ProbeConfig;
 use zookeeper_operator::metrics::Metrics;
+use zookeeper_operator::rbac;
 use zookeeper_operator::render::render;
 use zookeeper_operator::validate::validate;
 
@@ -54,7 +59,8 @@ struct RunArgs {
     /// Watch only this namespace (default: every namespace).
     #[arg(id = "watch_namespace", long = "namespace", env = "ZKOP_NAMESPACE")]
     namespace: Option<String>,
-    /// Log format; the level comes from RUST_LOG (default info).
+    /// Log format; the level comes from RUST_LOG (default info, and warn for the ZooKeeper
+    /// client, which logs every session it opens).
     #[arg(long, env = "ZKOP_LOG_FORMAT", value_enum, default_value = "plain")]
     log_format: LogFormat,
     /// Address of the /healthz, /readyz and /metrics endpoints.
@@ -76,7 +82,7 @@ struct RunArgs {
 
 fn init_tracing(format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,zookeeper_client=warn"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
@@ -234,6 +240,73 @@ async fn wait_for_crd(client: &Client) -> anyhow::Result<()> {
     }
 }
 
+/// The key every cluster's ZooKeeper super-user password is derived from: the Secret
+/// `zookeeper-operator-super-key` in the operator's namespace, created with 32 random bytes at
+/// the first start. Without it the operator runs, but changes no membership (and says why).
+async fn super_key(client: &Client) -> Option<SuperKey> {
+    let namespace = std::env::var("POD_NAMESPACE")
+        .ok()
+        .filter(|n| !n.is_empty())
+        .unwrap_or_else(|| client.default_namespace().to_string());
+    let api: Api<Secret> = Api::namespaced(client.clone(), &namespace);
+    let name = rbac::SUPER_KEY_SECRET;
+    let key_of = |s: Secret| {
+        s.data
+            .and_then(|d| d.get("key").cloned())
+            .and_then(|k| SuperKey::new(&k.0))
+    };
+    for _ in 0..5 {
+        match api.get_opt(name).await {
+            Ok(Some(secret)) => match key_of(secret) {
+                Some(key) => return Some(key),
+                None => {
+                    tracing::error!(secret = name, %namespace, "the super-user key Secret has no usable `key` (16+ bytes); delete it to have a new one created");
+                    return None;
+                }
+            },
+            Ok(None) => {
+                let mut bytes = vec![0u8; 32];
+                if let Err(e) = std::fs::File::open("/dev/urandom")
+                    .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut bytes))
+                {
+                    tracing::error!(error = %e, "cannot read random bytes for the super-user key");
+                    return None;
+                }
+                let secret = Secret {
+                    metadata: kube::api::ObjectMeta {
+                        name: Some(name.to_string()),
+                        namespace: Some(namespace.clone()),
+                        ..Default::default()
+                    },
+                    data: Some(
+                        [("key".to_string(), ByteString(bytes))]
+                            .into_iter()
+                            .collect(),
+                    ),
+                    ..Default::default()
+                };
+                match api.create(&PostParams::default(), &secret).await {
+                    Ok(secret) => {
+                        tracing::info!(secret = name, %namespace, "created the super-user key");
+                        return key_of(secret);
+                    }
+                    // Another replica created it first: read it.
+                    Err(kube::Error::Api(s)) if s.code == 409 => continue,
+                    Err(e) => {
+                        tracing::error!(error = %e, secret = name, %namespace, "cannot create the super-user key; membership changes are off");
+                        return None;
+                    }
+                }
+            }
+            Err(e) => {
+                tracing::error!(error = %e, secret = name, %namespace, "cannot read the super-user key; membership changes are off");
+                return None;
+            }
+        }
+    }
+    None
+}
+
 async fn run(args: RunArgs) -> anyhow::Result<()> {
     init_tracing(args.log_format);
     let client = Client::try_default().await.context(
@@ -247,6 +320,7 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         ready.clone(),
     ));
     wait_for_crd(&client).await?;
+    let super_key = super_key(&client).await;
 
     // A standby is Ready too: a rolling update waits for the new pod's readiness before it stops the old leader.
     ready.store(true, Ordering::Relaxed);
@@ -285,7 +359,8 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         let ctx = Arc::new(
             Context::new(client.clone(), metrics.clone(), prober.clone())
                 .with_steady_resync(std::time::Duration::from_secs(args.steady_resync_seconds))
-                .with_fence(hold.as_ref().map(|h| h.fence())),
+                .with_fence(hold.as_ref().map(|h| h.fence()))
+                .with_membership(Arc::new(NetworkZookeeper), super_key.clone()),
         );
         tracing::info!(namespace = args.namespace.as_deref().unwrap_or("<all>"), addr = %args.metrics_addr, "starting controller");
         let lost = async {

@@ -122,6 +122,15 @@ pub fn short_hash(bytes: &[u8]) -> String {
         .collect()
 }
 
+/// The ConfigMap that publishes the membership a member with no configuration of its own boots
+/// with (`<cluster>-members`).
+pub fn members_configmap(cluster: &str) -> String {
+    format!("{cluster}-members")
+}
+
+/// The key of that ConfigMap holding the `server.N=` lines.
+pub const MEMBERS_BOOT_KEY: &str = "boot.cfg";
+
 #[cfg(test)]
 mod tests {
     use super::*;

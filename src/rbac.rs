@@ -126,6 +126,37 @@ pub const LEASES: Rule = Rule {
     scope: Scope::OperatorNamespace,
 };
 
+/// The membership ConfigMap each cluster owns (`<cluster>-members`).
+pub const CONFIG_MAPS: Rule = Rule {
+    api_group: "",
+    resource: "configmaps",
+    verbs: CHILD_VERBS,
+    resource_names: &[],
+    scope: Scope::Watched,
+};
+
+/// The name of the Secret in the operator's namespace holding the key from which every
+/// cluster's ZooKeeper super-user password is derived.
+pub const SUPER_KEY_SECRET: &str = "zookeeper-operator-super-key";
+
+/// Read the super-user key, and only that Secret: no other Secret anywhere is readable.
+pub const SUPER_KEY_READ: Rule = Rule {
+    api_group: "",
+    resource: "secrets",
+    verbs: &["get"],
+    resource_names: &[SUPER_KEY_SECRET],
+    scope: Scope::OperatorNamespace,
+};
+
+/// Create the key once, at the first start (`create` cannot be limited to a name).
+pub const SUPER_KEY_CREATE: Rule = Rule {
+    api_group: "",
+    resource: "secrets",
+    verbs: &["create"],
+    resource_names: &[],
+    scope: Scope::OperatorNamespace,
+};
+
 /// At start the operator checks that its own CRD is installed, and nothing else.
 pub const CUSTOM_RESOURCE_DEFINITIONS: Rule = Rule {
     api_group: "apiextensions.k8s.io",
@@ -145,7 +176,10 @@ pub const RULES: &[Rule] = &[
     PODS,
     PODS_EVICTION,
     EVENTS,
+    CONFIG_MAPS,
     LEASES,
+    SUPER_KEY_READ,
+    SUPER_KEY_CREATE,
     CUSTOM_RESOURCE_DEFINITIONS,
 ];
 
@@ -423,7 +457,7 @@ mod tests {
         let mut seen = HashSet::new();
         for r in RULES {
             assert!(
-                seen.insert((r.api_group, r.resource)),
+                seen.insert((r.api_group, r.resource, r.resource_names)),
                 "duplicate rule for {}",
                 r.resource
             );
@@ -431,14 +465,20 @@ mod tests {
             for v in r.verbs {
                 assert!(known.contains(v), "unknown verb {v} on {}", r.resource);
             }
-            // Only the CRD check is cluster-scoped, and it is pinned to our CRD's name.
+            // Pinned to one name: the CRD check (the only cluster-scoped rule) and reading the
+            // super-user key (no other Secret is readable).
             assert_eq!(
-                r.scope == Scope::Cluster,
+                r.scope == Scope::Cluster || r.resource == "secrets" && r.verbs == ["get"],
                 !r.resource_names.is_empty(),
                 "{}",
                 r.resource
             );
         }
-        assert_eq!(rules_in(Scope::OperatorNamespace).count(), 1);
+        // Secrets: read only the key, and nothing outside the operator's namespace.
+        for r in RULES.iter().filter(|r| r.resource == "secrets") {
+            assert_eq!(r.scope, Scope::OperatorNamespace);
+            assert!(r.verbs == ["get"] || r.verbs == ["create"], "{:?}", r.verbs);
+        }
+        assert_eq!(rules_in(Scope::OperatorNamespace).count(), 3);
     }
 }

@@ -68,6 +68,16 @@ pub mod reason {
     pub const OBSERVE_FAILED: &str = "ObserveFailed";
     /// Event: applying an owned object failed.
     pub const APPLY_FAILED: &str = "ApplyFailed";
+    /// Progressing: a server is being added to the ensemble's configuration.
+    pub const SCALING_UP: &str = "ScalingUp";
+    /// Progressing: a server is being removed from the ensemble's configuration.
+    pub const SCALING_DOWN: &str = "ScalingDown";
+    /// Event: `reconfig` added a server.
+    pub const MEMBER_ADDED: &str = "MemberAdded";
+    /// Event: `reconfig` removed a server.
+    pub const MEMBER_REMOVED: &str = "MemberRemoved";
+    /// Event: a `reconfig` failed (it is retried).
+    pub const RECONFIG_FAILED: &str = "ReconfigFailed";
 }
 
 /// One condition as the reconcile judged it, before timestamps.
@@ -394,9 +404,15 @@ pub fn cluster_status(
     sts: &StatefulSet,
     plan: &Plan,
     act: &Act,
+    scaling: Option<Judgement>,
     now: &Time,
 ) -> ZookeeperClusterStatus {
-    let judgements = judge(plan, act);
+    let mut judgements = judge(plan, act).to_vec();
+    // A membership change under way is what progresses; the rollout waits for it.
+    if let Some(scaling) = scaling {
+        judgements.retain(|j| j.type_ != PROGRESSING);
+        judgements.push(scaling);
+    }
     observed_status(
         zk,
         Some(connection_string),

@@ -108,9 +108,6 @@ pub fn validate(zk: &ZookeeperCluster) -> Result<ValidatedCluster, InvalidSpec> 
             spec.replicas
         ));
     }
-    if let Some(problem) = running_size(zk).and_then(|old| growth_problem(old, spec.replicas)) {
-        problems.push(problem);
-    }
     if spec.image.trim().is_empty() || spec.image.chars().any(char::is_whitespace) {
         problems.push(format!(
             "spec.image {:?} is not an image reference; use e.g. zookeeper-operator/zookeeper:3.9.5",
@@ -245,46 +242,6 @@ pub fn validate(zk: &ZookeeperCluster) -> Result<ValidatedCluster, InvalidSpec> 
     } else {
         Err(InvalidSpec { problems })
     }
-}
-
-/// The size of the ensemble the operator last built, as it reported it in the status: the
-/// StatefulSet's members (`status.members`, one per ordinal) or pods (`status.replicas`). `None`
-/// before anything runs. The status is the operator's own record, so this holds even where the
-/// CRD lacks the growth rule (an older install) or the rule was bypassed.
-fn running_size(zk: &ZookeeperCluster) -> Option<i32> {
-    let status = zk.status.as_ref()?;
-    let members = i32::try_from(status.members.len()).unwrap_or(i32::MAX);
-    Some(members.max(status.replicas)).filter(|n| *n > 0)
-}
-
-/// The largest size an ensemble of `old` members can grow to while they stay a majority of it.
-pub fn largest_growth(old: i32) -> i32 {
-    2 * old - 1
-}
-
-/// Why an ensemble of `old` members cannot grow beyond [`largest_growth`]: with static
-/// membership the new members would elect a leader among themselves, and the old members would
-/// take its empty database when they restart into the larger ensemble. Depends on `old` only, so
-/// that the CRD's rule on `spec.replicas` carries the same texts as literals.
-pub fn growth_message(old: i32) -> String {
-    let why = "until the operator reconfigures membership, the members that hold the data must stay a majority of the new size (at most twice the old size minus one)";
-    let loss = "more new members would elect a leader among themselves and its empty database would replace the existing data";
-    if old == 1 {
-        format!(
-            "spec.replicas cannot grow from 1 member yet: {why}, so a single member cannot grow at all; {loss}. Create a new cluster with 3 members and move the data instead"
-        )
-    } else {
-        let largest = largest_growth(old);
-        format!(
-            "spec.replicas cannot grow from {old} members beyond {largest} yet: {why}; {loss}. Grow to {largest} first and further once it has settled"
-        )
-    }
-}
-
-/// [`growth_message`] when growing a running ensemble of `old` members to `new` would lose its
-/// data, `None` when the existing members stay a majority of the new size.
-pub fn growth_problem(old: i32, new: i32) -> Option<String> {
-    (new > largest_growth(old)).then(|| growth_message(old))
 }
 
 /// Parses a heap flag value: a whole number followed by `M` or `G`.
@@ -475,67 +432,13 @@ mod tests {
     }
 
     #[test]
-    fn growth_that_outvotes_the_running_members_is_refused() {
-        // A standalone member grown to 3: the two new members would elect an empty leader.
-        let err = validate(&running(serde_json::json!({"replicas": 3}), 1, 1)).unwrap_err();
-        let msg = err.problems.join("\n");
-        assert!(
-            msg.contains("spec.replicas cannot grow from 1 member yet"),
-            "{msg}"
-        );
-        assert!(msg.contains("a single member cannot grow at all"), "{msg}");
-        for (old, new, largest) in [(3, 7, 5), (3, 9, 5)] {
-            let msg = validate(&running(
-                serde_json::json!({"replicas": new}),
-                old,
-                old as usize,
-            ))
-            .unwrap_err()
-            .problems
-            .join("\n");
-            assert!(
-                msg.contains(&format!(
-                    "spec.replicas cannot grow from {old} members beyond {largest} yet"
-                )),
-                "{old} -> {new}: {msg}"
-            );
-        }
-        // Steps that keep the existing members a majority, and the running size itself.
-        for (old, new) in [(1, 1), (3, 3), (3, 5), (5, 7), (5, 9), (7, 9), (9, 9)] {
+    fn any_allowed_size_is_valid_whatever_runs() {
+        // Membership changes one server at a time through reconfiguration: growing a single
+        // member, growing past a majority of new members, and shrinking are all valid.
+        for (old, new) in [(1, 3), (1, 9), (3, 7), (3, 1), (9, 1), (5, 3)] {
             let zk = running(serde_json::json!({"replicas": new}), old, old as usize);
             assert!(validate(&zk).is_ok(), "{old} -> {new}");
         }
-    }
-
-    #[test]
-    fn growth_is_judged_against_the_larger_of_members_and_pods() {
-        // A member's pod is being replaced: 2 pods exist, the ensemble still has 3 members.
-        let zk = running(serde_json::json!({"replicas": 5}), 2, 3);
-        assert!(validate(&zk).is_ok());
-        // A status from before the members were listed.
-        let zk = running(serde_json::json!({"replicas": 5}), 3, 0);
-        assert!(validate(&zk).is_ok());
-        let zk = running(serde_json::json!({"replicas": 7}), 3, 0);
-        assert!(validate(&zk).is_err());
-        // Nothing runs yet (a new cluster, or a status without pods): any valid size.
-        assert!(validate(&cluster(serde_json::json!({"replicas": 9}))).is_ok());
-        assert!(validate(&running(serde_json::json!({"replicas": 9}), 0, 0)).is_ok());
-    }
-
-    #[test]
-    fn growth_problem_names_the_largest_step_and_why() {
-        assert_eq!(growth_problem(3, 5), None);
-        assert_eq!(growth_problem(5, 9), None);
-        assert_eq!(growth_problem(1, 1), None);
-        assert_eq!(
-            growth_problem(1, 3).unwrap(),
-            "spec.replicas cannot grow from 1 member yet: until the operator reconfigures membership, the members that hold the data must stay a majority of the new size (at most twice the old size minus one), so a single member cannot grow at all; more new members would elect a leader among themselves and its empty database would replace the existing data. Create a new cluster with 3 members and move the data instead"
-        );
-        assert_eq!(
-            growth_problem(3, 7).unwrap(),
-            "spec.replicas cannot grow from 3 members beyond 5 yet: until the operator reconfigures membership, the members that hold the data must stay a majority of the new size (at most twice the old size minus one); more new members would elect a leader among themselves and its empty database would replace the existing data. Grow to 5 first and further once it has settled"
-        );
-        assert_eq!(growth_problem(3, 9), growth_problem(3, 7));
     }
 
     #[test]

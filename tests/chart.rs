@@ -418,7 +418,10 @@ fn default_install_is_least_privilege_and_hardened() {
         assert!(args.contains(&a.to_string()), "{a} missing from {args:?}");
     }
     assert!(args.contains(&format!("--leader-election-namespace={NAMESPACE}")));
-    assert_eq!(env(c, "RUST_LOG").unwrap().value.as_deref(), Some("info"));
+    assert_eq!(
+        env(c, "RUST_LOG").unwrap().value.as_deref(),
+        Some("info,zookeeper_client=warn")
+    );
     for (name, field) in [
         ("POD_NAME", "metadata.name"),
         ("POD_NAMESPACE", "metadata.namespace"),

@@ -39,7 +39,13 @@ fn render_prints_every_object_of_each_sample() {
             .collect();
         assert_eq!(
             kinds,
-            ["Service", "Service", "PodDisruptionBudget", "StatefulSet"],
+            [
+                "Service",
+                "Service",
+                "PodDisruptionBudget",
+                "ConfigMap",
+                "StatefulSet"
+            ],
             "{sample}"
         );
     }

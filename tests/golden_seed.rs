@@ -111,13 +111,32 @@ fn statefulset_matches_the_seed() {
     ours_ports.retain(|(name, _)| name != "metrics");
     assert_eq!(ours_ports, ports(&sc["ports"], "containerPort"));
     assert_eq!(oc["resources"]["requests"], sc["resources"]["requests"]);
-    assert_eq!(oc["volumeMounts"], sc["volumeMounts"]);
+    // The data volume where the seed has it; the published membership (read-only) is a
+    // deliberate addition: dynamic membership (see below).
+    assert_eq!(oc["volumeMounts"][0], sc["volumeMounts"][0]);
+    assert_eq!(sc["volumeMounts"].as_array().unwrap().len(), 1);
+    assert_eq!(oc["volumeMounts"][1]["name"], "members");
+    assert_eq!(oc["volumeMounts"][1]["readOnly"], true);
 
     // Same program, same flags, same values, same order; passed as argv instead of `sh -c`.
     let mut ours_command: Vec<String> = serde_json::from_value(oc["command"].clone()).unwrap();
     ours_command.extend(serde_json::from_value::<Vec<String>>(oc["args"].clone()).unwrap());
     ours_command.retain(|w| !w.starts_with("--metrics_port="));
-    assert_eq!(ours_command, seed_command(sc));
+    // Deliberate, for dynamic membership: no `--servers` (the servers come from ZooKeeper's own
+    // dynamic configuration, so a new size restarts nobody) but the published membership file,
+    // and the configuration directory on the data volume (ZooKeeper rewrites it on reconfig).
+    let mut seed_words = seed_command(sc);
+    let servers = seed_words
+        .iter()
+        .position(|w| w.starts_with("--servers="))
+        .expect("the seed passes --servers");
+    seed_words[servers] = "--membership_file=/etc/zookeeper/members/boot.cfg".to_string();
+    for w in &mut seed_words {
+        if w.starts_with("--conf_dir=") {
+            *w = "--conf_dir=/var/lib/zookeeper/conf".to_string();
+        }
+    }
+    assert_eq!(ours_command, seed_words);
 
     for probe in ["readinessProbe", "livenessProbe"] {
         for timing in ["initialDelaySeconds", "timeoutSeconds"] {

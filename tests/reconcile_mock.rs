@@ -128,16 +128,21 @@ fn base(kind: &str, name: &str) -> String {
             format!("/apis/policy/v1/namespaces/{NS}/poddisruptionbudgets/{name}")
         }
         "statefulsets" => format!("/apis/apps/v1/namespaces/{NS}/statefulsets/{name}"),
+        "configmaps" => format!("/api/v1/namespaces/{NS}/configmaps/{name}"),
         _ => unreachable!(),
     }
 }
 
 fn first_time_script() -> Vec<Exchange> {
-    let mut script = Vec::new();
+    // Membership: no StatefulSet yet, so every member of the spec boots together.
+    let mut script = vec![expect(Method::GET, base("statefulsets", "zk"), |_| {
+        status(StatusCode::NOT_FOUND, "NotFound")
+    })];
     for (kind, name) in [
         ("services", "zk-hs"),
         ("services", "zk-cs"),
         ("poddisruptionbudgets", "zk-pdb"),
+        ("configmaps", "zk-members"),
     ] {
         script.push(expect(Method::GET, base(kind, name), |_| {
             status(StatusCode::NOT_FOUND, "NotFound")
@@ -171,7 +176,7 @@ async fn run(zk: ZookeeperCluster, script: Vec<Exchange>, prober: Prober) -> Vec
 }
 
 #[tokio::test]
-async fn first_reconcile_applies_four_objects_in_order_then_writes_status() {
+async fn first_reconcile_applies_five_objects_in_order_then_writes_status() {
     let mut script = first_time_script();
     script.push(status_patch());
     let writes = run(cluster(json!({}), None), script, healthy_prober()).await;
@@ -185,18 +190,32 @@ async fn first_reconcile_applies_four_objects_in_order_then_writes_status() {
             "Service",
             "Service",
             "PodDisruptionBudget",
+            "ConfigMap",
             "StatefulSet",
             "ZookeeperCluster"
         ]
     );
 
+    // A new cluster's members boot together from the published membership, version 0.
+    let boot = writes[3].1["data"]["boot.cfg"].as_str().unwrap();
+    assert_eq!(
+        boot.lines().collect::<Vec<_>>(),
+        (0..3)
+            .map(|i| format!(
+                "server.{}=zk-{i}.zk-hs.{NS}.svc.cluster.local:2888:3888:participant;2181",
+                i + 1
+            ))
+            .collect::<Vec<_>>()
+    );
+
     // Children are owned by the cluster and carry the applied hash.
-    let sts = &writes[3].1;
+    let sts = &writes[4].1;
+    assert_eq!(sts["spec"]["replicas"], 3);
     assert_eq!(sts["metadata"]["ownerReferences"][0]["uid"], "uid-1");
     assert_eq!(sts["metadata"]["ownerReferences"][0]["controller"], true);
     assert!(sts["metadata"]["annotations"]["zookeeper.ensemble.dev/applied-hash"].is_string());
 
-    let status = &writes[4].1["status"];
+    let status = &writes[5].1["status"];
     assert_eq!(status["leader"], "zk-1");
     assert_eq!(status["observedGeneration"], 1);
     assert_eq!(status["readyReplicas"], 3);
@@ -224,15 +243,21 @@ async fn unchanged_cluster_reconciles_with_zero_writes() {
     let mut script = first_time_script();
     script.push(status_patch());
     let writes = run(cluster(json!({}), None), script, healthy_prober()).await;
-    let applied: Vec<Value> = writes[..4].iter().map(|(_, b)| b.clone()).collect();
-    let status = writes[4].1["status"].clone();
+    let applied: Vec<Value> = writes[..5].iter().map(|(_, b)| b.clone()).collect();
+    let status = writes[5].1["status"].clone();
 
-    // Second pass: the server holds exactly that; only reads may happen.
-    let mut script = Vec::new();
+    // Second pass: the server holds exactly that; only reads may happen. The membership step
+    // reads the StatefulSet first (its members are not reachable here: nothing changes).
+    let mut live_sts = applied[4].clone();
+    sts_status(&mut live_sts);
+    let mut script = vec![expect(Method::GET, base("statefulsets", "zk"), move |_| {
+        (StatusCode::OK, live_sts.clone())
+    })];
     for (i, (kind, name)) in [
         ("services", "zk-hs"),
         ("services", "zk-cs"),
         ("poddisruptionbudgets", "zk-pdb"),
+        ("configmaps", "zk-members"),
         ("statefulsets", "zk"),
     ]
     .into_iter()
@@ -345,7 +370,7 @@ fn sts_rolling(obj: &mut Value) {
 /// before it.
 fn rollout_script(answer: Reply) -> Vec<Exchange> {
     let mut script = first_time_script();
-    script[7] = expect(Method::PATCH, base("statefulsets", "zk"), echo(sts_rolling));
+    script[10] = expect(Method::PATCH, base("statefulsets", "zk"), echo(sts_rolling));
     script.push(expect(Method::GET, base("statefulsets", "zk"), |_| {
         let mut sts = running_statefulset();
         sts_rolling(&mut sts);

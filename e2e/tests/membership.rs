@@ -1,26 +1,29 @@
-//! Growing an ensemble whose new members would outvote the old ones.
+//! Membership changes through ZooKeeper's dynamic reconfiguration, under write load.
 //!
-//! Membership is static: every member's configuration lists server.1..N from spec.replicas. When
-//! the new members are a majority of the new size they can elect a leader among themselves, with
-//! an empty database, and the old members then follow it and take its snapshot: 1 -> 3 lost every
-//! znode this way. Until the operator reconfigures membership, the API server refuses growth
-//! beyond 2 * old - 1 members (the CRD's rule on spec.replicas) and so does the operator.
+//! With static membership, growing 1 -> 3 let the two new members elect an empty leader whose
+//! snapshot replaced the existing data. Now the operator adds and removes one server at a time
+//! with `reconfig`: a new member boots with the committed configuration plus itself and joins
+//! as a non-voting follower of the existing leader, synced before it is added, so the members
+//! that hold the data are a majority of every configuration. This test walks 1 -> 3 -> 5 -> 3
+//! -> 1 -> 3 with a writer on the client Service and data written before the first step, and
+//! checks after every step: the committed configuration, every member's copy of the data, that
+//! no kept member restarted, and at the end every acknowledged write.
 
-use std::time::Duration;
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
 
 use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::Event;
-use kube::api::{Api, ListParams, Patch, PatchParams};
+use kube::api::{Api, ListParams};
 use kube::{Client, ResourceExt};
 use serde_json::json;
-use zookeeper_operator::crd::ZookeeperCluster;
 
 use super::{
-    FIELD_MANAGER, TestNamespace, apply_cluster, client, cluster, condition, connect_string, log,
-    member_pods, ordinal, pod_ready, spec, uids, wait_settled,
+    TestNamespace, apply_cluster, client, cluster, condition, connect_string, log, member_pods,
+    ordinal, pod_ready, spec, support, uids, wait_until,
 };
 
-/// Znodes written under /precious before the cluster grows.
+/// Znodes written under /precious before the first membership change.
 const PRECIOUS: usize = 50;
 
 async fn zk_connect(connect_string: &str) -> Result<zookeeper_client::Client, String> {
@@ -139,125 +142,135 @@ async fn log_events(client: &Client, ns: &str) {
     }
 }
 
-/// Applies `replicas` to cluster `name` without storing it: the API server runs every check.
-async fn dry_run_replicas(
-    client: &Client,
-    ns: &str,
-    name: &str,
-    replicas: i32,
-) -> Result<(), kube::Error> {
-    let api: Api<ZookeeperCluster> = Api::namespaced(client.clone(), ns);
-    let obj = json!({
-        "apiVersion": "zookeeper.ensemble.dev/v1alpha1",
-        "kind": "ZookeeperCluster",
-        "metadata": {"name": name},
-        "spec": spec(json!({"replicas": replicas})),
-    });
-    api.patch(
-        name,
-        &PatchParams::apply(FIELD_MANAGER).force().dry_run(),
-        &Patch::Apply(&obj),
-    )
-    .await
-    .map(|_| ())
+/// The committed configuration's server ids, read through `connect_string` after a sync.
+async fn committed_ids(connect_string: &str) -> Result<Vec<u32>, String> {
+    let zk = zk_connect(connect_string).await?;
+    let read = async {
+        zk.sync("/zookeeper/config")
+            .await
+            .map_err(|e| format!("sync: {e}"))?;
+        let (data, _) = zk.get_config().await.map_err(|e| format!("config: {e}"))?;
+        let text = String::from_utf8_lossy(&data).to_string();
+        Ok::<_, String>(
+            text.lines()
+                .filter_map(|l| l.strip_prefix("server."))
+                .filter_map(|l| l.split('=').next()?.parse().ok())
+                .collect(),
+        )
+    };
+    match tokio::time::timeout(Duration::from_secs(10), read).await {
+        Ok(r) => r,
+        Err(_) => Err("no answer within 10s".into()),
+    }
+}
+
+/// Counts the cluster's Events by reason.
+async fn event_reasons(client: &Client, ns: &str) -> BTreeMap<String, usize> {
+    let events = Api::<Event>::namespaced(client.clone(), ns)
+        .list(&ListParams::default())
+        .await
+        .map(|l| l.items)
+        .unwrap_or_default();
+    let mut out = BTreeMap::new();
+    for e in events {
+        *out.entry(e.reason.unwrap_or_default()).or_default() += e.count.unwrap_or(1) as usize;
+    }
+    out
 }
 
 #[tokio::test]
 #[ignore = "needs the local Kubernetes with the operator installed: run e2e/operator-test"]
-async fn growth_that_would_outvote_the_existing_members_is_refused() {
+async fn membership_changes_one_server_at_a_time_and_keep_every_znode() {
     let client = client().await;
     let guard = TestNamespace::create(&client, "e2e-membership").await;
     let (ns, name) = (guard.name.clone(), "zk");
 
-    // 1. A single member with data: growing it to 3 is refused, and nothing changes.
     apply_cluster(&client, &ns, name, spec(json!({"replicas": 1})))
         .await
         .expect("apply a 1-member cluster");
-    wait_settled(&client, &ns, name, Duration::from_secs(300)).await;
+    super::wait_settled(&client, &ns, name, Duration::from_secs(300)).await;
     let service = connect_string(&client, &ns, name).await;
     write_precious(&service).await;
-    let pods_before = uids(&member_pods(&client, &ns, name).await);
+    let writer = support::Writer::start(&service).await;
 
-    let err = apply_cluster(&client, &ns, name, spec(json!({"replicas": 3})))
-        .await
-        .expect_err("the API server refuses growing 1 member to 3");
-    let msg = err.to_string();
-    log(format!("replicas 1 -> 3 refused: {msg}"));
-    for needle in [
-        "spec.replicas cannot grow from 1 member yet",
-        "the members that hold the data must stay a majority of the new size",
-        "a single member cannot grow at all",
-    ] {
-        assert!(msg.contains(needle), "missing {needle:?} in: {msg}");
-    }
-    for replicas in [5, 9] {
-        let err = dry_run_replicas(&client, &ns, name, replicas)
+    let mut size = 1usize;
+    let mut figures = Vec::new();
+    for target in [3usize, 5, 3, 1, 3] {
+        let before = uids(&member_pods(&client, &ns, name).await);
+        let started = Instant::now();
+        apply_cluster(&client, &ns, name, spec(json!({"replicas": target})))
             .await
-            .expect_err("growing a single member is refused");
-        assert!(
-            err.to_string()
-                .contains("spec.replicas cannot grow from 1 member yet"),
-            "1 -> {replicas}: {err}"
-        );
-    }
-
-    tokio::time::sleep(Duration::from_secs(10)).await;
-    let zk = cluster(&client, &ns, name).await;
-    assert_eq!(zk.spec.replicas, 1, "the stored spec is unchanged");
-    assert_eq!(
-        condition(&zk, "Available").map(|c| c.0).as_deref(),
-        Some("True")
-    );
-    assert_eq!(
-        condition(&zk, "Degraded").map(|c| c.0).as_deref(),
-        Some("False")
-    );
-    let sts = Api::<StatefulSet>::namespaced(client.clone(), &ns)
-        .get(name)
-        .await
-        .expect("the StatefulSet");
-    assert_eq!(sts.spec.and_then(|s| s.replicas), Some(1));
-    assert_eq!(
-        uids(&member_pods(&client, &ns, name).await),
-        pods_before,
-        "the member was not restarted"
-    );
-    for (member, what) in member_trees(&client, &ns, name).await {
-        log(format!("after the refusal: {member} serves {what}"));
-        assert!(
-            what.contains(&format!("/precious holds {PRECIOUS} znodes")),
-            "{member} serves {what}"
-        );
-    }
-    let through_service = tree(&service).await;
-    assert!(
-        matches!(through_service, Ok((_, Some(n))) if n == PRECIOUS),
-        "{through_service:?}"
-    );
-
-    // 2. Three members may grow to 5 (the old 3 stay a majority), not to 7 or 9. Checked at
-    // the API server only: a second ensemble does not have to serve for that.
-    let three = "zk3";
-    apply_cluster(&client, &ns, three, spec(json!({"replicas": 3})))
-        .await
-        .expect("apply a 3-member cluster");
-    for replicas in [7, 9] {
-        let err = dry_run_replicas(&client, &ns, three, replicas)
+            .unwrap_or_else(|e| panic!("the API server accepts {size} -> {target}: {e}"));
+        let generation = cluster(&client, &ns, name).await.metadata.generation;
+        let want: Vec<u32> = (1..=target as u32).collect();
+        wait_until(
+            &format!("{size} -> {target}: {target} members serve the committed configuration"),
+            Duration::from_secs(480),
+            || async {
+                let zk = cluster(&client, &ns, name).await;
+                let status = zk.status.as_ref()?;
+                let settled = status.observed_generation == generation
+                    && condition(&zk, "Available")?.0 == "True"
+                    && condition(&zk, "Progressing")?.0 == "False"
+                    && condition(&zk, "Degraded")?.0 == "False";
+                let pods = member_pods(&client, &ns, name).await;
+                let serving = pods.len() == target && pods.iter().all(pod_ready);
+                if !(settled && serving && status.members.len() == target) {
+                    return None;
+                }
+                (committed_ids(&service).await.ok()? == want).then_some(())
+            },
+        )
+        .await;
+        let took = started.elapsed();
+        figures.push(format!("{size} -> {target}: {:.1}s", took.as_secs_f64()));
+        log(format!(
+            "FIGURE membership {size} -> {target} settled in {:.1}s",
+            took.as_secs_f64()
+        ));
+        let after = uids(&member_pods(&client, &ns, name).await);
+        for o in 0..size.min(target) {
+            assert_eq!(
+                after.get(&o),
+                before.get(&o),
+                "{size} -> {target}: member {name}-{o} was restarted"
+            );
+        }
+        let sts = Api::<StatefulSet>::namespaced(client.clone(), &ns)
+            .get(name)
             .await
-            .expect_err("growing 3 members beyond 5 is refused");
-        let msg = err.to_string();
-        assert!(
-            msg.contains("spec.replicas cannot grow from 3 members beyond 5 yet"),
-            "3 -> {replicas}: {msg}"
+            .expect("the StatefulSet");
+        assert_eq!(
+            sts.spec.and_then(|s| s.replicas),
+            Some(target as i32),
+            "{size} -> {target}"
         );
+        for (member, what) in member_trees(&client, &ns, name).await {
+            log(format!("after {size} -> {target}: {member} serves {what}"));
+            assert!(
+                what.contains(&format!("/precious holds {PRECIOUS} znodes")),
+                "{size} -> {target}: {member} serves {what}"
+            );
+        }
+        size = target;
     }
-    log("replicas 3 -> 7 and 3 -> 9 refused: 3 members can grow to at most 5");
-    apply_cluster(&client, &ns, three, spec(json!({"replicas": 5})))
-        .await
-        .expect("the API server accepts 3 -> 5");
-    dry_run_replicas(&client, &ns, three, 9)
-        .await
-        .expect("the API server accepts 5 -> 9");
-    log("replicas 3 -> 5 accepted, then 5 -> 9 accepted (dry run)");
+
     log_events(&client, &ns).await;
+    let reasons = event_reasons(&client, &ns).await;
+    log(format!("events by reason: {reasons:?}"));
+    // 1 -> 3 -> 5 adds four servers, 5 -> 3 -> 1 removes four, 1 -> 3 adds two.
+    assert_eq!(reasons.get("MemberAdded"), Some(&6), "{reasons:?}");
+    assert_eq!(reasons.get("MemberRemoved"), Some(&4), "{reasons:?}");
+    assert_eq!(reasons.get("ReconfigFailed"), None, "{reasons:?}");
+
+    let (zk_client, attempts) = writer.stop().await;
+    let checked = support::verify_acknowledged(&zk_client, &attempts).await;
+    let (longest, _) = support::longest_unavailability(&attempts);
+    log(format!(
+        "FIGURE writer through the client Service during 1 -> 3 -> 5 -> 3 -> 1 -> 3: {} attempts, {checked} acknowledged and read back, longest write unavailability {:.2}s; steps: {}",
+        attempts.len(),
+        longest.as_secs_f64(),
+        figures.join(", ")
+    ));
+    assert!(checked > 0, "the writer wrote during the changes");
 }

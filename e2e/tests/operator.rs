@@ -798,7 +798,7 @@ async fn rolling_restart_under_write_load_canary_and_operator_restart() {
 
 #[tokio::test]
 #[ignore = "needs the local Kubernetes with the operator installed: run e2e/operator-test"]
-async fn scale_up_under_write_load_and_refused_scale_down() {
+async fn scale_up_and_down_under_write_load() {
     let client = client().await;
     let (guard, _, writer) = settled_cluster_with_writer(&client, "e2e-scale").await;
     let (ns, name) = (guard.name.clone(), "zk");
@@ -835,20 +835,48 @@ async fn scale_up_under_write_load_and_refused_scale_down() {
             .all(|p| revision(p).as_deref() == Some(rev.as_str()))
     );
 
-    // Shrinking is refused before it reaches the ensemble.
-    let err = apply_cluster(&client, &ns, name, spec(json!({"replicas": 3})))
+    // Shrinking: the two highest members are removed from the configuration one at a time,
+    // then stopped; the others keep running.
+    let kept: BTreeMap<usize, String> = uids(&member_pods(&client, &ns, name).await)
+        .into_iter()
+        .filter(|(o, _)| *o < 3)
+        .collect();
+    let started = Instant::now();
+    apply_cluster(&client, &ns, name, spec(json!({"replicas": 3})))
         .await
-        .unwrap_err();
-    assert!(
-        err.to_string().contains("spec.replicas cannot be lowered"),
-        "{err}"
+        .expect("scale down");
+    let generation = cluster(&client, &ns, name).await.metadata.generation;
+    let zk = wait_until(
+        "3 members serve the smaller configuration",
+        Duration::from_secs(600),
+        || async {
+            let zk = cluster(&client, &ns, name).await;
+            let status = zk.status.as_ref()?;
+            let settled = status.observed_generation == generation
+                && condition(&zk, "Available")?.0 == "True"
+                && condition(&zk, "Progressing")?.0 == "False"
+                && condition(&zk, "Degraded")?.0 == "False";
+            let pods = member_pods(&client, &ns, name).await;
+            (settled && status.members.len() == 3 && pods.len() == 3).then_some(zk)
+        },
+    )
+    .await;
+    log(format!(
+        "FIGURE scale-down from 5 to 3 members: {:.1}s",
+        started.elapsed().as_secs_f64()
+    ));
+    assert_modes(&zk, 2);
+    assert_eq!(
+        uids(&member_pods(&client, &ns, name).await),
+        kept,
+        "the kept members were not restarted"
     );
 
     let (zk_client, attempts) = writer.stop().await;
     let checked = support::verify_acknowledged(&zk_client, &attempts).await;
     let (longest, _) = support::longest_unavailability(&attempts);
     log(format!(
-        "FIGURE writer during scale-up: {} attempts, {checked} acknowledged and read back, longest write unavailability {:.2}s",
+        "FIGURE writer during scale-up and scale-down: {} attempts, {checked} acknowledged and read back, longest write unavailability {:.2}s",
         attempts.len(),
         longest.as_secs_f64()
     ));

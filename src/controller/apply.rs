@@ -1,7 +1,7 @@
 //! Apply: server-side apply of every owned object, one field manager, forced; StatefulSet last.
 
 use k8s_openapi::api::apps::v1::StatefulSet;
-use k8s_openapi::api::core::v1::Service;
+use k8s_openapi::api::core::v1::{ConfigMap, Service};
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use kube::api::{Api, Patch, PatchParams};
 use kube::{Client, Resource, ResourceExt};
@@ -87,7 +87,7 @@ pub async fn apply(
     result
 }
 
-/// Applies the objects in order: Services and PDB first so the StatefulSet's pods find their
+/// Applies the objects in order: Services, PDB and the membership ConfigMap first so the StatefulSet's pods find their
 /// DNS names and disruption budget in place. Returns the StatefulSet as the server has it.
 pub async fn apply_all(
     client: &Client,
@@ -99,6 +99,7 @@ pub async fn apply_all(
         headless_service,
         client_service,
         pdb,
+        members,
         statefulset,
     } = desired;
     apply_one::<Service>(client, namespace, headless_service)
@@ -116,6 +117,10 @@ pub async fn apply_all(
     apply_one::<PodDisruptionBudget>(client, namespace, pdb)
         .await
         .map_err(|source| Error::ApplyPdb { source })?;
+    // Before the StatefulSet: a member it creates must find itself in the published membership.
+    apply_one::<ConfigMap>(client, namespace, members)
+        .await
+        .map_err(|source| Error::ApplyConfigMap { source })?;
     apply_one::<StatefulSet>(client, namespace, statefulset)
         .await
         .map_err(|source| Error::ApplyStatefulSet { source })

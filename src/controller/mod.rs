@@ -8,6 +8,7 @@
 
 pub mod act;
 pub mod apply;
+pub mod membership;
 pub mod observe;
 pub mod reconcile;
 pub mod status;
@@ -42,6 +43,9 @@ pub enum Error {
     ApplyService { name: String, source: kube::Error },
     #[error("failed to apply pod disruption budget: {source}")]
     ApplyPdb { source: kube::Error },
+    #[error("failed to apply the membership config map: {source}")]
+    ApplyConfigMap { source: kube::Error },
+
     #[error("failed to apply statefulset: {source}")]
     ApplyStatefulSet { source: kube::Error },
     #[error("failed to get statefulset: {source}")]
@@ -60,6 +64,7 @@ impl Error {
         match self {
             Error::ApplyService { .. }
             | Error::ApplyPdb { .. }
+            | Error::ApplyConfigMap { .. }
             | Error::ApplyStatefulSet { .. } => "apply",
             Error::GetStatefulSet { .. } | Error::ListPods { .. } => "observe",
             Error::PatchStatus { .. } => "status",
@@ -123,6 +128,11 @@ pub struct Context {
     pub steady_resync: Duration,
     /// With the Lease election on: checked right before every eviction.
     pub fence: Option<crate::election::Fence>,
+    /// Reads and changes the ensembles' membership.
+    pub zookeeper: Arc<dyn membership::Zookeeper>,
+    /// From which every cluster's super-user password is derived; without it, no membership
+    /// change can be made.
+    pub super_key: Option<membership::SuperKey>,
     /// Consecutive failures per object, for exponential backoff.
     failures: Mutex<HashMap<ObjectRef<DeserializeGuard<ZookeeperCluster>>, u32>>,
 }
@@ -136,6 +146,8 @@ impl Context {
             prober,
             steady_resync: crate::rollout::STEADY_RESYNC,
             fence: None,
+            zookeeper: Arc::new(membership::NoZookeeper),
+            super_key: None,
             failures: Mutex::default(),
         }
     }
@@ -143,6 +155,17 @@ impl Context {
     /// Acts (evicts) only while `fence` says this replica holds the operator's Lease.
     pub fn with_fence(mut self, fence: Option<crate::election::Fence>) -> Self {
         self.fence = fence;
+        self
+    }
+
+    /// Changes membership through `zookeeper`, as super users derived from `key`.
+    pub fn with_membership(
+        mut self,
+        zookeeper: Arc<dyn membership::Zookeeper>,
+        key: Option<membership::SuperKey>,
+    ) -> Self {
+        self.zookeeper = zookeeper;
+        self.super_key = key;
         self
     }
 

@@ -13,6 +13,7 @@ use crate::crd::{UpdateStrategy, ZookeeperCluster};
 use crate::health::fourlw::{MemberAddress, ProbeConfig, member_addresses, probe_ensemble};
 use crate::health::{MemberProbe, Ordinal};
 use crate::names;
+use crate::render::Members;
 use crate::rollout::Observation;
 use crate::validate::ValidatedCluster;
 
@@ -38,11 +39,11 @@ pub struct Target {
 }
 
 impl Target {
-    /// The members a valid spec describes.
-    pub fn of(cluster: &ValidatedCluster) -> Self {
+    /// The members a valid spec describes, as many as the membership step lets run.
+    pub fn of(cluster: &ValidatedCluster, members: &Members) -> Self {
         let spec = &cluster.spec;
         Target {
-            replicas: spec.replicas.max(0) as u32,
+            replicas: members.replicas.max(0) as u32,
             client_port: spec.ports.client as u16,
             cluster_domain: spec.cluster_domain.clone(),
             strategy: spec.update_strategy.clone(),

@@ -11,9 +11,9 @@ use kube::{Resource, ResourceExt};
 use tracing::Instrument;
 
 use super::observe::{self, Target};
-use super::{ClusterId, Context, Error, act, apply, status as write_status};
+use super::{ClusterId, Context, Error, act, apply, membership, status as write_status};
 use crate::crd::ZookeeperCluster;
-use crate::render::render;
+use crate::render::render_with;
 use crate::rollout;
 use crate::status::{self, reason};
 use crate::validate::validate;
@@ -49,23 +49,44 @@ async fn reconcile_cluster(zk: &ZookeeperCluster, ctx: &Context) -> Result<Actio
         Ok(valid) => valid,
         Err(invalid) => return write_status::hold(ctx, zk, &id, Ok(&invalid), &now).await,
     };
-    let desired = render(&cluster, Some(&id.owner));
+    let uid = zk.uid().unwrap_or_default();
+    let members = membership::prepare(ctx, &id, &cluster, &uid).await?;
+    let desired = render_with(&cluster, &members.members, Some(&id.owner));
     let sts = match apply::apply(ctx, &id, &desired).await {
         Ok(sts) => sts,
         Err(e) => return write_status::hold(ctx, zk, &id, Err(e), &now).await,
     };
-    let target = Target::of(&cluster);
+    let target = Target::of(&cluster, &members.members);
     let observation = match observe::observe(ctx, &id, &target, &sts).await {
         Ok(observation) => observation,
         Err(e) => return write_status::unobserved(ctx, zk, &id, e, &now).await,
     };
     let plan = rollout::plan(&observation);
-    let act = act::act(ctx, zk, &id, &target, &plan).await?;
+    let scaling = membership::step(ctx, &id, &cluster, &uid, &members, &observation.probes).await;
+    // One change at a time: while the membership changes, nobody is restarted.
+    let act = match scaling {
+        Some(_) => rollout::Act::None,
+        None => act::act(ctx, zk, &id, &target, &plan).await?,
+    };
     ctx.metrics.observe_plan(&id.labels(), &plan);
-    let status =
-        status::cluster_status(zk, id.connection_string(&cluster), &sts, &plan, &act, &now);
+    let progressing = scaling.as_ref().map(|(s, from, to)| {
+        status::Judgement::new(status::PROGRESSING, true, s.reason(*from, *to), s.message())
+    });
+    let status = status::cluster_status(
+        zk,
+        id.connection_string(&cluster),
+        &sts,
+        &plan,
+        &act,
+        progressing,
+        &now,
+    );
     write_status::write(ctx, zk, &id, &status).await?;
     let next = rollout::requeue_after(&plan, &act, ctx.steady_resync);
+    let next = match scaling {
+        Some(_) => next.min(membership::RECHECK),
+        None => next,
+    };
     Ok(Action::requeue(next))
 }
 

@@ -8,16 +8,26 @@ use crate::validate::ValidatedCluster;
 
 /// Where the data volume is mounted.
 pub const DATA_MOUNT: &str = "/var/lib/zookeeper";
-/// ZooKeeper configuration directory inside the image.
-pub const CONF_DIR: &str = "/opt/zookeeper/conf";
+/// ZooKeeper configuration directory: on the data volume, since ZooKeeper rewrites `zoo.cfg` and
+/// writes a new dynamic configuration file on every reconfiguration it commits.
+pub const CONF_DIR: &str = "/var/lib/zookeeper/conf";
+/// Where the published membership ConfigMap is mounted.
+pub const MEMBERS_DIR: &str = "/etc/zookeeper/members";
 
-/// The full `start-zookeeper` invocation.
+/// The published membership file a member with no configuration of its own boots with.
+pub fn membership_file() -> String {
+    format!("{MEMBERS_DIR}/{}", crate::names::MEMBERS_BOOT_KEY)
+}
+
+/// The full `start-zookeeper` invocation (`--servers` is left out: the servers come from the
+/// dynamic configuration).
 pub fn start_zookeeper(v: &ValidatedCluster) -> Vec<String> {
     let c = &v.spec.config;
     let p = &v.spec.ports;
     let mut args = vec!["start-zookeeper".to_string()];
     let flags: [(&str, String); 18] = [
-        ("servers", v.spec.replicas.to_string()),
+        // Dynamic membership: no server list here, so growing or shrinking restarts nobody.
+        ("membership_file", membership_file()),
         ("data_dir", format!("{DATA_MOUNT}/data")),
         ("data_log_dir", format!("{DATA_MOUNT}/data/log")),
         ("conf_dir", CONF_DIR.to_string()),

@@ -2,16 +2,18 @@
 
 pub mod args;
 pub mod labels;
+pub mod members;
 pub mod pdb;
 pub mod services;
 pub mod statefulset;
 
 use k8s_openapi::api::apps::v1::StatefulSet;
-use k8s_openapi::api::core::v1::Service;
+use k8s_openapi::api::core::v1::{ConfigMap, Service};
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 
 use crate::validate::ValidatedCluster;
+pub use members::Members;
 
 /// Every object one cluster owns. The apply step destructures it without `..`, so an object added
 /// here and never applied fails to compile.
@@ -20,16 +22,28 @@ pub struct DesiredObjects {
     pub headless_service: Service,
     pub client_service: Service,
     pub pdb: PodDisruptionBudget,
+    pub members: ConfigMap,
     pub statefulset: StatefulSet,
 }
 
-/// Renders every owned object; `owner` is the cluster's controller reference (None offline).
+/// Renders every owned object of a new cluster (all members boot together; no super user):
+/// `owner` is the cluster's controller reference (None offline).
 pub fn render(v: &ValidatedCluster, owner: Option<&OwnerReference>) -> DesiredObjects {
+    render_with(v, &Members::initial(v, None), owner)
+}
+
+/// Renders every owned object for the membership the controller decided.
+pub fn render_with(
+    v: &ValidatedCluster,
+    members: &Members,
+    owner: Option<&OwnerReference>,
+) -> DesiredObjects {
     DesiredObjects {
         headless_service: services::headless(v, owner),
         client_service: services::client(v, owner),
         pdb: pdb::pdb(v, owner),
-        statefulset: statefulset::statefulset(v, owner),
+        members: members::configmap(v, members, owner),
+        statefulset: statefulset::statefulset(v, members, owner),
     }
 }
 
@@ -40,12 +54,14 @@ impl DesiredObjects {
             headless_service,
             client_service,
             pdb,
+            members,
             statefulset,
         } = self;
         let docs = [
             with_type(headless_service),
             with_type(client_service),
             with_type(pdb),
+            with_type(members),
             with_type(statefulset),
         ];
         let mut out = String::new();
@@ -119,10 +135,14 @@ mod tests {
             serde_json::json!({"config": {"tickTime": 3000}}),
             serde_json::json!({"image": "zookeeper-operator/zookeeper:3.9.6"}),
             serde_json::json!({"resources": {"limits": {"memory": "2Gi"}}}),
-            serde_json::json!({"replicas": 5}),
         ] {
             assert_ne!(hash(&base), hash(&rendered(change.clone())), "{change}");
         }
+        // Membership changes through reconfiguration: a new size restarts nobody.
+        assert_eq!(
+            hash(&base),
+            hash(&rendered(serde_json::json!({"replicas": 5})))
+        );
         // PDB and canary settings do not restart anything.
         let five = rendered(serde_json::json!({"replicas": 5}));
         let five_pdb = rendered(serde_json::json!({"replicas": 5, "pdb": {"maxUnavailable": 2}}));
@@ -211,7 +231,13 @@ mod tests {
             .collect();
         assert_eq!(
             kinds,
-            ["Service", "Service", "PodDisruptionBudget", "StatefulSet"]
+            [
+                "Service",
+                "Service",
+                "PodDisruptionBudget",
+                "ConfigMap",
+                "StatefulSet"
+            ]
         );
     }
 }

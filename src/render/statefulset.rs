@@ -7,21 +7,24 @@ use k8s_openapi::api::apps::v1::{
     StatefulSetUpdateStrategy,
 };
 use k8s_openapi::api::core::v1::{
-    Affinity, Container, ContainerPort, EnvVar, ExecAction, PersistentVolumeClaim,
-    PersistentVolumeClaimSpec, PodAffinityTerm, PodAntiAffinity, PodSecurityContext, PodSpec,
-    PodTemplateSpec, Probe, SecurityContext, VolumeMount, VolumeResourceRequirements,
-    WeightedPodAffinityTerm,
+    Affinity, ConfigMapVolumeSource, Container, ContainerPort, EnvVar, ExecAction,
+    PersistentVolumeClaim, PersistentVolumeClaimSpec, PodAffinityTerm, PodAntiAffinity,
+    PodSecurityContext, PodSpec, PodTemplateSpec, Probe, SecurityContext, Volume, VolumeMount,
+    VolumeResourceRequirements, WeightedPodAffinityTerm,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta, OwnerReference};
 
-use super::args::{DATA_MOUNT, server_jvm_flags, start_zookeeper};
+use super::args::{DATA_MOUNT, MEMBERS_DIR, server_jvm_flags, start_zookeeper};
 use super::labels::{labels, object_meta, selector_labels};
+use super::members::Members;
 use crate::crd::{AntiAffinity, PodManagementPolicy, ProbeTiming};
 use crate::names::{self, RESTART_HASH_ANNOTATION};
 use crate::validate::ValidatedCluster;
 
 /// Name of the volume claim template (and so of each member's PVC prefix).
 pub const DATA_VOLUME: &str = "datadir";
+/// Name of the volume of the published membership ConfigMap.
+pub const MEMBERS_VOLUME: &str = "members";
 /// Name of the ZooKeeper container.
 pub const CONTAINER: &str = "zookeeper";
 
@@ -70,7 +73,7 @@ fn affinity(v: &ValidatedCluster) -> Option<Affinity> {
     })
 }
 
-fn container(v: &ValidatedCluster) -> Container {
+fn container(v: &ValidatedCluster, members: &Members) -> Container {
     let s = &v.spec;
     let port = |name: &str, port: i32| ContainerPort {
         name: Some(name.to_string()),
@@ -106,7 +109,14 @@ fn container(v: &ValidatedCluster) -> Container {
         env: Some(vec![
             EnvVar {
                 name: "SERVER_JVMFLAGS".to_string(),
-                value: Some(server_jvm_flags()),
+                value: Some(match &members.super_digest {
+                    // Reconfiguration is allowed to the operator's super user only.
+                    Some(digest) => format!(
+                        "{} -Dzookeeper.DigestAuthenticationProvider.superDigest={digest}",
+                        server_jvm_flags()
+                    ),
+                    None => server_jvm_flags(),
+                }),
                 ..Default::default()
             },
             // Members address each other under the same domain the operator probes.
@@ -134,11 +144,19 @@ fn container(v: &ValidatedCluster) -> Container {
         resources: Some(v.resources.clone()),
         readiness_probe: Some(probe(readiness, &s.probes.readiness)),
         liveness_probe: Some(probe(liveness, &s.probes.liveness)),
-        volume_mounts: Some(vec![VolumeMount {
-            name: DATA_VOLUME.to_string(),
-            mount_path: DATA_MOUNT.to_string(),
-            ..Default::default()
-        }]),
+        volume_mounts: Some(vec![
+            VolumeMount {
+                name: DATA_VOLUME.to_string(),
+                mount_path: DATA_MOUNT.to_string(),
+                ..Default::default()
+            },
+            VolumeMount {
+                name: MEMBERS_VOLUME.to_string(),
+                mount_path: MEMBERS_DIR.to_string(),
+                read_only: Some(true),
+                ..Default::default()
+            },
+        ]),
         security_context: Some(SecurityContext {
             allow_privilege_escalation: Some(false),
             ..Default::default()
@@ -147,7 +165,7 @@ fn container(v: &ValidatedCluster) -> Container {
     }
 }
 
-fn pod_template(v: &ValidatedCluster) -> PodTemplateSpec {
+fn pod_template(v: &ValidatedCluster, members: &Members) -> PodTemplateSpec {
     let s = &v.spec;
     let mut pod_labels = s.pod.labels.clone();
     pod_labels.extend(labels(&v.name));
@@ -159,7 +177,15 @@ fn pod_template(v: &ValidatedCluster) -> PodTemplateSpec {
             ..Default::default()
         }),
         spec: Some(PodSpec {
-            containers: vec![container(v)],
+            containers: vec![container(v, members)],
+            volumes: Some(vec![Volume {
+                name: MEMBERS_VOLUME.to_string(),
+                config_map: Some(ConfigMapVolumeSource {
+                    name: names::members_configmap(&v.name),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }]),
             affinity: affinity(v),
             security_context: Some(PodSecurityContext {
                 run_as_user: Some(s.security_context.run_as_user),
@@ -193,7 +219,11 @@ pub fn restart_hash(template: &PodTemplateSpec) -> String {
 }
 
 /// The StatefulSet of the ensemble.
-pub fn statefulset(v: &ValidatedCluster, owner: Option<&OwnerReference>) -> StatefulSet {
+pub fn statefulset(
+    v: &ValidatedCluster,
+    members: &Members,
+    owner: Option<&OwnerReference>,
+) -> StatefulSet {
     let s = &v.spec;
     let claim = PersistentVolumeClaim {
         metadata: ObjectMeta {
@@ -218,7 +248,7 @@ pub fn statefulset(v: &ValidatedCluster, owner: Option<&OwnerReference>) -> Stat
     StatefulSet {
         metadata: object_meta(v.name.clone(), &v.namespace, &v.name, owner),
         spec: Some(StatefulSetSpec {
-            replicas: Some(s.replicas),
+            replicas: Some(members.replicas),
             service_name: Some(names::headless_service(&v.name)),
             selector: LabelSelector {
                 match_labels: Some(selector_labels(&v.name)),
@@ -235,7 +265,7 @@ pub fn statefulset(v: &ValidatedCluster, owner: Option<&OwnerReference>) -> Stat
                     when_scaled: Some(s.storage.retention.when_scaled.as_str().to_string()),
                 },
             ),
-            template: pod_template(v),
+            template: pod_template(v, members),
             volume_claim_templates: Some(vec![claim]),
             ..Default::default()
         }),

@@ -64,6 +64,9 @@ truth and tests/chart.rs fails when these differ from it.
   resources: ["statefulsets"]
   verbs: ["get", "list", "watch", "create", "patch"]
 - apiGroups: [""]
+  resources: ["configmaps"]
+  verbs: ["get", "list", "watch", "create", "patch"]
+- apiGroups: [""]
   resources: ["services"]
   verbs: ["get", "list", "watch", "create", "patch"]
 - apiGroups: ["policy"]
@@ -86,6 +89,17 @@ truth and tests/chart.rs fails when these differ from it.
   resources: ["customresourcedefinitions"]
   resourceNames: ["zookeeperclusters.zookeeper.ensemble.dev"]
   verbs: ["get"]
+{{- end }}
+
+{{/* The super-user key (reconfiguration), in the release namespace only: that one Secret. */}}
+{{- define "zookeeper-operator.superKeyRules" -}}
+- apiGroups: [""]
+  resources: ["secrets"]
+  resourceNames: ["zookeeper-operator-super-key"]
+  verbs: ["get"]
+- apiGroups: [""]
+  resources: ["secrets"]
+  verbs: ["create"]
 {{- end }}
 
 {{/* Leader election, in the release namespace only. */}}

@@ -1,0 +1,387 @@
+//! Membership: before render, read the committed configuration and decide how many pods run
+//! and what a new one boots with; after the plan, carry out at most one reconfiguration step.
+//!
+//! The decisions are [`crate::membership`]'s (pure); this module gathers their inputs and does
+//! the IO. Nothing is remembered between passes: every pass reads the committed configuration
+//! again, so a change begun before the operator was killed is finished by the next pass.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::future::BoxFuture;
+use k8s_openapi::api::apps::v1::StatefulSet;
+use kube::runtime::events::EventType;
+use sha2::Digest as _;
+
+use super::{ClusterId, Context, Error, observe};
+use crate::health::fourlw::member_addresses;
+use crate::health::{MemberAddress, MemberProbe, Ordinal};
+use crate::membership::{
+    Change, CommittedConfig, ConfigVersion, Health, MembershipStep, ServerId, Waiting,
+    members_to_run, next_step,
+};
+use crate::reconfig::{ReconfigError, Reconfigurer, SuperUser, member_config_versions};
+use crate::render::members::{self, Members};
+use crate::status::reason;
+use crate::validate::ValidatedCluster;
+
+/// How long one read or `reconfig` may take.
+const TIMEOUT: Duration = Duration::from_secs(5);
+/// How soon a cluster whose membership changes is looked at again.
+pub const RECHECK: Duration = Duration::from_secs(2);
+
+/// Talks to ZooKeeper about membership. The real one opens sessions to the members; tests
+/// substitute their own.
+pub trait Zookeeper: Send + Sync {
+    /// The committed configuration, read through any of `connect_string`'s members.
+    fn committed(
+        &self,
+        connect_string: String,
+    ) -> BoxFuture<'static, Result<CommittedConfig, ReconfigError>>;
+    /// Each answering member's own configuration version.
+    fn versions(
+        &self,
+        members: Vec<(ServerId, MemberAddress)>,
+    ) -> BoxFuture<'static, BTreeMap<ServerId, ConfigVersion>>;
+    /// One `reconfig`, as `user`, guarded by `expected`.
+    fn reconfigure(
+        &self,
+        connect_string: String,
+        user: SuperUser,
+        step: MembershipStep,
+        expected: ConfigVersion,
+    ) -> BoxFuture<'static, Result<CommittedConfig, ReconfigError>>;
+}
+
+/// The [`Zookeeper`] that talks to real members.
+pub struct NetworkZookeeper;
+
+impl Zookeeper for NetworkZookeeper {
+    fn committed(
+        &self,
+        connect_string: String,
+    ) -> BoxFuture<'static, Result<CommittedConfig, ReconfigError>> {
+        Box::pin(async move {
+            // Reading the configuration needs no rights; the session is the super user's only
+            // so one code path serves both.
+            let user = SuperUser::new("read-only");
+            Reconfigurer::connect(&connect_string, &user, TIMEOUT)
+                .await?
+                .committed()
+                .await
+        })
+    }
+
+    fn versions(
+        &self,
+        members: Vec<(ServerId, MemberAddress)>,
+    ) -> BoxFuture<'static, BTreeMap<ServerId, ConfigVersion>> {
+        Box::pin(async move { member_config_versions(members, TIMEOUT).await })
+    }
+
+    fn reconfigure(
+        &self,
+        connect_string: String,
+        user: SuperUser,
+        step: MembershipStep,
+        expected: ConfigVersion,
+    ) -> BoxFuture<'static, Result<CommittedConfig, ReconfigError>> {
+        Box::pin(async move {
+            Reconfigurer::connect(&connect_string, &user, TIMEOUT)
+                .await?
+                .apply(&step, expected)
+                .await
+        })
+    }
+}
+
+/// A [`Zookeeper`] that reaches no member (tests of everything else): the membership stays as
+/// it runs.
+pub struct NoZookeeper;
+
+impl Zookeeper for NoZookeeper {
+    fn committed(&self, s: String) -> BoxFuture<'static, Result<CommittedConfig, ReconfigError>> {
+        Box::pin(async move {
+            Err(ReconfigError::Timeout {
+                action: "connect",
+                connect_string: s,
+                timeout: Duration::ZERO,
+            })
+        })
+    }
+
+    fn versions(
+        &self,
+        _: Vec<(ServerId, MemberAddress)>,
+    ) -> BoxFuture<'static, BTreeMap<ServerId, ConfigVersion>> {
+        Box::pin(async { BTreeMap::new() })
+    }
+
+    fn reconfigure(
+        &self,
+        s: String,
+        _: SuperUser,
+        _: MembershipStep,
+        _: ConfigVersion,
+    ) -> BoxFuture<'static, Result<CommittedConfig, ReconfigError>> {
+        self.committed(s)
+    }
+}
+
+/// The operator's secret from which every cluster's super-user password is derived.
+#[derive(Clone)]
+pub struct SuperKey(Arc<[u8]>);
+
+impl std::fmt::Debug for SuperKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SuperKey(<redacted>)")
+    }
+}
+
+impl SuperKey {
+    /// A key from its bytes (at least 16).
+    pub fn new(bytes: &[u8]) -> Option<Self> {
+        (bytes.len() >= 16).then(|| Self(bytes.into()))
+    }
+
+    /// The super user of the cluster with this UID: its password is a keyed hash of the UID,
+    /// so it is stable across restarts of the operator and differs between clusters.
+    pub fn user(&self, uid: &str) -> SuperUser {
+        let mut h = sha2::Sha256::new();
+        h.update(&self.0);
+        h.update(b"\0zookeeper-super\0");
+        h.update(uid.as_bytes());
+        let password: String = h.finalize().iter().map(|b| format!("{b:02x}")).collect();
+        SuperUser::new(password)
+    }
+}
+
+/// What the pass knows about membership before rendering.
+#[derive(Debug, Clone)]
+pub struct Prepared {
+    /// What the pods are rendered with.
+    pub members: Members,
+    /// The committed configuration, when it could be read.
+    pub committed: Option<CommittedConfig>,
+}
+
+/// A cluster's super user, when the operator has a key.
+fn super_user(ctx: &Context, uid: &str) -> Option<SuperUser> {
+    ctx.super_key.as_ref().map(|k| k.user(uid))
+}
+
+fn connect_string(cluster: &ValidatedCluster, replicas: u32) -> String {
+    member_addresses(
+        &cluster.name,
+        &cluster.namespace,
+        &cluster.spec.cluster_domain,
+        cluster.spec.ports.client as u16,
+        replicas,
+    )
+    .into_iter()
+    .map(|(_, a)| a.to_string())
+    .collect::<Vec<_>>()
+    .join(",")
+}
+
+/// Reads the committed configuration (when a member is Ready) and decides the pods: every
+/// committed server plus the one joiner being added, and what a pod with no configuration of
+/// its own boots with. A new cluster boots every member of the spec together; while the
+/// configuration cannot be read, what runs stays as it is.
+pub async fn prepare(
+    ctx: &Context,
+    id: &ClusterId,
+    cluster: &ValidatedCluster,
+    uid: &str,
+) -> Result<Prepared, Error> {
+    let digest = super_user(ctx, uid).map(|u| u.digest());
+    let Some(sts) = observe::statefulset(ctx, id).await? else {
+        return Ok(Prepared {
+            members: Members::initial(cluster, digest),
+            committed: None,
+        });
+    };
+    let running = sts.spec.as_ref().and_then(|s| s.replicas).unwrap_or(0);
+    let ready = sts
+        .status
+        .as_ref()
+        .and_then(|s| s.ready_replicas)
+        .unwrap_or(0);
+    let committed = if ready > 0 {
+        match ctx
+            .zookeeper
+            .committed(connect_string(cluster, running.max(0) as u32))
+            .await
+        {
+            Ok(c) => Some(c),
+            Err(e) => {
+                tracing::info!(error = %e, "membership: cannot read the committed configuration; keeping what runs");
+                None
+            }
+        }
+    } else {
+        None
+    };
+    let Some(committed) = committed else {
+        return Ok(Prepared {
+            members: Members {
+                replicas: running,
+                boot: running_boot(cluster, &sts),
+                super_digest: digest,
+            },
+            committed: None,
+        });
+    };
+    let run = members_to_run(&committed, &members::desired(cluster));
+    let (highest, boot) = run
+        .iter()
+        .next_back()
+        .map(|(id, boot)| (id.0 as i32, boot.clone()))
+        .unwrap_or((running, committed.clone()));
+    Ok(Prepared {
+        members: Members {
+            replicas: highest,
+            boot,
+            super_digest: digest,
+        },
+        committed: Some(committed),
+    })
+}
+
+/// What a member with no configuration of its own boots with while the committed one cannot be
+/// read: the servers the StatefulSet runs, as version 0. Ids are contiguous, so that is also the
+/// joiner's boot of a change under way; any member that learned a configuration keeps its own.
+fn running_boot(cluster: &ValidatedCluster, sts: &StatefulSet) -> CommittedConfig {
+    let running = sts.spec.as_ref().and_then(|s| s.replicas).unwrap_or(0);
+    CommittedConfig {
+        servers: members::desired_of(cluster, running.max(1) as u32).servers,
+        version: ConfigVersion(0),
+    }
+}
+
+/// A membership change under way, for status and requeue.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Scaling {
+    /// A step was sent and committed.
+    Stepped(String),
+    /// Waiting (and why).
+    Waiting(Waiting),
+    /// The step failed; it is tried again.
+    Failed(String),
+}
+
+impl Scaling {
+    /// `ScalingUp` or `ScalingDown`.
+    pub fn reason(&self, committed: usize, desired: usize) -> &'static str {
+        if desired >= committed {
+            reason::SCALING_UP
+        } else {
+            reason::SCALING_DOWN
+        }
+    }
+
+    /// The condition message.
+    pub fn message(&self) -> String {
+        match self {
+            Scaling::Stepped(s) => format!("{s}; checking the ensemble before the next step"),
+            Scaling::Waiting(w) => w.to_string(),
+            Scaling::Failed(e) => format!("{e}; retrying"),
+        }
+    }
+}
+
+/// Carries out at most one step towards the spec's membership; `None` when the committed
+/// configuration is the desired one (or could not be read) and the rollout may act.
+pub async fn step(
+    ctx: &Context,
+    id: &ClusterId,
+    cluster: &ValidatedCluster,
+    uid: &str,
+    prepared: &Prepared,
+    probes: &[MemberProbe],
+) -> Option<(Scaling, usize, usize)> {
+    let committed = prepared.committed.as_ref()?;
+    let desired = members::desired(cluster);
+    let sizes = (committed.servers.len(), desired.servers.len());
+    let run = members_to_run(committed, &desired);
+    let addresses: Vec<(ServerId, MemberAddress)> = run
+        .keys()
+        .map(|sid| {
+            let o: Ordinal = sid.ordinal();
+            (
+                *sid,
+                MemberAddress::ordinal_dns(
+                    &cluster.name,
+                    o,
+                    &cluster.namespace,
+                    &cluster.spec.cluster_domain,
+                    cluster.spec.ports.client as u16,
+                ),
+            )
+        })
+        .collect();
+    let versions = ctx.zookeeper.versions(addresses).await;
+    let health = Health::from_probes(probes, versions);
+    let step = next_step(committed, &desired, &health);
+    let change = match &step {
+        MembershipStep::Done => return None,
+        MembershipStep::Wait(w) => return Some((Scaling::Waiting(w.clone()), sizes.0, sizes.1)),
+        MembershipStep::Add(s) => Change::Adding(desired.name(s.id)),
+        MembershipStep::Remove(sid) => Change::Removing(desired.name(*sid)),
+    };
+    let Some(user) = super_user(ctx, uid) else {
+        let note = format!(
+            "{change}: the operator has no super-user key (it reads it from its Secret at start), so it cannot reconfigure"
+        );
+        return Some((Scaling::Failed(note), sizes.0, sizes.1));
+    };
+    if let Some(fence) = &ctx.fence
+        && !fence.holds()
+    {
+        return Some((
+            Scaling::Failed(format!("{change}: this replica no longer leads")),
+            sizes.0,
+            sizes.1,
+        ));
+    }
+    let connect = connect_string(cluster, run.keys().next_back().map_or(0, |s| s.0));
+    match ctx
+        .zookeeper
+        .reconfigure(connect, user, step.clone(), committed.version)
+        .await
+    {
+        Ok(now) => {
+            let (reason, verb) = match change {
+                Change::Adding(_) => (reason::MEMBER_ADDED, "Reconfigure"),
+                Change::Removing(_) => (reason::MEMBER_REMOVED, "Reconfigure"),
+            };
+            let done = match &change {
+                Change::Adding(m) => format!("added {m}"),
+                Change::Removing(m) => format!("removed {m}"),
+            };
+            let note = format!(
+                "{done}: configuration version {} has {} servers",
+                now.version,
+                now.servers.len()
+            );
+            tracing::info!(%note, "membership step committed");
+            ctx.publish(id, EventType::Normal, reason, verb, note.clone())
+                .await;
+            Some((Scaling::Stepped(note), sizes.0, sizes.1))
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "membership step failed");
+            let note = format!("{change}: {e}");
+            ctx.publish(
+                id,
+                EventType::Warning,
+                reason::RECONFIG_FAILED,
+                "Reconfigure",
+                note.clone(),
+            )
+            .await;
+            Some((Scaling::Failed(note), sizes.0, sizes.1))
+        }
+    }
+}

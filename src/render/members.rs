@@ -1,0 +1,84 @@
+//! Dynamic membership, as rendered: how many pods run, the `server.N=` lines a member with no
+//! configuration of its own boots with (published in a ConfigMap), and the super user's digest
+//! the members accept for `reconfig`.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::core::v1::ConfigMap;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
+
+use super::labels::object_meta;
+use crate::health::Ordinal;
+use crate::membership::{CommittedConfig, ConfigVersion, DesiredMembership, MemberPorts};
+use crate::names;
+use crate::validate::ValidatedCluster;
+
+/// What the membership step decided for the pods.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Members {
+    /// StatefulSet replicas: the highest server id that should run.
+    pub replicas: i32,
+    /// The configuration a member boots with when its volume holds none naming itself.
+    pub boot: CommittedConfig,
+    /// `super:<digest>` the members accept as super user; `None` renders no super user (offline
+    /// rendering), and such members cannot be reconfigured.
+    pub super_digest: Option<String>,
+}
+
+impl Members {
+    /// A new cluster: every member of the spec boots together from version 0.
+    pub fn initial(v: &ValidatedCluster, super_digest: Option<String>) -> Self {
+        let desired = desired(v);
+        Self {
+            replicas: v.spec.replicas,
+            boot: CommittedConfig {
+                servers: desired.servers,
+                version: ConfigVersion(0),
+            },
+            super_digest,
+        }
+    }
+}
+
+/// The membership the spec asks for: participants `1..=replicas` at their ordinal DNS names.
+pub fn desired(v: &ValidatedCluster) -> DesiredMembership {
+    desired_of(v, v.spec.replicas.max(0) as u32)
+}
+
+/// Participants `1..=replicas` of this cluster.
+pub fn desired_of(v: &ValidatedCluster, replicas: u32) -> DesiredMembership {
+    let p = &v.spec.ports;
+    let ports = MemberPorts {
+        client: p.client as u16,
+        quorum: p.server as u16,
+        election: p.leader_election as u16,
+    };
+    DesiredMembership::new(
+        &names::statefulset(&v.name),
+        replicas,
+        ports,
+        |o: Ordinal| names::member_host(&v.name, o.0, &v.namespace, &v.spec.cluster_domain),
+        |_| None,
+    )
+}
+
+/// The ConfigMap publishing [`Members::boot`].
+pub fn configmap(
+    v: &ValidatedCluster,
+    members: &Members,
+    owner: Option<&OwnerReference>,
+) -> ConfigMap {
+    ConfigMap {
+        metadata: object_meta(
+            names::members_configmap(&v.name),
+            &v.namespace,
+            &v.name,
+            owner,
+        ),
+        data: Some(BTreeMap::from([(
+            names::MEMBERS_BOOT_KEY.to_string(),
+            members.boot.dynamic_file(),
+        )])),
+        ..Default::default()
+    }
+}
