@@ -575,5 +575,38 @@ async fn prometheus_scrapes_the_members_and_a_killed_member_makes_the_down_alert
             .any(|(name, _, _)| name == "ZookeeperNoLeader"),
         "{pending:?}"
     );
+
+    // The other follower dies too: the last member has no quorum, leads nothing and serves no
+    // data tree, but its metrics endpoint still answers; the no-leader alert goes pending.
+    let other = (0..MEMBERS)
+        .find(|i| *i != leader && *i != follower)
+        .expect("the other follower");
+    ens.kill(other);
+    let lost = Instant::now();
+    let alone = wait_for("the last member to stop leading", &ens, || {
+        ens.scrape(leader)
+            .filter(|t| sample(t, "learners", "").is_none())
+    });
+    // No server runs without a quorum: the data-tree series are gone (the no-leader rule counts
+    // answering members, not members with a znode_count), the JVM's remain.
+    assert_eq!(sample(&alone, "znode_count", ""), None);
+    assert!(sample(&alone, "jvm_memory_bytes_used", "area=\"heap\"").is_some());
+    let pending = wait_for("ZookeeperNoLeader to be pending", &ens, || {
+        let alerts = prom.alerts();
+        alerts
+            .iter()
+            .any(|(name, state, labels)| {
+                name == "ZookeeperNoLeader"
+                    && state == "pending"
+                    && labels["namespace"] == "loopback"
+                    && labels["cluster"] == "zk"
+                    && labels["severity"] == "critical"
+            })
+            .then_some(alerts)
+    });
+    eprintln!(
+        "no-leader alert pending {:?} after the quorum was lost: {pending:?}",
+        lost.elapsed()
+    );
     eprintln!("test took {:?}", started.elapsed());
 }
