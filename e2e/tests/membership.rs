@@ -7,14 +7,15 @@
 //! that hold the data are a majority of every configuration. This test walks 1 -> 3 -> 5 -> 3
 //! -> 1 -> 3 with a writer on the client Service and data written before the first step, and
 //! checks after every step: the committed configuration, every member's copy of the data, that
-//! no kept member restarted, and at the end every acknowledged write.
+//! no kept member restarted, and at the end every acknowledged write. The operator is killed in
+//! the middle of 3 -> 5 and its successor finishes the change.
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use k8s_openapi::api::apps::v1::StatefulSet;
-use k8s_openapi::api::core::v1::Event;
-use kube::api::{Api, ListParams};
+use k8s_openapi::api::core::v1::{Event, Pod};
+use kube::api::{Api, DeleteParams, ListParams};
 use kube::{Client, ResourceExt};
 use serde_json::json;
 
@@ -202,6 +203,39 @@ async fn membership_changes_one_server_at_a_time_and_keep_every_znode() {
             .await
             .unwrap_or_else(|e| panic!("the API server accepts {size} -> {target}: {e}"));
         let generation = cluster(&client, &ns, name).await.metadata.generation;
+        if (size, target) == (3, 5) {
+            // The operator keeps no state of its own: killed after the first of two additions,
+            // its successor reads the committed configuration and finishes the change.
+            let added = event_reasons(&client, &ns)
+                .await
+                .get("MemberAdded")
+                .copied();
+            wait_until(
+                "3 -> 5: the first server is added",
+                Duration::from_secs(240),
+                || async {
+                    let now = event_reasons(&client, &ns)
+                        .await
+                        .get("MemberAdded")
+                        .copied();
+                    (now > added).then_some(())
+                },
+            )
+            .await;
+            let operators: Api<Pod> = Api::namespaced(client.clone(), super::OPERATOR_NAMESPACE);
+            for p in operators
+                .list(&ListParams::default().labels("app.kubernetes.io/name=zookeeper-operator"))
+                .await
+                .expect("list the operator pods")
+                .items
+            {
+                operators
+                    .delete(&p.name_any(), &DeleteParams::default().grace_period(0))
+                    .await
+                    .expect("delete the operator pod");
+            }
+            log("3 -> 5: killed the operator between the two additions");
+        }
         let want: Vec<u32> = (1..=target as u32).collect();
         wait_until(
             &format!("{size} -> {target}: {target} members serve the committed configuration"),
