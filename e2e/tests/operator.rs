@@ -65,7 +65,13 @@ impl TestNamespace {
             },
         )
         .await;
-        let ns: Namespace = serde_json::from_value(json!({"metadata": {"name": name}})).unwrap();
+        // Every ensemble of the e2e tests runs where the API server enforces the Pod Security
+        // Standards' `restricted` profile: a member pod that asks for more is not admitted.
+        let ns: Namespace = serde_json::from_value(json!({"metadata": {
+            "name": name,
+            "labels": {"pod-security.kubernetes.io/enforce": "restricted"},
+        }}))
+        .unwrap();
         api.create(&PostParams::default(), &ns)
             .await
             .expect("create namespace");

@@ -202,6 +202,27 @@ mod tests {
     }
 
     #[test]
+    fn members_meet_the_restricted_pod_security_profile() {
+        let d = rendered(serde_json::json!({}));
+        let pod = pod(&d);
+        let psc = pod.security_context.as_ref().unwrap();
+        assert_eq!(psc.run_as_non_root, Some(true));
+        assert_eq!(
+            psc.seccomp_profile.as_ref().map(|p| p.type_.as_str()),
+            Some("RuntimeDefault")
+        );
+        assert_eq!(pod.automount_service_account_token, Some(false));
+        let sc = pod.containers[0].security_context.as_ref().unwrap();
+        assert_eq!(sc.allow_privilege_escalation, Some(false));
+        assert_eq!(sc.read_only_root_filesystem, Some(true));
+        assert_eq!(
+            sc.capabilities.as_ref().and_then(|c| c.drop.clone()),
+            Some(vec!["ALL".to_string()])
+        );
+        assert!(sc.privileged.is_none() && sc.run_as_user.is_none());
+    }
+
+    #[test]
     fn anti_affinity_modes() {
         let none = rendered(serde_json::json!({"antiAffinity": "none"}));
         let pod = none.statefulset.spec.unwrap().template.spec.unwrap();

@@ -7,10 +7,10 @@ use k8s_openapi::api::apps::v1::{
     StatefulSetUpdateStrategy,
 };
 use k8s_openapi::api::core::v1::{
-    Affinity, ConfigMapVolumeSource, Container, ContainerPort, EnvVar, ExecAction,
-    PersistentVolumeClaim, PersistentVolumeClaimSpec, PodAffinityTerm, PodAntiAffinity,
-    PodSecurityContext, PodSpec, PodTemplateSpec, Probe, SecurityContext, Volume, VolumeMount,
-    VolumeResourceRequirements, WeightedPodAffinityTerm,
+    Affinity, Capabilities, ConfigMapVolumeSource, Container, ContainerPort, EmptyDirVolumeSource,
+    EnvVar, ExecAction, PersistentVolumeClaim, PersistentVolumeClaimSpec, PodAffinityTerm,
+    PodAntiAffinity, PodSecurityContext, PodSpec, PodTemplateSpec, Probe, SeccompProfile,
+    SecurityContext, Volume, VolumeMount, VolumeResourceRequirements, WeightedPodAffinityTerm,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta, OwnerReference};
 
@@ -25,6 +25,8 @@ use crate::validate::ValidatedCluster;
 pub const DATA_VOLUME: &str = "datadir";
 /// Name of the volume of the published membership ConfigMap.
 pub const MEMBERS_VOLUME: &str = "members";
+/// Name of the writable /tmp volume (the root filesystem is read-only).
+pub const TMP_VOLUME: &str = "tmp";
 /// Name of the ZooKeeper container.
 pub const CONTAINER: &str = "zookeeper";
 
@@ -156,9 +158,22 @@ fn container(v: &ValidatedCluster, members: &Members) -> Container {
                 read_only: Some(true),
                 ..Default::default()
             },
+            VolumeMount {
+                name: TMP_VOLUME.to_string(),
+                mount_path: "/tmp".to_string(),
+                ..Default::default()
+            },
         ]),
+        // The Pod Security Standards' `restricted` profile: no privilege escalation, no
+        // capabilities, a read-only root filesystem (ZooKeeper writes only to its data volume
+        // and /tmp, an emptyDir).
         security_context: Some(SecurityContext {
             allow_privilege_escalation: Some(false),
+            capabilities: Some(Capabilities {
+                drop: Some(vec!["ALL".to_string()]),
+                ..Default::default()
+            }),
+            read_only_root_filesystem: Some(true),
             ..Default::default()
         }),
         ..Default::default()
@@ -178,19 +193,32 @@ fn pod_template(v: &ValidatedCluster, members: &Members) -> PodTemplateSpec {
         }),
         spec: Some(PodSpec {
             containers: vec![container(v, members)],
-            volumes: Some(vec![Volume {
-                name: MEMBERS_VOLUME.to_string(),
-                config_map: Some(ConfigMapVolumeSource {
-                    name: names::members_configmap(&v.name),
+            volumes: Some(vec![
+                Volume {
+                    name: MEMBERS_VOLUME.to_string(),
+                    config_map: Some(ConfigMapVolumeSource {
+                        name: names::members_configmap(&v.name),
+                        ..Default::default()
+                    }),
                     ..Default::default()
-                }),
-                ..Default::default()
-            }]),
+                },
+                Volume {
+                    name: TMP_VOLUME.to_string(),
+                    empty_dir: Some(EmptyDirVolumeSource::default()),
+                    ..Default::default()
+                },
+            ]),
+            // Members never talk to the Kubernetes API.
+            automount_service_account_token: Some(false),
             affinity: affinity(v),
             security_context: Some(PodSecurityContext {
                 run_as_user: Some(s.security_context.run_as_user),
                 fs_group: Some(s.security_context.fs_group),
                 run_as_non_root: Some(true),
+                seccomp_profile: Some(SeccompProfile {
+                    type_: "RuntimeDefault".to_string(),
+                    ..Default::default()
+                }),
                 ..Default::default()
             }),
             node_selector: non_empty(&s.pod.node_selector),
