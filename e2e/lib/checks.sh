@@ -19,6 +19,16 @@ eventually() { # SECONDS COMMAND... : poll every second
   for ((i = 0; i < secs; i++)); do "$@" > /dev/null 2>&1 && return 0; sleep 1; done
   return 1
 }
+# why_stuck NAMESPACE: what each pod that is not Ready waits for (unschedulable and why, image
+# pull, crash loop, probe), and how much of the node's CPU and memory pods already request.
+why_stuck() {
+  local ns=$1
+  log "pods in $ns that are not Ready, and why:"
+  k -n "$ns" get pods -o jsonpath='{range .items[*]}{.metadata.name}{"\t"}{.status.phase}{"\t"}{range .status.conditions[?(@.status=="False")]}{.type}: {.reason} {.message}; {end}{range .status.containerStatuses[*]}{.state.waiting.reason} {.state.waiting.message} {.lastState.terminated.reason}{end}{"\n"}{end}' 2> /dev/null \
+    | grep -v $'\tRunning\t$' | sed 's/^/  /' >&2 || true
+  log "requests on the node (a Pending pod with 'Insufficient cpu' needs room: another workload holds it):"
+  k describe nodes 2> /dev/null | sed -n '/Allocated resources:/,/Events:/p' | sed 's/^/  /' >&2 || true
+}
 FIGURES=()
 figure() { FIGURES+=("$*"); log "FIGURE $*"; }
 checks_summary() { # NAME

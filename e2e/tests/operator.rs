@@ -110,7 +110,55 @@ impl Drop for TestNamespace {
     }
 }
 
-/// Polls `check` every second until it returns Some, logging progress; panics after `limit`.
+/// Every pod of the cluster that is not Ready, with what it is stuck on (a false condition's
+/// reason and message, such as `Unschedulable: 0/1 nodes are available: 1 Insufficient cpu`, or
+/// a container's waiting reason, such as `CrashLoopBackOff`): said when a wait times out.
+async fn stuck_pods() -> String {
+    let Ok(client) = Client::try_default().await else {
+        return "(cannot reach the API server to list pods)".to_string();
+    };
+    let Ok(pods) = Api::<Pod>::all(client).list(&ListParams::default()).await else {
+        return "(cannot list pods)".to_string();
+    };
+    let mut out = vec!["pods that are not Ready, and why:".to_string()];
+    for p in pods.items.iter().filter(|p| !pod_ready(p)) {
+        let status = p.status.clone().unwrap_or_default();
+        let mut why: Vec<String> = status
+            .conditions
+            .iter()
+            .flatten()
+            .filter(|c| c.status == "False")
+            .map(|c| {
+                format!(
+                    "{} {} {}",
+                    c.type_,
+                    c.reason.clone().unwrap_or_default(),
+                    c.message.clone().unwrap_or_default()
+                )
+            })
+            .collect();
+        why.extend(status.container_statuses.iter().flatten().filter_map(|c| {
+            let w = c.state.as_ref()?.waiting.as_ref()?;
+            Some(format!(
+                "{}: {} {}",
+                c.name,
+                w.reason.clone().unwrap_or_default(),
+                w.message.clone().unwrap_or_default()
+            ))
+        }));
+        out.push(format!(
+            "  {}/{} {}: {}",
+            p.namespace().unwrap_or_default(),
+            p.name_any(),
+            status.phase.unwrap_or_default(),
+            why.join("; ")
+        ));
+    }
+    out.join("\n")
+}
+
+/// Polls `check` every second until it returns Some, logging progress; panics after `limit`,
+/// saying which pods are not Ready and why.
 async fn wait_until<T, F, Fut>(what: &str, limit: Duration, mut check: F) -> T
 where
     F: FnMut() -> Fut,
@@ -127,7 +175,10 @@ where
             return v;
         }
         if started.elapsed() > limit {
-            panic!("timed out after {limit:?} waiting until {what}");
+            panic!(
+                "timed out after {limit:?} waiting until {what}\n{}",
+                stuck_pods().await
+            );
         }
         if last_log.elapsed() > Duration::from_secs(15) {
             log(format!(
