@@ -538,6 +538,10 @@ pub struct ZookeeperClusterStatus {
     /// Every member as the operator last saw it.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub members: Vec<MemberStatus>,
+    /// The version of ZooKeeper's committed configuration (`/zookeeper/config`), hex as
+    /// ZooKeeper prints it; every membership change commits a new one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub config_version: Option<String>,
     /// Connection string for clients, through the client Service.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub connection_string: Option<String>,
@@ -566,6 +570,11 @@ pub struct MemberStatus {
     pub revision: Option<String>,
     /// Whether the pod is Ready.
     pub ready: bool,
+    /// Its place in ZooKeeper's committed configuration: `participant`, `observer`, `joining`
+    /// (running, not yet added) or `leaving` (still committed, being removed). Absent while the
+    /// configuration cannot be read.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub role: Option<String>,
 }
 
 /// `Vec<Condition>` as a list-map keyed by `type`, so server-side apply merges conditions.

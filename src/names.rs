@@ -131,6 +131,9 @@ pub fn members_configmap(cluster: &str) -> String {
 /// The key of that ConfigMap holding the `server.N=` lines.
 pub const MEMBERS_BOOT_KEY: &str = "boot.cfg";
 
+/// The key of that ConfigMap naming the server being added (absent when none is).
+pub const MEMBERS_JOINER_KEY: &str = "joiner";
+
 #[cfg(test)]
 mod tests {
     use super::*;

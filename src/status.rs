@@ -456,8 +456,11 @@ fn observed_status(
                 zxid: m.zxid.map(|z| z.to_string()),
                 revision: m.revision().map(str::to_string),
                 ready: m.pod_ready(),
+                role: None,
             })
             .collect(),
+        // Filled in by the membership step, which reads the committed configuration.
+        config_version: None,
         connection_string,
         conditions: merge_conditions(prev_conditions, judgements, generation, now),
     }
@@ -699,6 +702,7 @@ mod tests {
             zxid: Some(zxid.into()),
             revision: Some("r1".into()),
             ready: true,
+            role: None,
         };
         let with_zxid = |zxid: &str| ZookeeperClusterStatus {
             members: vec![member(zxid)],

@@ -424,6 +424,7 @@ mod tests {
                     zxid: None,
                     revision: None,
                     ready: true,
+                    role: None,
                 })
                 .collect(),
             ..Default::default()

@@ -15,6 +15,7 @@ use kube::runtime::events::EventType;
 use sha2::Digest as _;
 
 use super::{ClusterId, Context, Error, observe};
+use crate::crd::ZookeeperClusterStatus;
 use crate::health::fourlw::member_addresses;
 use crate::health::{MemberAddress, MemberProbe, Ordinal};
 use crate::membership::{
@@ -229,6 +230,7 @@ pub async fn prepare(
                 replicas: running,
                 boot: running_boot(cluster, &sts),
                 super_digest: digest,
+                joiner: None,
             },
             committed: None,
         });
@@ -239,11 +241,16 @@ pub async fn prepare(
         .next_back()
         .map(|(id, boot)| (id.0 as i32, boot.clone()))
         .unwrap_or((running, committed.clone()));
+    let joiner = run
+        .keys()
+        .find(|id| !committed.servers.contains_key(id))
+        .copied();
     Ok(Prepared {
         members: Members {
             replicas: highest,
             boot,
             super_digest: digest,
+            joiner,
         },
         committed: Some(committed),
     })
@@ -257,6 +264,30 @@ fn running_boot(cluster: &ValidatedCluster, sts: &StatefulSet) -> CommittedConfi
     CommittedConfig {
         servers: members::desired_of(cluster, running.max(1) as u32).servers,
         version: ConfigVersion(0),
+    }
+}
+
+/// Adds what only the committed configuration knows to `status`: its version and each
+/// member's role in it.
+pub fn annotate(
+    status: &mut ZookeeperClusterStatus,
+    prepared: &Prepared,
+    cluster: &ValidatedCluster,
+) {
+    let Some(committed) = &prepared.committed else {
+        return;
+    };
+    status.config_version = Some(committed.version.to_string());
+    let desired = members::desired(cluster);
+    for m in &mut status.members {
+        let id = ServerId::of(Ordinal(m.ordinal.max(0) as u32));
+        let role = match committed.servers.get(&id) {
+            Some(_) if !desired.servers.contains_key(&id) => "leaving",
+            Some(s) if s.is_voter() => "participant",
+            Some(_) => "observer",
+            None => "joining",
+        };
+        m.role = Some(role.to_string());
     }
 }
 

@@ -72,7 +72,7 @@ async fn reconcile_cluster(zk: &ZookeeperCluster, ctx: &Context) -> Result<Actio
     let progressing = scaling.as_ref().map(|(s, from, to)| {
         status::Judgement::new(status::PROGRESSING, true, s.reason(*from, *to), s.message())
     });
-    let status = status::cluster_status(
+    let mut status = status::cluster_status(
         zk,
         id.connection_string(&cluster),
         &sts,
@@ -81,6 +81,7 @@ async fn reconcile_cluster(zk: &ZookeeperCluster, ctx: &Context) -> Result<Actio
         progressing,
         &now,
     );
+    membership::annotate(&mut status, &members, &cluster);
     write_status::write(ctx, zk, &id, &status).await?;
     let next = rollout::requeue_after(&plan, &act, ctx.steady_resync);
     let next = match scaling {

@@ -9,7 +9,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 
 use super::labels::object_meta;
 use crate::health::Ordinal;
-use crate::membership::{CommittedConfig, ConfigVersion, DesiredMembership, MemberPorts};
+use crate::membership::{CommittedConfig, ConfigVersion, DesiredMembership, MemberPorts, ServerId};
 use crate::names;
 use crate::validate::ValidatedCluster;
 
@@ -23,6 +23,9 @@ pub struct Members {
     /// `super:<digest>` the members accept as super user; `None` renders no super user (offline
     /// rendering), and such members cannot be reconfigured.
     pub super_digest: Option<String>,
+    /// The server being added, if any: it boots from [`Self::boot`] whatever its volume holds,
+    /// so a volume left by an earlier membership never brings back an old configuration.
+    pub joiner: Option<ServerId>,
 }
 
 impl Members {
@@ -36,6 +39,7 @@ impl Members {
                 version: ConfigVersion(0),
             },
             super_digest,
+            joiner: None,
         }
     }
 }
@@ -75,10 +79,19 @@ pub fn configmap(
             &v.name,
             owner,
         ),
-        data: Some(BTreeMap::from([(
-            names::MEMBERS_BOOT_KEY.to_string(),
-            members.boot.dynamic_file(),
-        )])),
+        data: Some(
+            [(
+                names::MEMBERS_BOOT_KEY.to_string(),
+                members.boot.dynamic_file(),
+            )]
+            .into_iter()
+            .chain(
+                members
+                    .joiner
+                    .map(|id| (names::MEMBERS_JOINER_KEY.to_string(), format!("{id}\n"))),
+            )
+            .collect::<BTreeMap<_, _>>(),
+        ),
         ..Default::default()
     }
 }
