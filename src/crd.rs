@@ -8,6 +8,7 @@
 use std::collections::BTreeMap;
 
 use k8s_openapi::api::core::v1::{LocalObjectReference, ResourceRequirements, Toleration};
+use k8s_openapi::api::networking::v1::NetworkPolicyPeer;
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use kube::{CustomResource, KubeSchema};
@@ -123,6 +124,12 @@ pub struct ZookeeperClusterSpec {
     /// How changes roll out: a canary `partition` and a `paused` switch.
     #[serde(default)]
     pub update_strategy: UpdateStrategy,
+
+    /// The NetworkPolicy `<name>-netpol` that admits traffic to the members: the quorum and
+    /// election ports only from the ensemble's own pods, the client port from `clientFrom`, the
+    /// ensemble's own pods and the operator's namespace, the metrics port from `metricsFrom`.
+    #[serde(default)]
+    pub network_policy: NetworkPolicySpec,
 
     /// DNS domain of the Kubernetes cluster (the kubelet's `clusterDomain`). The members address
     /// each other, and the operator probes them, as `<name>-<i>.<name>-hs.<namespace>.svc.<domain>`;
@@ -284,6 +291,36 @@ pub struct MetricsSpec {
 impl Default for MetricsSpec {
     fn default() -> Self {
         MetricsSpec { enabled: true }
+    }
+}
+
+/// Which pods may reach the members, as a NetworkPolicy. Only a network plugin that enforces
+/// NetworkPolicies makes it effective.
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase", default)]
+pub struct NetworkPolicySpec {
+    /// Render a NetworkPolicy that admits only the traffic below. When false the policy is kept
+    /// but selects no pod, so it neither admits nor refuses anything (the user's own policies
+    /// decide alone).
+    pub enabled: bool,
+    /// Who may connect to the client port (NetworkPolicy peers: `podSelector`,
+    /// `namespaceSelector`, `ipBlock`). Empty: every pod of the cluster's namespace. The
+    /// ensemble's own pods and the operator's namespace (probes, reconfiguration) are always
+    /// admitted.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub client_from: Vec<NetworkPolicyPeer>,
+    /// Who may scrape the metrics port (while `spec.metrics.enabled`). Empty: any source.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub metrics_from: Vec<NetworkPolicyPeer>,
+}
+
+impl Default for NetworkPolicySpec {
+    fn default() -> Self {
+        NetworkPolicySpec {
+            enabled: true,
+            client_from: Vec::new(),
+            metrics_from: Vec::new(),
+        }
     }
 }
 
@@ -672,6 +709,10 @@ mod tests {
         assert_eq!(s.security_context.fs_group, 1000);
         assert_eq!(s.anti_affinity, AntiAffinity::Required);
         assert_eq!(s.cluster_domain, "cluster.local");
+        assert!(s.network_policy.enabled);
+        assert!(
+            s.network_policy.client_from.is_empty() && s.network_policy.metrics_from.is_empty()
+        );
         assert_eq!(cel_errors(&zk), "");
     }
 

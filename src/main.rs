@@ -360,7 +360,13 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
             Context::new(client.clone(), metrics.clone(), prober.clone())
                 .with_steady_resync(std::time::Duration::from_secs(args.steady_resync_seconds))
                 .with_fence(hold.as_ref().map(|h| h.fence()))
-                .with_membership(Arc::new(NetworkZookeeper), super_key.clone()),
+                .with_membership(Arc::new(NetworkZookeeper), super_key.clone())
+                // Where the probes come from when the operator runs in a pod (set by the chart).
+                .with_operator_namespace(
+                    std::env::var("POD_NAMESPACE")
+                        .ok()
+                        .filter(|n| !n.is_empty()),
+                ),
         );
         tracing::info!(namespace = args.namespace.as_deref().unwrap_or("<all>"), addr = %args.metrics_addr, "starting controller");
         let lost = async {

@@ -59,6 +59,15 @@ pub fn pdb(cluster: &str) -> String {
     format!("{cluster}-pdb")
 }
 
+/// The NetworkPolicy that admits traffic to the members, `<cluster>-netpol`.
+pub fn network_policy(cluster: &str) -> String {
+    format!("{cluster}-netpol")
+}
+
+/// The label every namespace carries with its own name (set by the API server), which a
+/// NetworkPolicy's `namespaceSelector` uses to name one namespace.
+pub const NAMESPACE_NAME_LABEL: &str = "kubernetes.io/metadata.name";
+
 /// Member `ordinal`'s pod, `<cluster>-<ordinal>`.
 pub fn member_pod(cluster: &str, ordinal: u32) -> String {
     format!("{}-{ordinal}", statefulset(cluster))
@@ -171,6 +180,7 @@ mod tests {
             "app.kubernetes.io/name=zookeeper,app.kubernetes.io/instance=zk"
         );
         assert_eq!(pdb("zk"), "zk-pdb");
+        assert_eq!(network_policy("zk"), "zk-netpol");
     }
 
     #[test]

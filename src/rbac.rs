@@ -135,6 +135,15 @@ pub const CONFIG_MAPS: Rule = Rule {
     scope: Scope::Watched,
 };
 
+/// The NetworkPolicy each cluster owns (`<cluster>-netpol`).
+pub const NETWORK_POLICIES: Rule = Rule {
+    api_group: "networking.k8s.io",
+    resource: "networkpolicies",
+    verbs: CHILD_VERBS,
+    resource_names: &[],
+    scope: Scope::Watched,
+};
+
 /// The name of the Secret in the operator's namespace holding the key from which every
 /// cluster's ZooKeeper super-user password is derived.
 pub const SUPER_KEY_SECRET: &str = "zookeeper-operator-super-key";
@@ -177,6 +186,7 @@ pub const RULES: &[Rule] = &[
     PODS_EVICTION,
     EVENTS,
     CONFIG_MAPS,
+    NETWORK_POLICIES,
     LEASES,
     SUPER_KEY_READ,
     SUPER_KEY_CREATE,

@@ -44,6 +44,7 @@ fn render_prints_every_object_of_each_sample() {
                 "Service",
                 "PodDisruptionBudget",
                 "ConfigMap",
+                "NetworkPolicy",
                 "StatefulSet"
             ],
             "{sample}"

@@ -21,6 +21,8 @@ use zookeeper_operator::health::{Ordinal, Outcome, parse};
 use zookeeper_operator::metrics::Metrics;
 
 const NS: &str = "team";
+/// Where the operator runs in these tests.
+const OPERATOR_NS: &str = "zookeeper-operator";
 
 fn fixture(name: &str) -> String {
     std::fs::read_to_string(format!("tests/fixtures/zookeeper/3.9.5/{name}")).unwrap()
@@ -129,6 +131,9 @@ fn base(kind: &str, name: &str) -> String {
         }
         "statefulsets" => format!("/apis/apps/v1/namespaces/{NS}/statefulsets/{name}"),
         "configmaps" => format!("/api/v1/namespaces/{NS}/configmaps/{name}"),
+        "networkpolicies" => {
+            format!("/apis/networking.k8s.io/v1/namespaces/{NS}/networkpolicies/{name}")
+        }
         _ => unreachable!(),
     }
 }
@@ -143,6 +148,7 @@ fn first_time_script() -> Vec<Exchange> {
         ("services", "zk-cs"),
         ("poddisruptionbudgets", "zk-pdb"),
         ("configmaps", "zk-members"),
+        ("networkpolicies", "zk-netpol"),
     ] {
         script.push(expect(Method::GET, base(kind, name), |_| {
             status(StatusCode::NOT_FOUND, "NotFound")
@@ -167,7 +173,10 @@ fn first_time_script() -> Vec<Exchange> {
 
 async fn run(zk: ZookeeperCluster, script: Vec<Exchange>, prober: Prober) -> Vec<(String, Value)> {
     let (client, served) = mock_api::start(NS, script);
-    let ctx = Arc::new(Context::new(client, Arc::new(Metrics::default()), prober));
+    let ctx = Arc::new(
+        Context::new(client, Arc::new(Metrics::default()), prober)
+            .with_operator_namespace(Some(OPERATOR_NS.to_string())),
+    );
     let action = reconcile(Arc::new(DeserializeGuard(Ok(zk))), ctx.clone()).await;
     drop(ctx);
     let writes = served.writes().await;
@@ -176,7 +185,7 @@ async fn run(zk: ZookeeperCluster, script: Vec<Exchange>, prober: Prober) -> Vec
 }
 
 #[tokio::test]
-async fn first_reconcile_applies_five_objects_in_order_then_writes_status() {
+async fn first_reconcile_applies_six_objects_in_order_then_writes_status() {
     let mut script = first_time_script();
     script.push(status_patch());
     let writes = run(cluster(json!({}), None), script, healthy_prober()).await;
@@ -191,9 +200,25 @@ async fn first_reconcile_applies_five_objects_in_order_then_writes_status() {
             "Service",
             "PodDisruptionBudget",
             "ConfigMap",
+            "NetworkPolicy",
             "StatefulSet",
             "ZookeeperCluster"
         ]
+    );
+
+    // The policy over the members admits the client port from the operator's namespace too.
+    let policy = &writes[4].1;
+    assert_eq!(
+        policy["spec"]["podSelector"]["matchLabels"]["app.kubernetes.io/instance"],
+        "zk"
+    );
+    let client_from = &policy["spec"]["ingress"][1]["from"];
+    assert_eq!(policy["spec"]["ingress"][1]["ports"][0]["port"], 2181);
+    assert!(
+        client_from.as_array().unwrap().iter().any(
+            |p| p["namespaceSelector"]["matchLabels"]["kubernetes.io/metadata.name"] == OPERATOR_NS
+        ),
+        "{policy}"
     );
 
     // A new cluster's members boot together from the published membership, version 0.
@@ -209,13 +234,13 @@ async fn first_reconcile_applies_five_objects_in_order_then_writes_status() {
     );
 
     // Children are owned by the cluster and carry the applied hash.
-    let sts = &writes[4].1;
+    let sts = &writes[5].1;
     assert_eq!(sts["spec"]["replicas"], 3);
     assert_eq!(sts["metadata"]["ownerReferences"][0]["uid"], "uid-1");
     assert_eq!(sts["metadata"]["ownerReferences"][0]["controller"], true);
     assert!(sts["metadata"]["annotations"]["zookeeper.ensemble.dev/applied-hash"].is_string());
 
-    let status = &writes[5].1["status"];
+    let status = &writes[6].1["status"];
     assert_eq!(status["leader"], "zk-1");
     assert_eq!(status["observedGeneration"], 1);
     assert_eq!(status["readyReplicas"], 3);
@@ -243,12 +268,12 @@ async fn unchanged_cluster_reconciles_with_zero_writes() {
     let mut script = first_time_script();
     script.push(status_patch());
     let writes = run(cluster(json!({}), None), script, healthy_prober()).await;
-    let applied: Vec<Value> = writes[..5].iter().map(|(_, b)| b.clone()).collect();
-    let status = writes[5].1["status"].clone();
+    let applied: Vec<Value> = writes[..6].iter().map(|(_, b)| b.clone()).collect();
+    let status = writes[6].1["status"].clone();
 
     // Second pass: the server holds exactly that; only reads may happen. The membership step
     // reads the StatefulSet first (its members are not reachable here: nothing changes).
-    let mut live_sts = applied[4].clone();
+    let mut live_sts = applied[5].clone();
     sts_status(&mut live_sts);
     let mut script = vec![expect(Method::GET, base("statefulsets", "zk"), move |_| {
         (StatusCode::OK, live_sts.clone())
@@ -258,6 +283,7 @@ async fn unchanged_cluster_reconciles_with_zero_writes() {
         ("services", "zk-cs"),
         ("poddisruptionbudgets", "zk-pdb"),
         ("configmaps", "zk-members"),
+        ("networkpolicies", "zk-netpol"),
         ("statefulsets", "zk"),
     ]
     .into_iter()
@@ -370,7 +396,7 @@ fn sts_rolling(obj: &mut Value) {
 /// before it.
 fn rollout_script(answer: Reply) -> Vec<Exchange> {
     let mut script = first_time_script();
-    script[10] = expect(Method::PATCH, base("statefulsets", "zk"), echo(sts_rolling));
+    script[12] = expect(Method::PATCH, base("statefulsets", "zk"), echo(sts_rolling));
     script.push(expect(Method::GET, base("statefulsets", "zk"), |_| {
         let mut sts = running_statefulset();
         sts_rolling(&mut sts);

@@ -2,6 +2,7 @@
 
 use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::{ConfigMap, Service};
+use k8s_openapi::api::networking::v1::NetworkPolicy;
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use kube::api::{Api, Patch, PatchParams};
 use kube::{Client, Resource, ResourceExt};
@@ -87,8 +88,8 @@ pub async fn apply(
     result
 }
 
-/// Applies the objects in order: Services, PDB and the membership ConfigMap first so the StatefulSet's pods find their
-/// DNS names and disruption budget in place. Returns the StatefulSet as the server has it.
+/// Applies the objects in order: Services, PDB, the membership ConfigMap and the NetworkPolicy
+/// first so the StatefulSet's pods find their DNS names, disruption budget and policy in place. Returns the StatefulSet as the server has it.
 pub async fn apply_all(
     client: &Client,
     namespace: &str,
@@ -100,6 +101,7 @@ pub async fn apply_all(
         client_service,
         pdb,
         members,
+        network_policy,
         statefulset,
     } = desired;
     apply_one::<Service>(client, namespace, headless_service)
@@ -121,6 +123,10 @@ pub async fn apply_all(
     apply_one::<ConfigMap>(client, namespace, members)
         .await
         .map_err(|source| Error::ApplyConfigMap { source })?;
+    // Before the StatefulSet: a member is never reachable from more than the policy admits.
+    apply_one::<NetworkPolicy>(client, namespace, network_policy)
+        .await
+        .map_err(|source| Error::ApplyNetworkPolicy { source })?;
     apply_one::<StatefulSet>(client, namespace, statefulset)
         .await
         .map_err(|source| Error::ApplyStatefulSet { source })

@@ -45,6 +45,8 @@ pub enum Error {
     ApplyPdb { source: kube::Error },
     #[error("failed to apply the membership config map: {source}")]
     ApplyConfigMap { source: kube::Error },
+    #[error("failed to apply the network policy: {source}")]
+    ApplyNetworkPolicy { source: kube::Error },
 
     #[error("failed to apply statefulset: {source}")]
     ApplyStatefulSet { source: kube::Error },
@@ -65,6 +67,7 @@ impl Error {
             Error::ApplyService { .. }
             | Error::ApplyPdb { .. }
             | Error::ApplyConfigMap { .. }
+            | Error::ApplyNetworkPolicy { .. }
             | Error::ApplyStatefulSet { .. } => "apply",
             Error::GetStatefulSet { .. } | Error::ListPods { .. } => "observe",
             Error::PatchStatus { .. } => "status",
@@ -133,6 +136,9 @@ pub struct Context {
     /// From which every cluster's super-user password is derived; without it, no membership
     /// change can be made.
     pub super_key: Option<membership::SuperKey>,
+    /// The operator's own namespace: each cluster's NetworkPolicy admits the operator's probes
+    /// and ZooKeeper sessions from there. `None` admits no namespace for them.
+    pub operator_namespace: Option<String>,
     /// Consecutive failures per object, for exponential backoff.
     failures: Mutex<HashMap<ObjectRef<DeserializeGuard<ZookeeperCluster>>, u32>>,
 }
@@ -148,6 +154,7 @@ impl Context {
             fence: None,
             zookeeper: Arc::new(membership::NoZookeeper),
             super_key: None,
+            operator_namespace: None,
             failures: Mutex::default(),
         }
     }
@@ -166,6 +173,12 @@ impl Context {
     ) -> Self {
         self.zookeeper = zookeeper;
         self.super_key = key;
+        self
+    }
+
+    /// Admits the operator's traffic from `namespace` in every cluster's NetworkPolicy.
+    pub fn with_operator_namespace(mut self, namespace: Option<String>) -> Self {
+        self.operator_namespace = namespace;
         self
     }
 

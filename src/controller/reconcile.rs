@@ -51,7 +51,12 @@ async fn reconcile_cluster(zk: &ZookeeperCluster, ctx: &Context) -> Result<Actio
     };
     let uid = zk.uid().unwrap_or_default();
     let members = membership::prepare(ctx, &id, &cluster, &uid).await?;
-    let desired = render_with(&cluster, &members.members, Some(&id.owner));
+    let desired = render_with(
+        &cluster,
+        &members.members,
+        ctx.operator_namespace.as_deref(),
+        Some(&id.owner),
+    );
     let sts = match apply::apply(ctx, &id, &desired).await {
         Ok(sts) => sts,
         Err(e) => return write_status::hold(ctx, zk, &id, Err(e), &now).await,

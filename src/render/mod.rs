@@ -3,12 +3,14 @@
 pub mod args;
 pub mod labels;
 pub mod members;
+pub mod netpol;
 pub mod pdb;
 pub mod services;
 pub mod statefulset;
 
 use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::{ConfigMap, Service};
+use k8s_openapi::api::networking::v1::NetworkPolicy;
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 
@@ -23,19 +25,23 @@ pub struct DesiredObjects {
     pub client_service: Service,
     pub pdb: PodDisruptionBudget,
     pub members: ConfigMap,
+    pub network_policy: NetworkPolicy,
     pub statefulset: StatefulSet,
 }
 
-/// Renders every owned object of a new cluster (all members boot together; no super user):
-/// `owner` is the cluster's controller reference (None offline).
+/// Renders every owned object of a new cluster (all members boot together; no super user; no
+/// operator namespace in the NetworkPolicy): `owner` is the cluster's controller reference (None
+/// offline).
 pub fn render(v: &ValidatedCluster, owner: Option<&OwnerReference>) -> DesiredObjects {
-    render_with(v, &Members::initial(v, None), owner)
+    render_with(v, &Members::initial(v, None), None, owner)
 }
 
-/// Renders every owned object for the membership the controller decided.
+/// Renders every owned object for the membership the controller decided; `operator_namespace`
+/// is where the operator runs (the NetworkPolicy admits its probes from there).
 pub fn render_with(
     v: &ValidatedCluster,
     members: &Members,
+    operator_namespace: Option<&str>,
     owner: Option<&OwnerReference>,
 ) -> DesiredObjects {
     DesiredObjects {
@@ -43,6 +49,7 @@ pub fn render_with(
         client_service: services::client(v, owner),
         pdb: pdb::pdb(v, owner),
         members: members::configmap(v, members, owner),
+        network_policy: netpol::network_policy(v, operator_namespace, owner),
         statefulset: statefulset::statefulset(v, members, owner),
     }
 }
@@ -55,6 +62,7 @@ impl DesiredObjects {
             client_service,
             pdb,
             members,
+            network_policy,
             statefulset,
         } = self;
         let docs = [
@@ -62,6 +70,7 @@ impl DesiredObjects {
             with_type(client_service),
             with_type(pdb),
             with_type(members),
+            with_type(network_policy),
             with_type(statefulset),
         ];
         let mut out = String::new();
@@ -257,6 +266,7 @@ mod tests {
                 "Service",
                 "PodDisruptionBudget",
                 "ConfigMap",
+                "NetworkPolicy",
                 "StatefulSet"
             ]
         );
