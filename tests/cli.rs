@@ -80,3 +80,45 @@ fn render_of_a_missing_file_says_what_to_pass() {
     let err = String::from_utf8(out.stderr).unwrap();
     assert!(err.contains("cannot read /nonexistent/zk.yaml"), "{err}");
 }
+
+/// The image's start script, run as a uid that cannot write the data volume (a hostPath volume
+/// keeps its owner; only volumes that honour fsGroup are handed to the pod's group): it stops
+/// before anything else and says what to change.
+#[test]
+fn start_script_names_an_unwritable_data_volume_and_the_fix() {
+    assert_eq!(
+        std::process::Command::new("id")
+            .arg("-u")
+            .output()
+            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+            .unwrap_or_default(),
+        "0",
+        "this test switches to another uid with setpriv: run it as root (CI does)"
+    );
+    use std::os::unix::fs::PermissionsExt;
+    // A volume as a hostPath provisioner leaves it: owned by someone else, readable, not writable.
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let volume = dir.path().join("volume");
+    std::fs::create_dir(&volume).unwrap();
+    std::fs::set_permissions(&volume, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let script = std::fs::canonicalize("deploy/images/zookeeper/start-zookeeper").unwrap();
+    let out = std::process::Command::new("setpriv")
+        .args(["--reuid", "2345", "--regid", "2345", "--clear-groups"])
+        .arg(&script)
+        .arg(format!("--data_dir={}/data", volume.display()))
+        .arg(format!("--data_log_dir={}/data/log", volume.display()))
+        .arg(format!("--conf_dir={}/conf", volume.display()))
+        .output()
+        .expect("run start-zookeeper through setpriv");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    for needle in [
+        "is not writable by uid 2345",
+        "honour the pod's fsGroup",
+        "spec.securityContext.runAsUser",
+    ] {
+        assert!(stderr.contains(needle), "missing {needle:?} in: {stderr}");
+    }
+    assert!(!volume.join("data").exists(), "nothing was written");
+}

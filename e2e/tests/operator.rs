@@ -10,6 +10,7 @@ mod support;
 mod faults;
 mod helm;
 mod membership;
+mod netpol;
 
 use std::collections::{BTreeMap, HashMap};
 use std::future::Future;
@@ -851,42 +852,6 @@ async fn rolling_restart_under_write_load_canary_and_operator_restart() {
         longest < Duration::from_secs(10),
         "writes through the client Service were unavailable for {longest:?} at a stretch"
     );
-}
-
-#[tokio::test]
-#[ignore = "needs the local Kubernetes with the operator installed: run e2e/operator-test"]
-async fn any_non_root_uid_runs_under_the_restricted_profile() {
-    // The namespace enforces `restricted`; the uid and gid are not the image's (1000).
-    let client = client().await;
-    let guard = TestNamespace::create(&client, "e2e-uid").await;
-    let (ns, name) = (guard.name.clone(), "zk");
-    apply_cluster(
-        &client,
-        &ns,
-        name,
-        spec(json!({"replicas": 1, "securityContext": {"runAsUser": 2345, "fsGroup": 2345}})),
-    )
-    .await
-    .expect("apply");
-    let zk = wait_settled(&client, &ns, name, Duration::from_secs(300)).await;
-    assert_modes(&zk, 0);
-    let pods = member_pods(&client, &ns, name).await;
-    let sc = pods[0]
-        .spec
-        .as_ref()
-        .and_then(|s| s.security_context.clone())
-        .expect("a pod security context");
-    assert_eq!(sc.run_as_user, Some(2345));
-    // It writes: a znode round trip through the client Service.
-    let service = connect_string(&client, &ns, name).await;
-    let writer = support::Writer::start(&service).await;
-    tokio::time::sleep(Duration::from_secs(2)).await;
-    let (zk_client, attempts) = writer.stop().await;
-    let checked = support::verify_acknowledged(&zk_client, &attempts).await;
-    assert!(checked > 0, "writes as uid 2345: {attempts:?}");
-    log(format!(
-        "uid 2345 under restricted: Available, {checked} writes acknowledged and read back"
-    ));
 }
 
 #[tokio::test]
