@@ -1120,7 +1120,7 @@ fn report_text(results: &str, floor: &str) -> String {
         .unwrap();
         writeln!(
             out,
-            "Per run (gaps in s; failed/lost/expired as java/rust):\n"
+            "Per run, in the order they ran (gaps in s; failed/lost/expired as java/rust; L marks the member that led when the rollout began):\n"
         )
         .unwrap();
         writeln!(
@@ -1129,12 +1129,14 @@ fn report_text(results: &str, floor: &str) -> String {
         )
         .unwrap();
         writeln!(out, "|---|---|---|---|---|---|---|---|---|---|---|---|---|").unwrap();
-        for r in ours.iter().chain(sts.iter()) {
+        // Runs are numbered in the order of the file: batches of e2e/bench each start at run 1.
+        let numbered = ours.iter().enumerate().chain(sts.iter().enumerate());
+        for (i, r) in numbered {
             writeln!(
                 out,
                 "| {} | {} | {:.1}s | {:.1}s | {:.2} | {:.2} | {:.2} | {}/{} | {}/{} | {}/{} | {} | {:.1} | {} |",
                 r.target,
-                r.cols["run"],
+                i + 1,
                 r.f("wall_s"),
                 r.f("floor_s"),
                 r.f("wall_s") / r.f("floor_s"),
