@@ -11,6 +11,7 @@ mod faults;
 mod helm;
 mod membership;
 mod netpol;
+mod readme;
 
 use std::collections::{BTreeMap, HashMap};
 use std::future::Future;
