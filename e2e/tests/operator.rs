@@ -606,6 +606,7 @@ async fn operator_writes(client: &Client) -> Vec<(&'static str, f64)> {
         ("statefulsets", r#"verb="PATCH""#),
         ("services", r#"verb="PATCH""#),
         ("poddisruptionbudgets", r#"verb="PATCH""#),
+        ("networkpolicies", r#"verb="PATCH""#),
         ("pods", r#"subresource="eviction""#),
     ]
     .into_iter()
