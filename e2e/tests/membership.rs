@@ -198,8 +198,8 @@ async fn membership_changes_one_server_at_a_time_and_keep_every_znode() {
     let mut figures = Vec::new();
     for target in [3usize, 5, 3, 1, 3] {
         let before = uids(&member_pods(&client, &ns, name).await);
-        // 5 -> 3 is asked while zk-1 is down: the change waits, says why, and goes on once
-        // zk-1 serves again.
+        // 5 -> 3 is asked while zk-1 is down: the change waits, says so, removes nobody before
+        // zk-1 serves again, then goes on.
         let down = ((size, target) == (5, 3)).then_some(1usize);
         if let Some(o) = down {
             Api::<Pod>::namespaced(client.clone(), &ns)
@@ -214,21 +214,21 @@ async fn membership_changes_one_server_at_a_time_and_keep_every_znode() {
             ));
         }
         let started = Instant::now();
+        let started_wall = k8s_openapi::jiff::Timestamp::now();
         apply_cluster(&client, &ns, name, spec(json!({"replicas": target})))
             .await
             .unwrap_or_else(|e| panic!("the API server accepts {size} -> {target}: {e}"));
         let generation = cluster(&client, &ns, name).await.metadata.generation;
         if let Some(o) = down {
+            // It says it waits (for the member to serve, or for the leader to count it synced).
             let said = wait_until(
-                &format!("{size} -> {target}: the change waits for {name}-{o} and says so"),
+                &format!("{size} -> {target}: the change says it waits while {name}-{o} is down"),
                 Duration::from_secs(60),
                 || async {
                     let zk = cluster(&client, &ns, name).await;
                     let (status, reason, message) = condition(&zk, "Progressing")?;
-                    (status == "True"
-                        && reason == "ScalingDown"
-                        && message.contains(&format!("waiting for {name}-{o} to serve")))
-                    .then_some(message)
+                    (status == "True" && reason == "ScalingDown" && message.contains("waiting for"))
+                        .then_some(message)
                 },
             )
             .await;
@@ -290,6 +290,40 @@ async fn membership_changes_one_server_at_a_time_and_keep_every_znode() {
         )
         .await;
         let took = started.elapsed();
+        if let Some(o) = down {
+            // Nothing was removed before the member that was down served again.
+            let pod = Api::<Pod>::namespaced(client.clone(), &ns)
+                .get(&format!("{name}-{o}"))
+                .await
+                .expect("the member is back");
+            let ready_at = pod
+                .status
+                .and_then(|s| s.conditions)
+                .into_iter()
+                .flatten()
+                .find(|c| c.type_ == "Ready" && c.status == "True")
+                .and_then(|c| c.last_transition_time)
+                .expect("the member is Ready")
+                .0;
+            let first_removal = Api::<Event>::namespaced(client.clone(), &ns)
+                .list(&ListParams::default())
+                .await
+                .expect("list events")
+                .items
+                .into_iter()
+                .filter(|e| e.reason.as_deref() == Some("MemberRemoved"))
+                .filter_map(|e| e.first_timestamp.map(|t| t.0))
+                .filter(|t| t.as_second() + 1 >= started_wall.as_second())
+                .min()
+                .expect("a MemberRemoved Event of this step");
+            log(format!(
+                "{size} -> {target}: {name}-{o} Ready again at {ready_at}, first removal at {first_removal}"
+            ));
+            assert!(
+                first_removal.as_second() >= ready_at.as_second(),
+                "a server was removed at {first_removal} while {name}-{o} was down (Ready again at {ready_at})"
+            );
+        }
         figures.push(format!("{size} -> {target}: {:.1}s", took.as_secs_f64()));
         log(format!(
             "FIGURE membership {size} -> {target} settled in {:.1}s",
