@@ -12,7 +12,7 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
-use crate::health::Mode;
+use crate::health::{Mode, Sync};
 use crate::rollout::{Decision, Plan};
 
 /// Every mode a member can report, for the members-by-mode series.
@@ -36,6 +36,13 @@ pub struct ClusterLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct MemberLabels {
+    pub namespace: String,
+    pub cluster: String,
+    pub member: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ModeLabels {
     pub namespace: String,
     pub cluster: String,
@@ -51,8 +58,21 @@ pub struct Metrics {
     pub restarts: Family<ClusterLabels, Counter>,
     pub rollouts_blocked_seconds: Family<ClusterLabels, Counter<f64, std::sync::atomic::AtomicU64>>,
     pub members: Family<ModeLabels, Gauge>,
+    /// 1 while a member serves (leader, follower, observer), else 0.
+    pub member_serving: Family<MemberLabels, Gauge>,
+    /// 1 while a member's pod runs the StatefulSet's update revision, else 0.
+    pub member_updated: Family<MemberLabels, Gauge>,
+    /// The leader's count of synced voting followers (absent without a single leader).
+    pub synced_followers: Family<ClusterLabels, Gauge>,
+    /// Duration of finished rollouts, from the first pass that saw an outdated member to the
+    /// pass that saw every member the partition lets change updated.
+    pub rollout_duration: Histogram,
     /// When each blocked cluster's blocked time was last counted.
     blocked_since: Mutex<HashMap<ClusterLabels, Instant>>,
+    /// When each cluster's rollout under way was first seen.
+    rollout_since: Mutex<HashMap<ClusterLabels, Instant>>,
+    /// The members each cluster's per-member series were last set for.
+    member_series: Mutex<HashMap<ClusterLabels, Vec<String>>>,
 }
 
 impl Default for Metrics {
@@ -64,6 +84,10 @@ impl Default for Metrics {
         let restarts = Family::<ClusterLabels, Counter>::default();
         let rollouts_blocked_seconds = Family::default();
         let members = Family::<ModeLabels, Gauge>::default();
+        let member_serving = Family::<MemberLabels, Gauge>::default();
+        let member_updated = Family::<MemberLabels, Gauge>::default();
+        let synced_followers = Family::<ClusterLabels, Gauge>::default();
+        let rollout_duration = Histogram::new(exponential_buckets(5.0, 2.0, 10));
         registry.register("reconciles", "Reconciles started", reconciles.clone());
         registry.register(
             "reconcile_errors",
@@ -90,6 +114,26 @@ impl Default for Metrics {
             "Members by the mode they reported to srvr",
             members.clone(),
         );
+        registry.register(
+            "member_serving",
+            "1 while the member serves (leader, follower or observer per its srvr), else 0",
+            member_serving.clone(),
+        );
+        registry.register(
+            "member_updated",
+            "1 while the member's pod runs the StatefulSet's update revision, else 0",
+            member_updated.clone(),
+        );
+        registry.register(
+            "synced_followers",
+            "Voting followers the leader counts synced (mntr), while there is a single leader",
+            synced_followers.clone(),
+        );
+        registry.register(
+            "rollout_duration_seconds",
+            "Duration of finished rolling restarts, first outdated member seen to all updated",
+            rollout_duration.clone(),
+        );
         Metrics {
             registry: Mutex::new(registry),
             reconciles,
@@ -98,7 +142,13 @@ impl Default for Metrics {
             restarts,
             rollouts_blocked_seconds,
             members,
+            member_serving,
+            member_updated,
+            synced_followers,
+            rollout_duration,
             blocked_since: Mutex::default(),
+            rollout_since: Mutex::default(),
+            member_series: Mutex::default(),
         }
     }
 }
@@ -155,6 +205,70 @@ impl Metrics {
             })
             .collect();
         self.set_members(&cluster.namespace, &cluster.cluster, &counts);
+        self.set_member_series(cluster, plan);
+        match plan.view.sync {
+            Sync::Count(n) => {
+                self.synced_followers
+                    .get_or_create(cluster)
+                    .set(i64::from(n));
+            }
+            _ => {
+                self.synced_followers.remove(cluster);
+            }
+        }
+        let p = &plan.progress;
+        self.observe_rollout(
+            cluster,
+            !p.creating && p.updated < p.eligible,
+            Instant::now(),
+        );
+    }
+
+    /// Per-member gauges; series of members that are gone (a smaller ensemble) are removed.
+    fn set_member_series(&self, cluster: &ClusterLabels, plan: &Plan) {
+        let label = |member: &str| MemberLabels {
+            namespace: cluster.namespace.clone(),
+            cluster: cluster.cluster.clone(),
+            member: member.to_string(),
+        };
+        let now: Vec<String> = plan
+            .view
+            .members
+            .iter()
+            .map(|m| m.name.to_string())
+            .collect();
+        for m in &plan.view.members {
+            let l = label(&m.name.to_string());
+            let serving = matches!(m.mode, Mode::Leader | Mode::Follower | Mode::Observer);
+            self.member_serving
+                .get_or_create(&l)
+                .set(i64::from(serving));
+            self.member_updated
+                .get_or_create(&l)
+                .set(i64::from(m.updated));
+        }
+        let mut series = self.member_series.lock().unwrap_or_else(|e| e.into_inner());
+        for gone in series
+            .insert(cluster.clone(), now.clone())
+            .unwrap_or_default()
+            .iter()
+            .filter(|m| !now.contains(m))
+        {
+            self.member_serving.remove(&label(gone));
+            self.member_updated.remove(&label(gone));
+        }
+    }
+
+    /// Starts a cluster's rollout clock on the first pass that sees an outdated member and
+    /// observes the duration on the first pass that sees none.
+    fn observe_rollout(&self, cluster: &ClusterLabels, under_way: bool, now: Instant) {
+        let mut since = self.rollout_since.lock().unwrap_or_else(|e| e.into_inner());
+        if under_way {
+            since.entry(cluster.clone()).or_insert(now);
+        } else if let Some(started) = since.remove(cluster) {
+            self.rollout_duration
+                .observe(now.saturating_duration_since(started).as_secs_f64());
+        }
     }
 
     /// Adds the time since the previous blocked pass of `cluster` to its blocked seconds; the
@@ -181,6 +295,26 @@ impl Metrics {
         };
         self.restarts.remove(&key);
         self.rollouts_blocked_seconds.remove(&key);
+        self.synced_followers.remove(&key);
+        self.rollout_since
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&key);
+        let members = self
+            .member_series
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&key)
+            .unwrap_or_default();
+        for member in members {
+            let l = MemberLabels {
+                namespace: namespace.to_string(),
+                cluster: cluster.to_string(),
+                member,
+            };
+            self.member_serving.remove(&l);
+            self.member_updated.remove(&l);
+        }
         self.blocked_since
             .lock()
             .unwrap_or_else(|e| e.into_inner())
@@ -244,5 +378,29 @@ mod tests {
         m.observe_blocked(&zk, false, t0 + Duration::from_secs(90));
         let blocked = m.rollouts_blocked_seconds.get_or_create(&zk).get();
         assert!((blocked - 32.0).abs() < 1e-9, "{blocked}");
+    }
+
+    #[test]
+    fn rollout_duration_is_observed_once_per_finished_rollout() {
+        let m = Metrics::default();
+        let zk = ClusterLabels {
+            namespace: "ns".into(),
+            cluster: "zk".into(),
+        };
+        let t0 = Instant::now();
+        m.observe_rollout(&zk, false, t0);
+        m.observe_rollout(&zk, true, t0 + Duration::from_secs(1));
+        m.observe_rollout(&zk, true, t0 + Duration::from_secs(20));
+        m.observe_rollout(&zk, false, t0 + Duration::from_secs(44));
+        m.observe_rollout(&zk, false, t0 + Duration::from_secs(60));
+        let text = m.encode();
+        assert!(
+            text.contains("zookeeper_operator_rollout_duration_seconds_count 1"),
+            "{text}"
+        );
+        assert!(
+            text.contains("zookeeper_operator_rollout_duration_seconds_sum 43.0"),
+            "{text}"
+        );
     }
 }

@@ -172,23 +172,46 @@ fn first_time_script() -> Vec<Exchange> {
 }
 
 async fn run(zk: ZookeeperCluster, script: Vec<Exchange>, prober: Prober) -> Vec<(String, Value)> {
+    run_with_metrics(zk, script, prober).await.0
+}
+
+/// [`run`], also returning the operator's metrics after the pass.
+async fn run_with_metrics(
+    zk: ZookeeperCluster,
+    script: Vec<Exchange>,
+    prober: Prober,
+) -> (Vec<(String, Value)>, String) {
     let (client, served) = mock_api::start(NS, script);
+    let metrics = Arc::new(Metrics::default());
     let ctx = Arc::new(
-        Context::new(client, Arc::new(Metrics::default()), prober)
+        Context::new(client, metrics.clone(), prober)
             .with_operator_namespace(Some(OPERATOR_NS.to_string())),
     );
     let action = reconcile(Arc::new(DeserializeGuard(Ok(zk))), ctx.clone()).await;
     drop(ctx);
     let writes = served.writes().await;
     assert!(action.is_ok(), "{action:?}");
-    writes
+    (writes, metrics.encode())
 }
 
 #[tokio::test]
 async fn first_reconcile_applies_six_objects_in_order_then_writes_status() {
     let mut script = first_time_script();
     script.push(status_patch());
-    let writes = run(cluster(json!({}), None), script, healthy_prober()).await;
+    let (writes, metrics) =
+        run_with_metrics(cluster(json!({}), None), script, healthy_prober()).await;
+    // What operating it needs: each member serving and updated, the leader's synced count.
+    for i in 0..3 {
+        for gauge in ["member_serving", "member_updated"] {
+            let series = format!(
+                "zookeeper_operator_{gauge}{{namespace=\"{NS}\",cluster=\"zk\",member=\"zk-{i}\"}} 1"
+            );
+            assert!(metrics.contains(&series), "{series} in\n{metrics}");
+        }
+    }
+    let synced =
+        format!("zookeeper_operator_synced_followers{{namespace=\"{NS}\",cluster=\"zk\"}} 2");
+    assert!(metrics.contains(&synced), "{synced} in\n{metrics}");
     let kinds: Vec<&str> = writes
         .iter()
         .map(|(_, b)| b["kind"].as_str().unwrap_or(""))
