@@ -291,6 +291,15 @@ pub fn annotate(
     }
 }
 
+/// Whether `config` carries out `step`: the added server is in it, the removed one is not.
+fn applied(step: &MembershipStep, config: &CommittedConfig) -> bool {
+    match step {
+        MembershipStep::Add(s) => config.servers.get(&s.id) == Some(s),
+        MembershipStep::Remove(id) => !config.servers.contains_key(id),
+        MembershipStep::Done | MembershipStep::Wait(_) => false,
+    }
+}
+
 /// A membership change under way, for status and requeue.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Scaling {
@@ -377,11 +386,23 @@ pub async fn step(
         ));
     }
     let connect = connect_string(cluster, run.keys().next_back().map_or(0, |s| s.0));
-    match ctx
+    let result = match ctx
         .zookeeper
-        .reconfigure(connect, user, step.clone(), committed.version)
+        .reconfigure(connect.clone(), user, step.clone(), committed.version)
         .await
     {
+        Ok(now) => Ok(now),
+        // The answer can be lost although the change was committed: removing the leader ends
+        // the session that sent it. Read the configuration again before calling it a failure.
+        Err(e) => match ctx.zookeeper.committed(connect).await {
+            Ok(now) if now.version != committed.version && applied(&step, &now) => {
+                tracing::info!(error = %e, "membership step: the answer was lost, the change is committed");
+                Ok(now)
+            }
+            _ => Err(e),
+        },
+    };
+    match result {
         Ok(now) => {
             let (reason, verb) = match change {
                 Change::Adding(_) => (reason::MEMBER_ADDED, "Reconfigure"),
@@ -414,5 +435,41 @@ pub async fn step(
             .await;
             Some((Scaling::Failed(note), sizes.0, sizes.1))
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::membership::{DesiredMembership, MemberPorts};
+
+    fn config(ids: u32, version: i64) -> CommittedConfig {
+        let d = DesiredMembership::new(
+            "zk",
+            ids,
+            MemberPorts {
+                client: 2181,
+                quorum: 2888,
+                election: 3888,
+            },
+            |o| format!("zk-{}.zk-hs", o.0),
+            |_| None,
+        );
+        CommittedConfig {
+            servers: d.servers,
+            version: ConfigVersion(version),
+        }
+    }
+
+    #[test]
+    fn a_lost_answer_counts_as_done_only_when_the_config_shows_the_change() {
+        let three = config(3, 0x100000003);
+        let two = config(2, 0x100000009);
+        let joiner = three.servers[&ServerId(3)].clone();
+        assert!(applied(&MembershipStep::Remove(ServerId(3)), &two));
+        assert!(!applied(&MembershipStep::Remove(ServerId(3)), &three));
+        assert!(applied(&MembershipStep::Add(joiner.clone()), &three));
+        assert!(!applied(&MembershipStep::Add(joiner), &two));
+        assert!(!applied(&MembershipStep::Done, &three));
     }
 }
