@@ -594,7 +594,8 @@ fn metric_sum(text: &str, name: &str, labels: &str) -> f64 {
 }
 
 /// The API server's own count of the write requests that only the operator makes: server-side
-/// applies (PATCH) of the kinds it owns, status patches of clusters, evictions.
+/// applies of the kinds it owns (the API server counts them as verb `APPLY`, not `PATCH`),
+/// status patches of clusters, evictions.
 async fn operator_writes(client: &Client) -> Vec<(&'static str, f64)> {
     let request = http::Request::get("/metrics").body(Vec::new()).unwrap();
     let text = client
@@ -603,10 +604,10 @@ async fn operator_writes(client: &Client) -> Vec<(&'static str, f64)> {
         .expect("API server metrics");
     [
         ("zookeeperclusters", r#"verb="PATCH""#),
-        ("statefulsets", r#"verb="PATCH""#),
-        ("services", r#"verb="PATCH""#),
-        ("poddisruptionbudgets", r#"verb="PATCH""#),
-        ("networkpolicies", r#"verb="PATCH""#),
+        ("statefulsets", r#"verb="APPLY""#),
+        ("services", r#"verb="APPLY""#),
+        ("poddisruptionbudgets", r#"verb="APPLY""#),
+        ("networkpolicies", r#"verb="APPLY""#),
         ("pods", r#"subresource="eviction""#),
     ]
     .into_iter()
