@@ -43,7 +43,9 @@ require_cluster() { # the API server answers at $KUBECONFIG
 # to DIR/e2e-tests, so that rust_check runs this build even when the sources change meanwhile.
 build_rust_e2e() {
   local exe
+  # The test target's own artifact: the operator binary built beside it has an executable too.
   exe=$(cd "$REPO_DIR" && cargo test --quiet --test e2e --no-run --message-format=json \
+    | grep -F '"kind":["test"]' | grep -F '"name":"e2e"' \
     | sed -n 's/.*"executable":"\([^"]*\)".*/\1/p' | tail -n 1) || return 1
   [[ -x $exe ]] || return 1
   cp "$exe" "$1/e2e-tests" && E2E_TESTS=$1/e2e-tests
