@@ -20,8 +20,8 @@ use kube::{Client, ResourceExt};
 use serde_json::json;
 
 use super::{
-    TestNamespace, apply_cluster, client, cluster, condition, connect_string, log, member_pods,
-    ordinal, pod_ready, spec, support, uids, wait_until,
+    TestNamespace, apply_cluster, client, cluster, connect_string, log, member_pods, ordinal,
+    pod_ready, settled_at, spec, support, uids, wait_until,
 };
 
 /// Znodes written under /precious before the first membership change.
@@ -260,10 +260,7 @@ async fn membership_changes_one_server_at_a_time_and_keep_every_znode() {
             || async {
                 let zk = cluster(&client, &ns, name).await;
                 let status = zk.status.as_ref()?;
-                let settled = status.observed_generation == generation
-                    && condition(&zk, "Available")?.0 == "True"
-                    && condition(&zk, "Progressing")?.0 == "False"
-                    && condition(&zk, "Degraded")?.0 == "False";
+                let settled = settled_at(&zk, generation);
                 let pods = member_pods(&client, &ns, name).await;
                 let serving = pods.len() == target && pods.iter().all(pod_ready);
                 if !(settled && serving && status.members.len() == target) {

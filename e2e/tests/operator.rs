@@ -258,6 +258,19 @@ fn condition(zk: &ZookeeperCluster, type_: &str) -> Option<(String, String, Stri
     Some((c.status.clone(), c.reason.clone(), c.message.clone()))
 }
 
+/// Whether the status, written for `generation`, says Available, nothing progressing, not
+/// degraded.
+fn settled_at(zk: &ZookeeperCluster, generation: Option<i64>) -> bool {
+    let Some(status) = zk.status.as_ref() else {
+        return false;
+    };
+    let is = |type_: &str, want: &str| condition(zk, type_).is_some_and(|c| c.0 == want);
+    status.observed_generation == generation
+        && is("Available", "True")
+        && is("Progressing", "False")
+        && is("Degraded", "False")
+}
+
 /// Available, every member serving, nothing progressing, for the current generation.
 async fn wait_settled(client: &Client, ns: &str, name: &str, limit: Duration) -> ZookeeperCluster {
     wait_until(
@@ -265,12 +278,7 @@ async fn wait_settled(client: &Client, ns: &str, name: &str, limit: Duration) ->
         limit,
         || async {
             let zk = cluster(client, ns, name).await;
-            let status = zk.status.as_ref()?;
-            let current = status.observed_generation == zk.metadata.generation;
-            let available = condition(&zk, "Available")?.0 == "True";
-            let idle = condition(&zk, "Progressing")?.0 == "False";
-            let healthy = condition(&zk, "Degraded")?.0 == "False";
-            (current && available && idle && healthy).then_some(zk)
+            settled_at(&zk, zk.metadata.generation).then_some(zk)
         },
     )
     .await
@@ -875,10 +883,7 @@ async fn scale_up_and_down_under_write_load() {
         || async {
             let zk = cluster(&client, &ns, name).await;
             let status = zk.status.as_ref()?;
-            let settled = status.observed_generation == generation
-                && condition(&zk, "Available")?.0 == "True"
-                && condition(&zk, "Progressing")?.0 == "False"
-                && condition(&zk, "Degraded")?.0 == "False";
+            let settled = settled_at(&zk, generation);
             (settled && status.members.len() == 5).then_some(zk)
         },
     )
@@ -913,10 +918,7 @@ async fn scale_up_and_down_under_write_load() {
         || async {
             let zk = cluster(&client, &ns, name).await;
             let status = zk.status.as_ref()?;
-            let settled = status.observed_generation == generation
-                && condition(&zk, "Available")?.0 == "True"
-                && condition(&zk, "Progressing")?.0 == "False"
-                && condition(&zk, "Degraded")?.0 == "False";
+            let settled = settled_at(&zk, generation);
             let pods = member_pods(&client, &ns, name).await;
             (settled && status.members.len() == 3 && pods.len() == 3).then_some(zk)
         },
