@@ -131,6 +131,15 @@ pub struct ZookeeperClusterSpec {
     #[serde(default)]
     pub network_policy: NetworkPolicySpec,
 
+    /// TLS for the quorum and the clients (off by default). When on, the members speak TLS to
+    /// each other (`sslQuorum`), clients connect over TLS on `spec.ports.client` (ZooKeeper's
+    /// `secureClientPort`), and the plaintext client port is bound to 127.0.0.1 only, for the
+    /// pod's own probes. Cannot be turned on or off for an existing cluster (yet).
+    #[serde(default)]
+    #[x_kube(validation = Rule::new("self.enabled == oldSelf.enabled").message("spec.tls.enabled cannot change after creation: switching a running ensemble between plaintext and TLS needs rolls this operator does not do yet; create a new cluster with the setting you want"))]
+    #[x_kube(validation = Rule::new("!has(self.secretName) || self.secretName.matches('^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$')").message("spec.tls.secretName must be the name of a Secret in the cluster's namespace (lowercase letters, digits, '-' and '.')"))]
+    pub tls: TlsSpec,
+
     /// DNS domain of the Kubernetes cluster (the kubelet's `clusterDomain`). The members address
     /// each other, and the operator probes them, as `<name>-<i>.<name>-hs.<namespace>.svc.<domain>`;
     /// a domain the cluster's DNS does not serve leaves every member unreachable.
@@ -320,6 +329,41 @@ impl Default for NetworkPolicySpec {
             enabled: true,
             client_from: Vec::new(),
             metrics_from: Vec::new(),
+        }
+    }
+}
+
+/// TLS for quorum and client traffic.
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase", default)]
+pub struct TlsSpec {
+    /// Encrypt and authenticate the quorum (members trust only certificates of the cluster's
+    /// CA) and serve clients over TLS on `spec.ports.client`. One switch for both: on
+    /// ZooKeeper 3.9 the secure client port cannot stand in the server lines, so the two are
+    /// configured together.
+    pub enabled: bool,
+    /// Mutual TLS on the client port: clients must present a certificate signed by the
+    /// cluster's CA (`ssl.clientAuth=need`). Off: any TLS client that trusts the CA connects.
+    pub mutual: bool,
+    /// Bring your own certificates: a Secret in the cluster's namespace holding PEM `ca.crt`,
+    /// `tls.crt` (the members' certificate, with the SANs listed in the README) and `tls.key`
+    /// (PKCS#8). Unset: the operator creates `<name>-tls` with a CA of its own for this cluster
+    /// and renews the members' certificate before it expires.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub secret_name: Option<String>,
+    /// The plaintext client port, bound to 127.0.0.1 only: the pod's own readiness and
+    /// liveness probes use it; nothing outside the pod can reach it.
+    #[schemars(range(min = 1, max = 65535))]
+    pub loopback_port: i32,
+}
+
+impl Default for TlsSpec {
+    fn default() -> Self {
+        TlsSpec {
+            enabled: false,
+            mutual: false,
+            secret_name: None,
+            loopback_port: 2182,
         }
     }
 }
@@ -832,6 +876,24 @@ mod tests {
             )
             .is_err()
         );
+    }
+
+    #[test]
+    fn tls_is_off_by_default_and_cannot_flip_on_a_running_cluster() {
+        let plain = cluster(serde_json::json!({}));
+        assert!(!plain.spec.tls.enabled && !plain.spec.tls.mutual);
+        assert_eq!(plain.spec.tls.loopback_port, 2182);
+        assert!(plain.spec.tls.secret_name.is_none());
+        let tls = cluster(serde_json::json!({"tls": {"enabled": true}}));
+        assert_eq!(cel_errors(&tls), "");
+        for (old, new) in [(&plain, &tls), (&tls, &plain)] {
+            let err = format!("{:?}", new.validate_cel_update(old).unwrap_err());
+            assert!(err.contains("spec.tls.enabled cannot change"), "{err}");
+        }
+        let mutual = cluster(serde_json::json!({"tls": {"enabled": true, "mutual": true}}));
+        assert_eq!(format!("{:?}", mutual.validate_cel_update(&tls)), "Ok(())");
+        let bad = cluster(serde_json::json!({"tls": {"enabled": true, "secretName": "My Certs"}}));
+        assert!(cel_errors(&bad).contains("spec.tls.secretName"));
     }
 
     #[test]

@@ -132,6 +132,33 @@ pub fn validate(zk: &ZookeeperCluster) -> Result<ValidatedCluster, InvalidSpec> 
                 .to_string(),
         );
     }
+    let tls = &spec.tls;
+    if tls.enabled {
+        let lp = tls.loopback_port;
+        if !(1..=65535).contains(&lp) {
+            problems.push(format!(
+                "spec.tls.loopbackPort is {lp}; use a port from 1 to 65535"
+            ));
+        }
+        let metrics = spec.metrics.enabled.then_some(p.metrics);
+        if [
+            Some(p.client),
+            Some(p.server),
+            Some(p.leader_election),
+            metrics,
+        ]
+        .contains(&Some(lp))
+        {
+            problems.push(format!(
+                "spec.tls.loopbackPort {lp} is already one of spec.ports; choose a port the members use for nothing else (default 2182)"
+            ));
+        }
+    } else if tls.mutual || tls.secret_name.is_some() {
+        problems.push(
+            "spec.tls.mutual and spec.tls.secretName take effect only with TLS on; set spec.tls.enabled: true or remove them"
+                .to_string(),
+        );
+    }
     let c = &spec.config;
     if c.min_session_timeout > c.max_session_timeout {
         problems.push(format!(
@@ -302,6 +329,20 @@ mod tests {
 
     fn problems(spec: serde_json::Value) -> String {
         validate(&cluster(spec)).unwrap_err().problems.join("\n")
+    }
+
+    #[test]
+    fn tls_settings_that_cannot_work_are_refused() {
+        let err = problems(serde_json::json!({"tls": {"enabled": true, "loopbackPort": 2181}}));
+        assert!(
+            err.contains("spec.tls.loopbackPort 2181 is already one of spec.ports"),
+            "{err}"
+        );
+        let err = problems(serde_json::json!({"tls": {"enabled": true, "loopbackPort": 7000}}));
+        assert!(err.contains("spec.tls.loopbackPort 7000"), "{err}");
+        let err = problems(serde_json::json!({"tls": {"mutual": true}}));
+        assert!(err.contains("set spec.tls.enabled: true"), "{err}");
+        assert!(validate(&cluster(serde_json::json!({"tls": {"enabled": true}}))).is_ok());
     }
 
     #[test]
