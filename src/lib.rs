@@ -17,4 +17,5 @@ pub mod reconfig;
 pub mod render;
 pub mod rollout;
 pub mod status;
+pub mod tls;
 pub mod validate;

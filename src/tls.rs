@@ -1,0 +1,533 @@
+//! TLS material of a cluster: the per-cluster CA, the members' certificate, the Secret that
+//! holds them, when to renew, and the client side (the operator's own TLS connections).
+//!
+//! Pure apart from reading the clock's value it is given: [`plan`] looks at what the Secret
+//! holds now and says what it must hold, so a pass after an operator restart decides the same.
+//!
+//! One certificate serves every member: its SANs name every ordinal a cluster can have (at
+//! most 9), the headless Service's wildcard and the client Service, so scaling never needs a
+//! new certificate. It is both a server and a client certificate: members are TLS clients of
+//! each other on the quorum ports, and the operator presents it when the client port asks for
+//! one (mutual TLS).
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use k8s_openapi::ByteString;
+use k8s_openapi::api::core::v1::Secret;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
+use rcgen::{
+    BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
+    KeyUsagePurpose,
+};
+use time::OffsetDateTime;
+
+use crate::names;
+use crate::render::labels::object_meta;
+use crate::validate::ValidatedCluster;
+
+/// Secret key of the CA certificate (PEM): what clients trust.
+pub const CA_CERT: &str = "ca.crt";
+/// Secret key of the CA's private key (operator-managed CA only).
+pub const CA_KEY: &str = "ca.key";
+/// Secret key of the members' certificate (PEM).
+pub const CERT: &str = "tls.crt";
+/// Secret key of the members' private key (PKCS#8 PEM).
+pub const KEY: &str = "tls.key";
+/// Annotation on the Secret: when the members' certificate expires (RFC 3339).
+pub const NOT_AFTER_ANNOTATION: &str = "zookeeper.ensemble.dev/tls-not-after";
+/// Pod-template annotation: a hash of the certificate material the members run with, so a new
+/// certificate or CA rolls the members (leader last) like any other restart-relevant change.
+pub const MATERIAL_HASH_ANNOTATION: &str = "zookeeper.ensemble.dev/tls-hash";
+/// Where the members mount the Secret.
+pub const MOUNT: &str = "/etc/zookeeper/tls";
+
+/// How long a members' certificate is valid.
+pub const CERT_VALIDITY: Duration = Duration::from_secs(90 * 24 * 3600);
+/// How long the operator's CA is valid.
+pub const CA_VALIDITY: Duration = Duration::from_secs(10 * 365 * 24 * 3600);
+/// A certificate this close to expiry is issued again (and the members roll onto it).
+pub const RENEW_BEFORE: Duration = Duration::from_secs(30 * 24 * 3600);
+/// The most members a cluster has (`spec.replicas` <= 9): every ordinal gets its names.
+const MAX_MEMBERS: u32 = 9;
+
+/// The Secret the operator manages for `cluster` (`<cluster>-tls`).
+pub fn managed_secret(cluster: &str) -> String {
+    format!("{cluster}-tls")
+}
+
+/// The Secret the members mount: the user's, or the operator's.
+pub fn secret_name(v: &ValidatedCluster) -> String {
+    v.spec
+        .tls
+        .secret_name
+        .clone()
+        .unwrap_or_else(|| managed_secret(&v.name))
+}
+
+/// A failure to make or read TLS material.
+#[derive(Debug, thiserror::Error)]
+pub enum TlsError {
+    /// rcgen refused to build a key or certificate.
+    #[error("generate {what}: {source}")]
+    Generate {
+        /// Which object.
+        what: &'static str,
+        /// Why.
+        source: rcgen::Error,
+    },
+    /// A Secret lacks a key or holds something that is not PEM of the right kind.
+    #[error("secret key {key}: {detail}")]
+    Material {
+        /// The Secret's key.
+        key: &'static str,
+        /// What is wrong.
+        detail: String,
+    },
+}
+
+impl TlsError {
+    /// A bounded label for metrics and Events.
+    pub fn category(&self) -> &'static str {
+        match self {
+            TlsError::Generate { .. } => "tls-generate",
+            TlsError::Material { .. } => "tls-material",
+        }
+    }
+}
+
+fn generate(what: &'static str) -> impl FnOnce(rcgen::Error) -> TlsError {
+    move |source| TlsError::Generate { what, source }
+}
+
+/// The names the members' certificate is valid for: every ordinal's DNS name in its long and
+/// short forms, the headless Service's wildcard, the client Service, and the pod's loopback
+/// (so a probe inside the pod can verify it), plus `extra` (tests add 127.0.0.x).
+pub fn member_sans(v: &ValidatedCluster, extra: &[String]) -> Vec<String> {
+    let (name, ns, domain) = (&v.name, &v.namespace, &v.spec.cluster_domain);
+    let hs = names::headless_service(name);
+    let cs = names::client_service(name);
+    let mut sans = Vec::new();
+    for i in 0..MAX_MEMBERS {
+        let pod = names::member_pod(name, i);
+        sans.push(names::member_host(name, i, ns, domain));
+        sans.push(format!("{pod}.{hs}.{ns}.svc"));
+        sans.push(format!("{pod}.{hs}.{ns}"));
+        sans.push(format!("{pod}.{hs}"));
+    }
+    sans.push(format!("*.{hs}.{ns}.svc.{domain}"));
+    sans.push(format!("*.{hs}.{ns}.svc"));
+    sans.push(names::client_host(name, ns, domain));
+    sans.push(format!("{cs}.{ns}.svc"));
+    sans.push(format!("{cs}.{ns}"));
+    sans.push(cs);
+    sans.push("localhost".to_string());
+    sans.push("127.0.0.1".to_string());
+    sans.extend(extra.iter().cloned());
+    sans
+}
+
+/// PEM text of a cluster's TLS material.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Material {
+    /// The CA certificate clients and members trust.
+    pub ca_cert: String,
+    /// The CA's key; `None` for a user's Secret (the operator then never issues).
+    pub ca_key: Option<String>,
+    /// The members' certificate.
+    pub cert: String,
+    /// The members' key.
+    pub key: String,
+}
+
+impl std::fmt::Debug for Material {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Material")
+            .field("ca_cert", &self.ca_cert)
+            .field("cert", &self.cert)
+            .finish_non_exhaustive()
+    }
+}
+
+fn ca_params(cluster: &str, namespace: &str, now: OffsetDateTime) -> CertificateParams {
+    let mut params = CertificateParams::default();
+    params.distinguished_name.push(
+        DnType::CommonName,
+        format!("{cluster}.{namespace} ZooKeeper CA"),
+    );
+    params
+        .distinguished_name
+        .push(DnType::OrganizationName, names::MANAGER);
+    params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
+    params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+    params.not_before = now - time::Duration::hours(1);
+    params.not_after = now + CA_VALIDITY;
+    params
+}
+
+fn member_params(
+    v: &ValidatedCluster,
+    sans: Vec<String>,
+    now: OffsetDateTime,
+) -> Result<CertificateParams, TlsError> {
+    let mut params = CertificateParams::new(sans).map_err(generate("members' certificate"))?;
+    params.distinguished_name.push(
+        DnType::CommonName,
+        names::member_domain(&v.name, &v.namespace, &v.spec.cluster_domain),
+    );
+    params.is_ca = IsCa::ExplicitNoCa;
+    params.key_usages = vec![
+        KeyUsagePurpose::DigitalSignature,
+        KeyUsagePurpose::KeyEncipherment,
+    ];
+    params.extended_key_usages = vec![
+        ExtendedKeyUsagePurpose::ServerAuth,
+        ExtendedKeyUsagePurpose::ClientAuth,
+    ];
+    params.not_before = now - time::Duration::hours(1);
+    params.not_after = now + CERT_VALIDITY;
+    Ok(params)
+}
+
+/// A new CA for the cluster and a members' certificate signed by it.
+pub fn issue(
+    v: &ValidatedCluster,
+    extra_sans: &[String],
+    now: OffsetDateTime,
+) -> Result<Material, TlsError> {
+    let ca_key = KeyPair::generate().map_err(generate("CA key"))?;
+    let ca = ca_params(&v.name, &v.namespace, now)
+        .self_signed(&ca_key)
+        .map_err(generate("CA certificate"))?;
+    let ca_cert = ca.pem();
+    reissue(v, &ca_cert, &ca_key.serialize_pem(), extra_sans, now)
+}
+
+/// A new members' certificate from the CA the Secret already holds (renewal: the CA, which
+/// clients trust, stays).
+pub fn reissue(
+    v: &ValidatedCluster,
+    ca_cert: &str,
+    ca_key: &str,
+    extra_sans: &[String],
+    now: OffsetDateTime,
+) -> Result<Material, TlsError> {
+    let signing_key = KeyPair::from_pem(ca_key).map_err(|e| TlsError::Material {
+        key: CA_KEY,
+        detail: e.to_string(),
+    })?;
+    let issuer =
+        Issuer::from_ca_cert_pem(ca_cert, signing_key).map_err(|e| TlsError::Material {
+            key: CA_CERT,
+            detail: e.to_string(),
+        })?;
+    let key = KeyPair::generate().map_err(generate("members' key"))?;
+    let cert = member_params(v, member_sans(v, extra_sans), now)?
+        .signed_by(&key, &issuer)
+        .map_err(generate("members' certificate"))?;
+    Ok(Material {
+        ca_cert: ca_cert.to_string(),
+        ca_key: Some(ca_key.to_string()),
+        cert: cert.pem(),
+        key: key.serialize_pem(),
+    })
+}
+
+/// When a PEM certificate expires.
+pub fn not_after(cert_pem: &str) -> Result<OffsetDateTime, TlsError> {
+    let err = |detail: String| TlsError::Material { key: CERT, detail };
+    let (_, pem) =
+        x509_parser::pem::parse_x509_pem(cert_pem.as_bytes()).map_err(|e| err(e.to_string()))?;
+    let cert = pem.parse_x509().map_err(|e| err(e.to_string()))?;
+    Ok(cert.validity().not_after.to_datetime())
+}
+
+/// Whether a certificate expiring at `not_after` is issued again now.
+pub fn due(not_after: OffsetDateTime, now: OffsetDateTime) -> bool {
+    not_after - now < RENEW_BEFORE
+}
+
+/// The material a Secret holds, read from its data.
+pub fn read(data: &BTreeMap<String, ByteString>) -> Result<Material, TlsError> {
+    let text = |key: &'static str| -> Result<String, TlsError> {
+        let bytes = data.get(key).ok_or_else(|| TlsError::Material {
+            key,
+            detail: "missing".to_string(),
+        })?;
+        String::from_utf8(bytes.0.clone()).map_err(|_| TlsError::Material {
+            key,
+            detail: "not PEM text".to_string(),
+        })
+    };
+    Ok(Material {
+        ca_cert: text(CA_CERT)?,
+        ca_key: text(CA_KEY).ok(),
+        cert: text(CERT)?,
+        key: text(KEY)?,
+    })
+}
+
+/// What the operator-managed Secret must hold now, given what it holds (`None`: no Secret
+/// yet, or one the operator cannot read). `Ok(None)`: keep it as it is.
+///
+/// - no Secret, or no usable CA in it: a new CA and certificate (members roll onto them);
+/// - a certificate within [`RENEW_BEFORE`] of expiry: a new certificate from the same CA.
+pub fn plan(
+    v: &ValidatedCluster,
+    existing: Option<&BTreeMap<String, ByteString>>,
+    now: OffsetDateTime,
+) -> Result<Option<Material>, TlsError> {
+    let Some(current) = existing.and_then(|d| read(d).ok()) else {
+        return issue(v, &[], now).map(Some);
+    };
+    let Some(ca_key) = current.ca_key.as_deref() else {
+        return issue(v, &[], now).map(Some);
+    };
+    let expiring = not_after(&current.cert)
+        .map(|t| due(t, now))
+        .unwrap_or(true);
+    if expiring {
+        return reissue(v, &current.ca_cert, ca_key, &[], now).map(Some);
+    }
+    Ok(None)
+}
+
+/// The operator-managed Secret holding `material`, owned by the cluster.
+pub fn secret(v: &ValidatedCluster, material: &Material, owner: Option<&OwnerReference>) -> Secret {
+    let mut meta = object_meta(managed_secret(&v.name), &v.namespace, &v.name, owner);
+    if let Ok(t) = not_after(&material.cert)
+        && let Ok(text) = t.format(&time::format_description::well_known::Rfc3339)
+    {
+        meta.annotations = Some(BTreeMap::from([(NOT_AFTER_ANNOTATION.to_string(), text)]));
+    }
+    let mut data = BTreeMap::from([
+        (
+            CA_CERT.to_string(),
+            ByteString(material.ca_cert.clone().into_bytes()),
+        ),
+        (
+            CERT.to_string(),
+            ByteString(material.cert.clone().into_bytes()),
+        ),
+        (
+            KEY.to_string(),
+            ByteString(material.key.clone().into_bytes()),
+        ),
+    ]);
+    if let Some(ca_key) = &material.ca_key {
+        data.insert(CA_KEY.to_string(), ByteString(ca_key.clone().into_bytes()));
+    }
+    Secret {
+        metadata: meta,
+        type_: Some("Opaque".to_string()),
+        data: Some(data),
+        ..Default::default()
+    }
+}
+
+/// The pod-template annotation value for `material`: changes with the CA or the certificate.
+pub fn material_hash(material: &Material) -> String {
+    names::short_hash(format!("{}{}", material.ca_cert, material.cert).as_bytes())
+}
+
+/// How the operator connects to a member's TLS client port: the cluster's CA, and, for
+/// mutual TLS, the members' certificate as its identity.
+#[derive(Clone)]
+pub struct ClientTls {
+    /// PEM of the CA to trust.
+    pub ca_cert: String,
+    /// PEM certificate and key presented when the server asks.
+    pub identity: Option<(String, String)>,
+    config: Arc<tokio_rustls::rustls::ClientConfig>,
+}
+
+impl std::fmt::Debug for ClientTls {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClientTls")
+            .field("identity", &self.identity.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+impl PartialEq for ClientTls {
+    fn eq(&self, other: &Self) -> bool {
+        self.ca_cert == other.ca_cert && self.identity == other.identity
+    }
+}
+
+impl Eq for ClientTls {}
+
+impl std::hash::Hash for ClientTls {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.ca_cert.hash(state);
+        self.identity.hash(state);
+    }
+}
+
+impl ClientTls {
+    /// Trusts `ca_cert` only; presents `identity` (certificate, key) when asked.
+    pub fn new(ca_cert: &str, identity: Option<(&str, &str)>) -> Result<Self, TlsError> {
+        use tokio_rustls::rustls;
+        use tokio_rustls::rustls::pki_types::pem::PemObject;
+        use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer};
+        let pem_err = |key: &'static str| {
+            move |e: rustls::pki_types::pem::Error| TlsError::Material {
+                key,
+                detail: e.to_string(),
+            }
+        };
+        let mut roots = rustls::RootCertStore::empty();
+        for cert in CertificateDer::pem_slice_iter(ca_cert.as_bytes()) {
+            roots
+                .add(cert.map_err(pem_err(CA_CERT))?)
+                .map_err(|e| TlsError::Material {
+                    key: CA_CERT,
+                    detail: e.to_string(),
+                })?;
+        }
+        if roots.is_empty() {
+            return Err(TlsError::Material {
+                key: CA_CERT,
+                detail: "no certificate".to_string(),
+            });
+        }
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let builder = rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .map_err(|e| TlsError::Material {
+                key: CA_CERT,
+                detail: e.to_string(),
+            })?
+            .with_root_certificates(roots);
+        let config = match identity {
+            None => builder.with_no_client_auth(),
+            Some((cert, key)) => {
+                let chain = CertificateDer::pem_slice_iter(cert.as_bytes())
+                    .collect::<Result<Vec<_>, _>>()
+                    .map_err(pem_err(CERT))?;
+                let key = PrivateKeyDer::from_pem_slice(key.as_bytes()).map_err(pem_err(KEY))?;
+                builder
+                    .with_client_auth_cert(chain, key)
+                    .map_err(|e| TlsError::Material {
+                        key: KEY,
+                        detail: e.to_string(),
+                    })?
+            }
+        };
+        Ok(Self {
+            ca_cert: ca_cert.to_string(),
+            identity: identity.map(|(c, k)| (c.to_string(), k.to_string())),
+            config: Arc::new(config),
+        })
+    }
+
+    /// The client side of a cluster's `material`, with the members' certificate as identity
+    /// when `mutual`.
+    pub fn of(material: &Material, mutual: bool) -> Result<Self, TlsError> {
+        Self::new(
+            &material.ca_cert,
+            mutual.then_some((material.cert.as_str(), material.key.as_str())),
+        )
+    }
+
+    /// The rustls configuration (for the four-letter-word client).
+    pub fn config(&self) -> Arc<tokio_rustls::rustls::ClientConfig> {
+        self.config.clone()
+    }
+
+    /// The same, for `zookeeper-client` sessions (reconfiguration).
+    pub fn zookeeper_options(
+        &self,
+    ) -> Result<zookeeper_client::TlsOptions, zookeeper_client::Error> {
+        let options = zookeeper_client::TlsOptions::new().with_pem_ca(&self.ca_cert)?;
+        match &self.identity {
+            Some((cert, key)) => options.with_pem_identity(cert, key),
+            None => Ok(options),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::crd::ZookeeperCluster;
+    use crate::validate::validate;
+
+    fn cluster() -> ValidatedCluster {
+        let zk: ZookeeperCluster = serde_json::from_value(serde_json::json!({
+            "apiVersion": "zookeeper.ensemble.dev/v1alpha1",
+            "kind": "ZookeeperCluster",
+            "metadata": {"name": "zk", "namespace": "prod"},
+            "spec": {"tls": {"enabled": true}},
+        }))
+        .unwrap();
+        validate(&zk).unwrap()
+    }
+
+    fn now() -> OffsetDateTime {
+        OffsetDateTime::from_unix_timestamp(1_800_000_000).unwrap()
+    }
+
+    #[test]
+    fn sans_cover_every_ordinal_the_wildcard_and_the_client_service() {
+        let sans = member_sans(&cluster(), &[]);
+        for name in [
+            "zk-0.zk-hs.prod.svc.cluster.local",
+            "zk-8.zk-hs.prod.svc.cluster.local",
+            "zk-2.zk-hs.prod.svc",
+            "zk-2.zk-hs.prod",
+            "zk-2.zk-hs",
+            "*.zk-hs.prod.svc.cluster.local",
+            "zk-cs.prod.svc.cluster.local",
+            "zk-cs.prod",
+            "zk-cs",
+            "127.0.0.1",
+        ] {
+            assert!(sans.iter().any(|s| s == name), "{name} missing: {sans:?}");
+        }
+    }
+
+    #[test]
+    fn a_new_cluster_gets_a_ca_and_a_certificate_it_signed() {
+        let v = cluster();
+        let m = plan(&v, None, now()).unwrap().expect("a new Secret");
+        assert!(m.ca_cert.contains("BEGIN CERTIFICATE") && m.key.contains("BEGIN PRIVATE KEY"));
+        assert!(m.ca_key.is_some());
+        let t = not_after(&m.cert).unwrap();
+        assert_eq!(t, now() + CERT_VALIDITY);
+        // rustls accepts the CA and the identity.
+        ClientTls::of(&m, true).unwrap();
+        // The Secret round-trips, and a fresh certificate is kept.
+        let s = secret(&v, &m, None);
+        assert_eq!(s.metadata.name.as_deref(), Some("zk-tls"));
+        assert!(s.metadata.annotations.unwrap()[NOT_AFTER_ANNOTATION].starts_with("2027-"));
+        let data = s.data.unwrap();
+        assert_eq!(read(&data).unwrap(), m);
+        assert!(plan(&v, Some(&data), now()).unwrap().is_none());
+    }
+
+    #[test]
+    fn a_certificate_near_expiry_is_reissued_by_the_same_ca() {
+        let v = cluster();
+        let m = plan(&v, None, now()).unwrap().unwrap();
+        let data = secret(&v, &m, None).data.unwrap();
+        let later = now() + CERT_VALIDITY - RENEW_BEFORE + time::Duration::hours(1);
+        let renewed = plan(&v, Some(&data), later).unwrap().expect("renewed");
+        assert_eq!(renewed.ca_cert, m.ca_cert);
+        assert_ne!(renewed.cert, m.cert);
+        assert_ne!(material_hash(&renewed), material_hash(&m));
+        assert_eq!(not_after(&renewed.cert).unwrap(), later + CERT_VALIDITY);
+        // Just before the threshold nothing changes.
+        let before = now() + CERT_VALIDITY - RENEW_BEFORE - time::Duration::hours(1);
+        assert!(plan(&v, Some(&data), before).unwrap().is_none());
+    }
+
+    #[test]
+    fn unreadable_material_is_replaced() {
+        let v = cluster();
+        let broken = BTreeMap::from([(CA_CERT.to_string(), ByteString(b"junk".to_vec()))]);
+        assert!(plan(&v, Some(&broken), now()).unwrap().is_some());
+        assert!(ClientTls::new("junk", None).is_err());
+    }
+}
