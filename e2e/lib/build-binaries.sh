@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
 # Builds (from Go modules, never downloads prebuilt) the Kubernetes components, etcd, CoreDNS and helm
 # into ${ZKOP_CACHE}/bin/<name>-<version>/<name>, at the versions of e2e/versions.env. Binaries
-# already there are reused. Cold build times are appended to ${ZKOP_CACHE}/bin/build-times.txt.
+# already there are reused. Cold build times are appended to ${ZKOP_CACHE}/bin/build-times.txt, and
+# each build says beforehand roughly how long it takes from them. The go commands' output (one
+# `go: downloading` line per module on a cold cache) goes to ${ZKOP_CACHE}/bin/logs/NAME.log and is
+# summarised in one line; a failed build shows the end of that log.
 #
 #   e2e/lib/build-binaries.sh                      everything (e2e/cluster up calls this)
 #   e2e/lib/build-binaries.sh helm [etcd ...]      only these: kubernetes, etcd, coredns, helm
@@ -11,7 +14,8 @@
 set -euo pipefail
 source "$(dirname "$0")/common.sh"
 mkdir -p "$BIN_CACHE"
-TIMES=$BIN_CACHE/build-times.txt
+TIMES=$BUILD_TIMES
+GO_LOGS=$BIN_CACHE/logs
 JOBS=${ZKOP_BUILD_JOBS:-2}
 export CGO_ENABLED=0 GOFLAGS=-buildvcs=false
 
@@ -32,7 +36,8 @@ lock() { exec 8> "$BIN_CACHE/.build-$1.lock"; flock 8 || die "could not lock $BI
 unlock() { exec 8>&-; }
 
 have() { [[ -x $(bin "$1") ]]; }
-record() { log "built $1 in ${2}s"; echo "$(date -u +%FT%TZ) $1 ${2}s" >> "$TIMES"; }
+built=()
+record() { log "built $1 in ${2}s"; echo "$(date -u +%FT%TZ) $1 ${2}s" >> "$TIMES"; built+=("$1"); }
 minor=${KUBE_VERSION#v1.}; minor=${minor%%.*}
 
 kube_bins=(kube-apiserver kube-controller-manager kube-scheduler kubelet kube-proxy kubectl)
@@ -40,7 +45,7 @@ build_kubernetes() {
   local missing=() b ld="" pkg stage pkgs=() start
   for b in "${kube_bins[@]}"; do have "$b" || missing+=("$b"); done
   if ((${#missing[@]})); then
-    log "building Kubernetes $KUBE_VERSION: ${missing[*]} (one shared go build, -p $JOBS; takes tens of minutes on 2 cores)"
+    log "building Kubernetes $KUBE_VERSION: ${missing[*]} (one shared go build, -p $JOBS): $(estimate "kubernetes-$KUBE_VERSION" "tens of minutes on 2 cores")"
     for pkg in k8s.io/client-go/pkg/version k8s.io/component-base/version; do
       ld+=" -X '$pkg.gitVersion=$KUBE_VERSION' -X '$pkg.gitMajor=1' -X '$pkg.gitMinor=$minor'"
       ld+=" -X '$pkg.gitTreeState=clean' -X '$pkg.buildDate=$(date -u +%Y-%m-%dT%H:%M:%SZ)'"
@@ -49,44 +54,47 @@ build_kubernetes() {
     rm -rf "$stage"; mkdir -p "$stage"
     for b in "${missing[@]}"; do pkgs+=("k8s.io/kubernetes/cmd/$b"); done
     start=$SECONDS
-    (cd "$E2E_DIR/tools/kubernetes" && go build -p "$JOBS" -trimpath -tags selinux,notest -ldflags "-s -w $ld" -o "$stage/" "${pkgs[@]}") \
-      || die "go build of Kubernetes failed; see the output above. Rerun: $0"
+    (cd "$E2E_DIR/tools/kubernetes" && go_logged "Kubernetes $KUBE_VERSION" "$GO_LOGS/kubernetes-$KUBE_VERSION.log" \
+      go build -p "$JOBS" -trimpath -tags selinux,notest -ldflags "-s -w $ld" -o "$stage/" "${pkgs[@]}") \
+      || die "go build of Kubernetes failed; read $GO_LOGS/kubernetes-$KUBE_VERSION.log (its end is above), fix, then rerun: $0"
     for b in "${missing[@]}"; do mkdir -p "$(dirname "$(bin "$b")")"; mv "$stage/$b" "$(bin "$b")"; done
     rm -rf "$stage"
     record "kubernetes-$KUBE_VERSION(${missing[*]})" $((SECONDS - start))
   fi
-  "$(bin kube-apiserver)" --version >&2
 }
 
 build_etcd() {
   have etcd && return
-  log "building etcd $ETCD_VERSION"
+  log "building etcd $ETCD_VERSION: $(estimate "etcd-$ETCD_VERSION" "a few minutes on 2 cores")"
   local start=$SECONDS d; d=$(dirname "$(bin etcd)"); mkdir -p "$d"
-  (cd "$E2E_DIR/tools/etcd" && go build -p "$JOBS" -trimpath -ldflags "-s -w" -o "$d/etcd" go.etcd.io/etcd/server/v3) \
-    || die "go build of etcd failed; see above. Rerun: $0"
+  (cd "$E2E_DIR/tools/etcd" && go_logged "etcd $ETCD_VERSION" "$GO_LOGS/etcd-$ETCD_VERSION.log" \
+    go build -p "$JOBS" -trimpath -ldflags "-s -w" -o "$d/etcd" go.etcd.io/etcd/server/v3) \
+    || die "go build of etcd failed; read $GO_LOGS/etcd-$ETCD_VERSION.log (its end is above), fix, then rerun: $0 etcd"
   record "etcd-$ETCD_VERSION" $((SECONDS - start))
 }
 
 build_coredns() {
   have coredns && return
-  log "building CoreDNS $COREDNS_VERSION"
+  log "building CoreDNS $COREDNS_VERSION: $(estimate "coredns-$COREDNS_VERSION" "several minutes on 2 cores")"
   local start=$SECONDS d; d=$(dirname "$(bin coredns)"); mkdir -p "$d"
-  GOBIN=$d go install -p "$JOBS" -trimpath -ldflags "-s -w" "github.com/coredns/coredns@$COREDNS_VERSION" \
-    || die "go install of CoreDNS failed; see above. Rerun: $0"
+  GOBIN=$d go_logged "CoreDNS $COREDNS_VERSION" "$GO_LOGS/coredns-$COREDNS_VERSION.log" \
+    go install -p "$JOBS" -trimpath -ldflags "-s -w" "github.com/coredns/coredns@$COREDNS_VERSION" \
+    || die "go install of CoreDNS failed; read $GO_LOGS/coredns-$COREDNS_VERSION.log (its end is above), fix, then rerun: $0 coredns"
   record "coredns-$COREDNS_VERSION" $((SECONDS - start))
 }
 
 build_helm() {
   have helm && return
-  log "building helm $HELM_VERSION"
+  log "building helm $HELM_VERSION: $(estimate "helm-$HELM_VERSION" "a few minutes on 2 cores")"
   local start=$SECONDS d; d=$(dirname "$(bin helm)"); mkdir -p "$d"
   # Version stamps as in helm's release build. Unstamped, helm assumes Kubernetes 1.20 for
   # `helm template`/`lint` and refuses the chart's kubeVersion constraint: stamp the pinned minor.
   local stamp="-X helm.sh/helm/v3/internal/version.version=$HELM_VERSION"
   stamp+=" -X helm.sh/helm/v3/pkg/lint/rules.k8sVersionMajor=1 -X helm.sh/helm/v3/pkg/lint/rules.k8sVersionMinor=$minor"
   stamp+=" -X helm.sh/helm/v3/pkg/chartutil.k8sVersionMajor=1 -X helm.sh/helm/v3/pkg/chartutil.k8sVersionMinor=$minor"
-  GOBIN=$d go install -p "$JOBS" -trimpath -ldflags "-s -w $stamp" "helm.sh/helm/v3/cmd/helm@$HELM_VERSION" \
-    || die "go install of helm failed; see above. Rerun: $0 helm"
+  GOBIN=$d go_logged "helm $HELM_VERSION" "$GO_LOGS/helm-$HELM_VERSION.log" \
+    go install -p "$JOBS" -trimpath -ldflags "-s -w $stamp" "helm.sh/helm/v3/cmd/helm@$HELM_VERSION" \
+    || die "go install of helm failed; read $GO_LOGS/helm-$HELM_VERSION.log (its end is above), fix, then rerun: $0 helm"
   record "helm-$HELM_VERSION" $((SECONDS - start))
 }
 
@@ -94,24 +102,46 @@ build_helm() {
 # providers' SDKs would double the build time.
 build_prometheus() {
   have prometheus && have promtool && return
-  log "building Prometheus and promtool $PROMETHEUS_VERSION (-p $JOBS; several minutes on 2 cores)"
+  log "building Prometheus and promtool $PROMETHEUS_VERSION (-p $JOBS): $(estimate "prometheus-$PROMETHEUS_VERSION" "several minutes on 2 cores")"
   local start=$SECONDS d stamp; d=$(dirname "$(bin prometheus)"); mkdir -p "$d"
   stamp="-X github.com/prometheus/common/version.Version=${PROMETHEUS_VERSION#v}"
   stamp+=" -X github.com/prometheus/common/version.Branch=release -X github.com/prometheus/common/version.Revision=module"
-  (cd "$E2E_DIR/tools/prometheus" && go build -p "$JOBS" -trimpath -tags remove_all_sd,enable_kubernetes_sd \
-    -ldflags "-s -w $stamp" -o "$d/" github.com/prometheus/prometheus/cmd/prometheus github.com/prometheus/prometheus/cmd/promtool) \
-    || die "go build of Prometheus failed; see above. Rerun: $0 prometheus"
+  (cd "$E2E_DIR/tools/prometheus" && go_logged "Prometheus $PROMETHEUS_VERSION" "$GO_LOGS/prometheus-$PROMETHEUS_VERSION.log" \
+    go build -p "$JOBS" -trimpath -tags remove_all_sd,enable_kubernetes_sd -ldflags "-s -w $stamp" -o "$d/" \
+    github.com/prometheus/prometheus/cmd/prometheus github.com/prometheus/prometheus/cmd/promtool) \
+    || die "go build of Prometheus failed; read $GO_LOGS/prometheus-$PROMETHEUS_VERSION.log (its end is above), fix, then rerun: $0 prometheus"
   record "prometheus-$PROMETHEUS_VERSION" $((SECONDS - start))
 }
 
+# one line before a run that builds anything: which builds, roughly how long in all
+todo=() total=0 unknown=false
+for c in "${components[@]}"; do
+  case $c in
+    kubernetes) b=kube-apiserver key=kubernetes-$KUBE_VERSION; for x in "${kube_bins[@]}"; do have "$x" || b=$x; done ;;
+    etcd) b=etcd key=etcd-$ETCD_VERSION ;;
+    coredns) b=coredns key=coredns-$COREDNS_VERSION ;;
+    helm) b=helm key=helm-$HELM_VERSION ;;
+    prometheus) b=promtool key=prometheus-$PROMETHEUS_VERSION; have prometheus || b=prometheus ;;
+  esac
+  have "$b" && continue
+  todo+=("$c")
+  s=$(recorded_seconds "$key")
+  if [[ -n $s ]]; then total=$((total + s)); else unknown=true; fi
+done
+if ((${#todo[@]} > 1)); then
+  if $unknown; then
+    log "building ${todo[*]} from Go modules (first run: tens of minutes on 2 cores; later runs reuse them)"
+  else
+    log "building ${todo[*]} from Go modules: $(roughly "$total") in all on this machine (recorded in $TIMES)"
+  fi
+fi
 for c in "${components[@]}"; do
   lock "$c"
   "build_$c"
   unlock
-  case $c in
-    kubernetes) for b in "${kube_bins[@]}"; do printf '  %-24s %s\n' "$b" "$(bin "$b")" >&2; done ;;
-    prometheus) for b in prometheus promtool; do printf '  %-24s %s\n' "$b" "$(bin "$b")" >&2; done ;;
-    *) printf '  %-24s %s\n' "$c" "$(bin "$c")" >&2 ;;
-  esac
 done
-log "binaries ready in $BIN_CACHE"
+if ((${#built[@]})); then
+  log "binaries ready in $BIN_CACHE"
+else
+  log "binaries ready in $BIN_CACHE (reused: ${components[*]})"
+fi
