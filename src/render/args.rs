@@ -31,7 +31,7 @@ pub fn start_zookeeper(v: &ValidatedCluster) -> Vec<String> {
         ("data_dir", format!("{DATA_MOUNT}/data")),
         ("data_log_dir", format!("{DATA_MOUNT}/data/log")),
         ("conf_dir", CONF_DIR.to_string()),
-        ("client_port", p.client.to_string()),
+        ("client_port", plaintext_client_port(v).to_string()),
         ("election_port", p.leader_election.to_string()),
         ("server_port", p.server.to_string()),
         ("tick_time", c.tick_time.to_string()),
@@ -47,7 +47,26 @@ pub fn start_zookeeper(v: &ValidatedCluster) -> Vec<String> {
         ("metrics_port", metrics_port(v).unwrap_or(0).to_string()),
     ];
     args.extend(flags.into_iter().map(|(k, v)| format!("--{k}={v}")));
+    if v.spec.tls.enabled {
+        let auth = if v.spec.tls.mutual { "need" } else { "none" };
+        args.extend([
+            format!("--tls_dir={}", crate::tls::MOUNT),
+            format!("--secure_client_port={}", p.client),
+            format!("--tls_client_auth={auth}"),
+        ]);
+    }
     args
+}
+
+/// The plaintext client port: `spec.ports.client`, or with TLS on the loopback-only
+/// `spec.tls.loopbackPort` (then `spec.ports.client` is the TLS port). The pod's own probes use
+/// it.
+pub fn plaintext_client_port(v: &ValidatedCluster) -> i32 {
+    if v.spec.tls.enabled {
+        v.spec.tls.loopback_port
+    } else {
+        v.spec.ports.client
+    }
 }
 
 /// The port of ZooKeeper's Prometheus metrics endpoint, when it runs (`spec.metrics.enabled`).

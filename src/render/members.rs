@@ -53,16 +53,19 @@ pub fn desired(v: &ValidatedCluster) -> DesiredMembership {
 pub fn desired_of(v: &ValidatedCluster, replicas: u32) -> DesiredMembership {
     let p = &v.spec.ports;
     let ports = MemberPorts {
-        client: p.client as u16,
+        client: super::args::plaintext_client_port(v) as u16,
         quorum: p.server as u16,
         election: p.leader_election as u16,
     };
+    // With TLS the plaintext client port binds loopback only: ZooKeeper 3.9 cannot name the
+    // secure port in a server line, so the line names the plaintext one, on 127.0.0.1.
+    let tls = v.spec.tls.enabled;
     DesiredMembership::new(
         &names::statefulset(&v.name),
         replicas,
         ports,
         |o: Ordinal| names::member_host(&v.name, o.0, &v.namespace, &v.spec.cluster_domain),
-        |_| None,
+        |_| tls.then(|| "127.0.0.1".to_string()),
     )
 }
 

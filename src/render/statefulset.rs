@@ -10,7 +10,8 @@ use k8s_openapi::api::core::v1::{
     Affinity, Capabilities, ConfigMapVolumeSource, Container, ContainerPort, EmptyDirVolumeSource,
     EnvVar, ExecAction, PersistentVolumeClaim, PersistentVolumeClaimSpec, PodAffinityTerm,
     PodAntiAffinity, PodSecurityContext, PodSpec, PodTemplateSpec, Probe, SeccompProfile,
-    SecurityContext, Volume, VolumeMount, VolumeResourceRequirements, WeightedPodAffinityTerm,
+    SecretVolumeSource, SecurityContext, Volume, VolumeMount, VolumeResourceRequirements,
+    WeightedPodAffinityTerm,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta, OwnerReference};
 
@@ -27,6 +28,8 @@ pub const DATA_VOLUME: &str = "datadir";
 pub const MEMBERS_VOLUME: &str = "members";
 /// Name of the writable /tmp volume (the root filesystem is read-only).
 pub const TMP_VOLUME: &str = "tmp";
+/// Name of the volume of the TLS Secret (with `spec.tls.enabled`).
+pub const TLS_VOLUME: &str = "tls";
 /// Name of the ZooKeeper container.
 pub const CONTAINER: &str = "zookeeper";
 
@@ -83,7 +86,8 @@ fn container(v: &ValidatedCluster, members: &Members) -> Container {
         protocol: Some("TCP".to_string()),
         ..Default::default()
     };
-    let client_port = s.ports.client.to_string();
+    // The probes run inside the pod, on the plaintext port (loopback-only with TLS on).
+    let client_port = super::args::plaintext_client_port(v).to_string();
     let liveness = vec![
         "zookeeper-ready".to_string(),
         "--liveness".to_string(),
@@ -146,24 +150,34 @@ fn container(v: &ValidatedCluster, members: &Members) -> Container {
         resources: Some(v.resources.clone()),
         readiness_probe: Some(probe(readiness, &s.probes.readiness)),
         liveness_probe: Some(probe(liveness, &s.probes.liveness)),
-        volume_mounts: Some(vec![
-            VolumeMount {
-                name: DATA_VOLUME.to_string(),
-                mount_path: DATA_MOUNT.to_string(),
-                ..Default::default()
-            },
-            VolumeMount {
-                name: MEMBERS_VOLUME.to_string(),
-                mount_path: MEMBERS_DIR.to_string(),
+        volume_mounts: Some(
+            [
+                VolumeMount {
+                    name: DATA_VOLUME.to_string(),
+                    mount_path: DATA_MOUNT.to_string(),
+                    ..Default::default()
+                },
+                VolumeMount {
+                    name: MEMBERS_VOLUME.to_string(),
+                    mount_path: MEMBERS_DIR.to_string(),
+                    read_only: Some(true),
+                    ..Default::default()
+                },
+                VolumeMount {
+                    name: TMP_VOLUME.to_string(),
+                    mount_path: "/tmp".to_string(),
+                    ..Default::default()
+                },
+            ]
+            .into_iter()
+            .chain(v.spec.tls.enabled.then(|| VolumeMount {
+                name: TLS_VOLUME.to_string(),
+                mount_path: crate::tls::MOUNT.to_string(),
                 read_only: Some(true),
                 ..Default::default()
-            },
-            VolumeMount {
-                name: TMP_VOLUME.to_string(),
-                mount_path: "/tmp".to_string(),
-                ..Default::default()
-            },
-        ]),
+            }))
+            .collect(),
+        ),
         // The Pod Security Standards' `restricted` profile: no privilege escalation, no
         // capabilities, a read-only root filesystem (ZooKeeper writes only to its data volume
         // and /tmp, an emptyDir).
@@ -193,21 +207,36 @@ fn pod_template(v: &ValidatedCluster, members: &Members) -> PodTemplateSpec {
         }),
         spec: Some(PodSpec {
             containers: vec![container(v, members)],
-            volumes: Some(vec![
-                Volume {
-                    name: MEMBERS_VOLUME.to_string(),
-                    config_map: Some(ConfigMapVolumeSource {
-                        name: names::members_configmap(&v.name),
+            volumes: Some(
+                vec![
+                    Volume {
+                        name: MEMBERS_VOLUME.to_string(),
+                        config_map: Some(ConfigMapVolumeSource {
+                            name: names::members_configmap(&v.name),
+                            ..Default::default()
+                        }),
+                        ..Default::default()
+                    },
+                    Volume {
+                        name: TMP_VOLUME.to_string(),
+                        empty_dir: Some(EmptyDirVolumeSource::default()),
+                        ..Default::default()
+                    },
+                ]
+                .into_iter()
+                .chain(s.tls.enabled.then(|| Volume {
+                    name: TLS_VOLUME.to_string(),
+                    secret: Some(SecretVolumeSource {
+                        secret_name: Some(crate::tls::secret_name(v)),
+                        // Owned by root, group fsGroup: readable by the member's uid through its
+                        // group, by nobody else.
+                        default_mode: Some(0o440),
                         ..Default::default()
                     }),
                     ..Default::default()
-                },
-                Volume {
-                    name: TMP_VOLUME.to_string(),
-                    empty_dir: Some(EmptyDirVolumeSource::default()),
-                    ..Default::default()
-                },
-            ]),
+                }))
+                .collect(),
+            ),
             // Members never talk to the Kubernetes API.
             automount_service_account_token: Some(false),
             affinity: affinity(v),
@@ -238,6 +267,31 @@ fn pod_template(v: &ValidatedCluster, members: &Members) -> PodTemplateSpec {
         .get_or_insert_with(Default::default)
         .insert(RESTART_HASH_ANNOTATION.to_string(), hash);
     template
+}
+
+/// Records the hash of the TLS material the members run with on the pod template and computes
+/// the restart hash again, so a new certificate or CA rolls the members like any other change.
+pub fn set_tls_material_hash(sts: &mut StatefulSet, material_hash: &str) {
+    let Some(template) = sts.spec.as_mut().map(|s| &mut s.template) else {
+        return;
+    };
+    let annotations = template
+        .metadata
+        .get_or_insert_with(Default::default)
+        .annotations
+        .get_or_insert_with(Default::default);
+    annotations.remove(RESTART_HASH_ANNOTATION);
+    annotations.insert(
+        crate::tls::MATERIAL_HASH_ANNOTATION.to_string(),
+        material_hash.to_string(),
+    );
+    let hash = restart_hash(template);
+    template
+        .metadata
+        .get_or_insert_with(Default::default)
+        .annotations
+        .get_or_insert_with(Default::default)
+        .insert(RESTART_HASH_ANNOTATION.to_string(), hash);
 }
 
 /// Hash of the pod template (before the hash annotation is added): any change that needs a
