@@ -17,6 +17,7 @@ use crate::health::MemberAddress;
 use crate::membership::{
     CommittedConfig, ConfigVersion, MembershipStep, ParseConfigError, ServerId,
 };
+use crate::tls::ClientTls;
 
 /// Where ZooKeeper keeps its configuration.
 const CONFIG_NODE: &str = "/zookeeper/config";
@@ -169,6 +170,29 @@ async fn within<T>(
     })
 }
 
+/// Opens a session, over TLS when `tls` is given.
+async fn session(
+    connector: zookeeper_client::Connector,
+    connect_string: &str,
+    tls: Option<&ClientTls>,
+) -> Result<Client, ReconfigError> {
+    let failed = |source| ReconfigError::Connect {
+        connect_string: connect_string.to_string(),
+        source,
+    };
+    match tls {
+        None => connector.connect(connect_string).await.map_err(failed),
+        Some(tls) => {
+            let options = tls.zookeeper_options().map_err(failed)?;
+            connector
+                .with_tls(options)
+                .secure_connect(connect_string)
+                .await
+                .map_err(failed)
+        }
+    }
+}
+
 /// A session with the ensemble, authenticated as the super user.
 pub struct Reconfigurer {
     client: Client,
@@ -184,16 +208,22 @@ impl Reconfigurer {
         user: &SuperUser,
         timeout: Duration,
     ) -> Result<Self, ReconfigError> {
+        Self::connect_over(connect_string, user, timeout, None).await
+    }
+
+    /// [`Self::connect`] over TLS when `tls` is given (every member of `connect_string` is then
+    /// asked on its `secureClientPort`, trusting the cluster's CA only).
+    pub async fn connect_over(
+        connect_string: &str,
+        user: &SuperUser,
+        timeout: Duration,
+        tls: Option<&ClientTls>,
+    ) -> Result<Self, ReconfigError> {
         let client = within("connect", connect_string, timeout, async {
-            Client::connector()
+            let connector = Client::connector()
                 .with_session_timeout(timeout.max(Duration::from_secs(4)))
-                .with_auth("digest", user.credentials().as_bytes())
-                .connect(connect_string)
-                .await
-                .map_err(|source| ReconfigError::Connect {
-                    connect_string: connect_string.to_string(),
-                    source,
-                })
+                .with_auth("digest", user.credentials().as_bytes());
+            session(connector, connect_string, tls).await
         })
         .await?;
         Ok(Self {
@@ -265,14 +295,8 @@ pub async fn member_config_version(
 ) -> Result<ConfigVersion, ReconfigError> {
     let connect_string = address.to_string();
     within("read member config", &connect_string, timeout, async {
-        let client = Client::connector()
-            .with_session_timeout(Duration::from_secs(4))
-            .connect(&connect_string)
-            .await
-            .map_err(|source| ReconfigError::Connect {
-                connect_string: connect_string.clone(),
-                source,
-            })?;
+        let connector = Client::connector().with_session_timeout(Duration::from_secs(4));
+        let client = session(connector, &connect_string, address.tls.as_ref()).await?;
         let (data, _) = client
             .get_config()
             .await

@@ -440,6 +440,10 @@ impl ClientTls {
     pub fn zookeeper_options(
         &self,
     ) -> Result<zookeeper_client::TlsOptions, zookeeper_client::Error> {
+        // zookeeper-client takes rustls' process-wide provider, which two compiled-in providers
+        // (ring for kube, aws-lc-rs for zookeeper-client) leave undecided: ring, as everywhere
+        // else in the operator. Installing it again is refused harmlessly.
+        let _ = tokio_rustls::rustls::crypto::ring::default_provider().install_default();
         let options = zookeeper_client::TlsOptions::new().with_pem_ca(&self.ca_cert)?;
         match &self.identity {
             Some((cert, key)) => options.with_pem_identity(cert, key),

@@ -11,6 +11,7 @@ use tokio::net::TcpStream;
 
 use super::parse::{self, Mntr, Reply, Srvr};
 use super::{Mode, Ordinal, Outcome, Word};
+use crate::tls::ClientTls;
 
 /// Answers larger than this are cut off: a `mntr` answer is about 18 KiB.
 const MAX_ANSWER: u64 = 1 << 20;
@@ -25,14 +26,26 @@ pub struct MemberAddress {
     pub host: String,
     /// The client port.
     pub port: u16,
+    /// The transport: `None` is plaintext TCP; `Some` is TLS trusting the cluster's CA (the
+    /// member's certificate must name `host`), with a client certificate for mutual TLS.
+    pub tls: Option<ClientTls>,
 }
 
 impl MemberAddress {
-    /// Any host and port.
+    /// Any host and port, plaintext.
     pub fn new(host: impl Into<String>, port: u16) -> Self {
         Self {
             host: host.into(),
             port,
+            tls: None,
+        }
+    }
+
+    /// The same address over TLS (the member's `secureClientPort`).
+    pub fn with_tls(self, tls: ClientTls) -> Self {
+        Self {
+            tls: Some(tls),
+            ..self
         }
     }
 
@@ -124,6 +137,17 @@ pub enum SendError {
         /// The budget.
         timeout: Duration,
     },
+    /// The TLS handshake failed (a certificate the CA did not sign, a name it does not hold, a
+    /// plaintext port).
+    #[error("{word} to {addr}: TLS handshake: {source}")]
+    Tls {
+        /// The member.
+        addr: String,
+        /// The word sent.
+        word: Word,
+        /// The failure.
+        source: io::Error,
+    },
     /// Any other IO failure.
     #[error("{word} to {addr}: {source}")]
     Io {
@@ -142,7 +166,7 @@ impl SendError {
             SendError::Resolve { host, detail } => Outcome::DnsFailure(format!("{host}: {detail}")),
             SendError::Refused { .. } => Outcome::Refused,
             SendError::Timeout { .. } => Outcome::Timeout,
-            e @ SendError::Io { .. } => Outcome::Other(e.to_string()),
+            e @ (SendError::Io { .. } | SendError::Tls { .. }) => Outcome::Other(e.to_string()),
         }
     }
 }
@@ -192,17 +216,47 @@ async fn exchange(addr: &MemberAddress, word: Word) -> Result<String, SendError>
             }
         }
     };
-    let mut stream = TcpStream::connect(&resolved[..]).await.map_err(io_err)?;
+    let stream = TcpStream::connect(&resolved[..]).await.map_err(io_err)?;
+    let Some(tls) = &addr.tls else {
+        return talk(stream, word, io_err).await;
+    };
+    let tls_err = |source: io::Error| SendError::Tls {
+        addr: addr.to_string(),
+        word,
+        source,
+    };
+    let name = tokio_rustls::rustls::pki_types::ServerName::try_from(addr.host.clone())
+        .map_err(|e| tls_err(io::Error::new(io::ErrorKind::InvalidInput, e)))?;
+    let stream = tokio_rustls::TlsConnector::from(tls.config())
+        .connect(name, stream)
+        .await
+        .map_err(tls_err)?;
+    talk(stream, word, io_err).await
+}
+
+/// Writes the word and reads the answer until the member closes the connection.
+async fn talk<S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin>(
+    mut stream: S,
+    word: Word,
+    io_err: impl Fn(io::Error) -> SendError,
+) -> Result<String, SendError> {
     stream
         .write_all(word.as_str().as_bytes())
         .await
-        .map_err(io_err)?;
+        .map_err(&io_err)?;
+    stream.flush().await.map_err(&io_err)?;
     let mut answer = Vec::new();
-    (&mut stream)
+    match (&mut stream)
         .take(MAX_ANSWER)
         .read_to_end(&mut answer)
         .await
-        .map_err(io_err)?;
+    {
+        Ok(_) => {}
+        // ZooKeeper closes a TLS connection after answering without a close_notify: the answer
+        // is complete all the same.
+        Err(e) if e.kind() == io::ErrorKind::UnexpectedEof && !answer.is_empty() => {}
+        Err(e) => return Err(io_err(e)),
+    }
     Ok(String::from_utf8_lossy(&answer).into_owned())
 }
 
