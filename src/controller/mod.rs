@@ -139,6 +139,8 @@ pub struct Context {
     /// The operator's own namespace: each cluster's NetworkPolicy admits the operator's probes
     /// and ZooKeeper sessions from there. `None` admits no namespace for them.
     pub operator_namespace: Option<String>,
+    /// Spacing of passes over clusters whose members do not answer.
+    pub probe_backoff: crate::health::backoff::ProbeBackoff,
     /// Consecutive failures per object, for exponential backoff.
     failures: Mutex<HashMap<ObjectRef<DeserializeGuard<ZookeeperCluster>>, u32>>,
 }
@@ -155,6 +157,7 @@ impl Context {
             zookeeper: Arc::new(membership::NoZookeeper),
             super_key: None,
             operator_namespace: None,
+            probe_backoff: Default::default(),
             failures: Mutex::default(),
         }
     }

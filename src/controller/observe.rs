@@ -1,5 +1,6 @@
 //! Observe: the StatefulSet's pods from the API and every member's four-letter-word answers.
 
+use std::hash::{Hash, Hasher};
 use std::sync::Arc;
 use std::time::SystemTime;
 
@@ -11,7 +12,7 @@ use kube::api::{Api, ListParams};
 use super::{ClusterId, Context, Error};
 use crate::crd::{UpdateStrategy, ZookeeperCluster};
 use crate::health::fourlw::{MemberAddress, ProbeConfig, member_addresses, probe_ensemble};
-use crate::health::{MemberProbe, Ordinal};
+use crate::health::{MemberProbe, Ordinal, Outcome};
 use crate::names;
 use crate::render::Members;
 use crate::rollout::Observation;
@@ -89,7 +90,14 @@ pub async fn observe(
     );
     // Taken before the first word is sent: the planner ignores probes older than a pod.
     let probed_at = SystemTime::now();
-    let probes = (ctx.prober)(addresses).await;
+    let (addresses, unstarted) = split_unstarted(&id.name, addresses, &pods);
+    let mut probes = if addresses.is_empty() {
+        Vec::new()
+    } else {
+        (ctx.prober)(addresses).await
+    };
+    probes.extend(unstarted);
+    probes.sort_by_key(|p| p.ordinal);
     Ok(Observation::from_objects(
         sts,
         &pods,
@@ -97,6 +105,75 @@ pub async fn observe(
         probes,
         probed_at,
     ))
+}
+
+/// Splits the members to probe from those whose pod is Pending without an IP (not scheduled, or
+/// its sandbox not started): such a member has no DNS record yet and nothing that could answer,
+/// so it is not sent a word, and its outcome is the one the resolver would give. With many
+/// clusters whose pods cannot be scheduled this saves every name lookup and connection.
+fn split_unstarted(
+    cluster: &str,
+    addresses: Vec<(Ordinal, MemberAddress)>,
+    pods: &[Pod],
+) -> (Vec<(Ordinal, MemberAddress)>, Vec<MemberProbe>) {
+    let unstarted = |ordinal: Ordinal| {
+        let name = names::member_pod(cluster, ordinal.0);
+        pods.iter().any(|p| {
+            p.metadata.name.as_deref() == Some(name.as_str())
+                && p.status.as_ref().is_some_and(|s| {
+                    s.phase.as_deref() == Some("Pending")
+                        && s.pod_ip.as_deref().is_none_or(str::is_empty)
+                })
+        })
+    };
+    let (skip, probe): (Vec<_>, Vec<_>) = addresses.into_iter().partition(|(o, _)| unstarted(*o));
+    let skipped = skip
+        .into_iter()
+        .map(|(ordinal, addr)| MemberProbe {
+            ordinal,
+            srvr: Outcome::DnsFailure(format!("{}: the pod has no IP yet (Pending)", addr.host)),
+            mntr: None,
+        })
+        .collect();
+    (probe, skipped)
+}
+
+/// Whether some member gave no serving answer (it is down, starting, or cannot be reached).
+pub fn unanswered(observation: &Observation) -> bool {
+    observation.probes.len() < observation.replicas as usize
+        || observation
+            .probes
+            .iter()
+            .any(|p| p.srvr.serving().is_none())
+}
+
+/// What a pass over a cluster whose members do not answer can observe, as one number: the
+/// StatefulSet's generations and revisions, each pod's identity, revision, readiness and trouble,
+/// and the kind of each member's answer (not its details, which carry addresses and times). Two
+/// passes with the same fingerprint learned nothing new from each other.
+pub fn fingerprint(observation: &Observation) -> u64 {
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    observation.replicas.hash(&mut h);
+    observation.generation.hash(&mut h);
+    observation.observed_generation.hash(&mut h);
+    observation.update_revision.hash(&mut h);
+    observation.current_revision.hash(&mut h);
+    let mut pods: Vec<_> = observation.pods.iter().collect();
+    pods.sort_by_key(|p| p.ordinal);
+    for p in pods {
+        p.ordinal.hash(&mut h);
+        p.uid.hash(&mut h);
+        p.revision.hash(&mut h);
+        p.ready.hash(&mut h);
+        p.terminating.hash(&mut h);
+        p.trouble.hash(&mut h);
+    }
+    for p in &observation.probes {
+        p.ordinal.hash(&mut h);
+        std::mem::discriminant(&p.srvr).hash(&mut h);
+        p.srvr.serving().map(|s| s.mode).hash(&mut h);
+    }
+    h.finish()
 }
 
 /// The StatefulSet as the server has it now, if it exists.

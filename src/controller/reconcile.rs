@@ -89,9 +89,29 @@ async fn reconcile_cluster(zk: &ZookeeperCluster, ctx: &Context) -> Result<Actio
     membership::annotate(&mut status, &members, &cluster);
     write_status::write(ctx, zk, &id, &status).await?;
     let next = rollout::requeue_after(&plan, &act, ctx.steady_resync);
-    let next = match scaling {
-        Some(_) => next.min(membership::RECHECK),
-        None => next,
+    let key = format!("{}/{}", id.namespace, id.name);
+    let next = match (&scaling, &act) {
+        (Some(_), _) => {
+            ctx.probe_backoff.clear(&key);
+            next.min(membership::RECHECK)
+        }
+        // Members that do not answer while nothing is done: each pass that finds what the
+        // previous one found waits longer (bounded), since a change that could make them answer
+        // arrives as a watch event anyway.
+        (None, rollout::Act::None)
+            if next < ctx.steady_resync && observe::unanswered(&observation) =>
+        {
+            let backoff = ctx.probe_backoff.unanswered(
+                &key,
+                observe::fingerprint(&observation),
+                Instant::now(),
+            );
+            next.max(backoff.min(ctx.steady_resync))
+        }
+        _ => {
+            ctx.probe_backoff.clear(&key);
+            next
+        }
     };
     Ok(Action::requeue(next))
 }

@@ -4,9 +4,11 @@
 //! - [`parse`]: pure parsers of `srvr`, `mntr` and `ruok` answers.
 //! - [`fourlw`]: the async TCP client (one timeout for connect + read, bounded concurrency).
 //! - [`ensemble`]: the ensemble view built from probe results and pod facts.
+//! - [`backoff`]: per-cluster spacing of passes over members that do not answer.
 //!
 //! `ruok` is never a health check: a member outside any quorum still answers `imok`.
 
+pub mod backoff;
 pub mod ensemble;
 pub mod fourlw;
 pub mod parse;
