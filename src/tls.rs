@@ -10,6 +10,8 @@
 //! each other on the quorum ports, and the operator presents it when the client port asks for
 //! one (mutual TLS).
 
+pub mod apply;
+
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;

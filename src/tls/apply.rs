@@ -1,0 +1,138 @@
+//! The IO half of TLS, one step of a reconcile before render: read the cluster's TLS Secret,
+//! write the operator-managed one when [`super::plan`] says so (a new cluster, a certificate
+//! near expiry), and hand on what the rest of the pass needs: the client side for the
+//! operator's own connections and the material hash for the pod template.
+//!
+//! Wiring (controller): `let tls = tls::apply::prepare(&ctx.client, &cluster, &id.owner,
+//! OffsetDateTime::now_utc()).await?;` after validate; after render,
+//! `set_tls_material_hash(&mut desired.statefulset, &tls.material_hash)`; probe addresses
+//! `.with_tls(tls.client.clone())`; reconfiguration through `Reconfigurer::connect_over`.
+
+use k8s_openapi::api::core::v1::Secret;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
+use kube::Client;
+use kube::api::{Api, Patch, PatchParams};
+use time::OffsetDateTime;
+
+use super::{ClientTls, TlsError, material_hash, not_after, plan, read, secret, secret_name};
+use crate::names::MANAGER;
+use crate::validate::ValidatedCluster;
+
+/// What the rest of a pass needs from the cluster's TLS material.
+#[derive(Clone, Debug)]
+pub struct Prepared {
+    /// How the operator connects to the members' TLS client port.
+    pub client: ClientTls,
+    /// For the pod template: a new certificate or CA rolls the members.
+    pub material_hash: String,
+    /// When the members' certificate expires.
+    pub not_after: Option<OffsetDateTime>,
+}
+
+/// A failed TLS step.
+#[derive(Debug, thiserror::Error)]
+pub enum TlsStepError {
+    /// The API refused the read.
+    #[error("failed to read the TLS secret {name}: {source}")]
+    ReadSecret {
+        /// The Secret.
+        name: String,
+        /// Why.
+        source: kube::Error,
+    },
+    /// The API refused the write.
+    #[error("failed to apply the TLS secret {name}: {source}")]
+    ApplySecret {
+        /// The Secret.
+        name: String,
+        /// Why.
+        source: kube::Error,
+    },
+    /// The user's Secret does not exist.
+    #[error(
+        "spec.tls.secretName {name}: no such Secret in namespace {namespace}; create it with PEM ca.crt, tls.crt and tls.key, or remove spec.tls.secretName to let the operator issue the certificates"
+    )]
+    MissingUserSecret {
+        /// The Secret.
+        name: String,
+        /// Its namespace.
+        namespace: String,
+    },
+    /// The Secret's material is not usable.
+    #[error("the TLS secret {name}: {source}")]
+    Material {
+        /// The Secret.
+        name: String,
+        /// Why.
+        source: TlsError,
+    },
+}
+
+impl TlsStepError {
+    /// A bounded label for metrics and Events.
+    pub fn category(&self) -> &'static str {
+        match self {
+            TlsStepError::ReadSecret { .. } | TlsStepError::ApplySecret { .. } => "apply",
+            TlsStepError::MissingUserSecret { .. } | TlsStepError::Material { .. } => "tls",
+        }
+    }
+}
+
+/// Reads (and for the operator's CA, writes) the cluster's TLS Secret; `None` when TLS is off.
+pub async fn prepare(
+    client: &Client,
+    cluster: &ValidatedCluster,
+    owner: &OwnerReference,
+    now: OffsetDateTime,
+) -> Result<Option<Prepared>, TlsStepError> {
+    if !cluster.spec.tls.enabled {
+        return Ok(None);
+    }
+    let name = secret_name(cluster);
+    let api: Api<Secret> = Api::namespaced(client.clone(), &cluster.namespace);
+    let live = api
+        .get_opt(&name)
+        .await
+        .map_err(|source| TlsStepError::ReadSecret {
+            name: name.clone(),
+            source,
+        })?;
+    let material_err = |source| TlsStepError::Material {
+        name: name.clone(),
+        source,
+    };
+    let material = if cluster.spec.tls.secret_name.is_some() {
+        // The user's certificates: read, never written.
+        let data = live
+            .and_then(|s| s.data)
+            .ok_or_else(|| TlsStepError::MissingUserSecret {
+                name: name.clone(),
+                namespace: cluster.namespace.clone(),
+            })?;
+        read(&data).map_err(material_err)?
+    } else {
+        let data = live.and_then(|s| s.data);
+        match plan(cluster, data.as_ref(), now).map_err(material_err)? {
+            Some(fresh) => {
+                let desired = secret(cluster, &fresh, Some(owner));
+                api.patch(
+                    &name,
+                    &PatchParams::apply(MANAGER).force(),
+                    &Patch::Apply(&desired),
+                )
+                .await
+                .map_err(|source| TlsStepError::ApplySecret {
+                    name: name.clone(),
+                    source,
+                })?;
+                fresh
+            }
+            None => read(&data.unwrap_or_default()).map_err(material_err)?,
+        }
+    };
+    Ok(Some(Prepared {
+        client: ClientTls::of(&material, cluster.spec.tls.mutual).map_err(material_err)?,
+        material_hash: material_hash(&material),
+        not_after: not_after(&material.cert).ok(),
+    }))
+}
