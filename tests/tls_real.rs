@@ -215,7 +215,11 @@ async fn a_tls_ensemble_forms_serves_tls_clients_only_and_the_operator_speaks_tl
         "spec": {"tls": {"enabled": true, "mutual": true}},
     }))
     .unwrap();
-    let v = validate(&zk).unwrap();
+    // Everything but the TLS switch, which the operator refuses until it serves it end to end.
+    let mut plain = zk.clone();
+    plain.spec.tls = Default::default();
+    let mut v = validate(&plain).unwrap();
+    v.spec.tls = zk.spec.tls.clone();
     let extra: Vec<String> = (0..MEMBERS).map(host).collect();
     let material = tls::issue(&v, &extra, time::OffsetDateTime::now_utc()).expect("material");
     let operator = ClientTls::of(&material, true).expect("the operator's TLS client");
@@ -332,31 +336,16 @@ async fn a_tls_ensemble_forms_serves_tls_clients_only_and_the_operator_speaks_tl
         "a plaintext client got a session on the TLS port"
     );
 
-    // The operator's reconfiguration over TLS: remove server 3, add it back.
-    let r = Reconfigurer::connect_over(
-        &connect_string(),
-        &user,
-        Duration::from_secs(10),
-        Some(&operator),
-    )
-    .await
-    .expect("the operator's TLS session");
-    let before = r
-        .committed()
-        .await
-        .expect("committed configuration over TLS");
+    // The operator's reconfiguration over TLS: remove server 3, add it back. A change that
+    // moves the leader may end the session that sent it; as the controller does, the step is
+    // then checked against the configuration read again over a new session.
+    let before = reconfigure(&user, &operator, None).await;
     assert_eq!(before.voters().len(), MEMBERS);
     let three = before.servers[&ServerId(3)].clone();
-    let smaller = r
-        .apply(&MembershipStep::Remove(ServerId(3)), before.version)
-        .await
-        .expect("remove server 3 over TLS");
-    assert_eq!(smaller.voters().len(), MEMBERS - 1);
-    let again = r
-        .apply(&MembershipStep::Add(three), smaller.version)
-        .await
-        .expect("add server 3 back over TLS");
-    assert_eq!(again.voters().len(), MEMBERS);
+    let smaller = reconfigure(&user, &operator, Some(MembershipStep::Remove(ServerId(3)))).await;
+    assert_eq!(smaller.voters().len(), MEMBERS - 1, "{smaller:?}");
+    let again = reconfigure(&user, &operator, Some(MembershipStep::Add(three))).await;
+    assert_eq!(again.voters().len(), MEMBERS, "{again:?}");
     let member = MemberAddress::new(host(0), SECURE).with_tls(operator.clone());
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
@@ -369,4 +358,49 @@ async fn a_tls_ensemble_forms_serves_tls_clients_only_and_the_operator_speaks_tl
         }
         tokio::time::sleep(Duration::from_millis(300)).await;
     }
+}
+
+/// Reads the committed configuration over TLS through members 1 and 2 (the ones that stay) and,
+/// with a `step`, applies it unless the configuration already shows it; retries for 30 s.
+async fn reconfigure(
+    user: &SuperUser,
+    tls: &ClientTls,
+    step: Option<MembershipStep>,
+) -> zookeeper_operator::membership::CommittedConfig {
+    let stay = format!("{}:{SECURE},{}:{SECURE}", host(0), host(1));
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut last = String::new();
+    while Instant::now() < deadline {
+        let attempt = async {
+            let r =
+                Reconfigurer::connect_over(&stay, user, Duration::from_secs(10), Some(tls)).await?;
+            let committed = r.committed().await?;
+            let done = match &step {
+                None => true,
+                Some(MembershipStep::Remove(id)) => !committed.servers.contains_key(id),
+                Some(MembershipStep::Add(s)) => committed.servers.contains_key(&s.id),
+                Some(other) => panic!("not a change: {other:?}"),
+            };
+            match &step {
+                Some(step) if !done => r.apply(step, committed.version).await,
+                _ => Ok(committed),
+            }
+        };
+        match attempt.await {
+            Ok(committed) if step.is_none() => return committed,
+            // Applied: read back (the answer of a lost session is not trusted).
+            Ok(_) => {
+                let r = Reconfigurer::connect_over(&stay, user, Duration::from_secs(10), Some(tls))
+                    .await;
+                if let Ok(r) = r
+                    && let Ok(committed) = r.committed().await
+                {
+                    return committed;
+                }
+            }
+            Err(e) => last = e.to_string(),
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    panic!("reconfiguration over TLS ({step:?}) did not succeed within 30 s: {last}");
 }

@@ -19,7 +19,17 @@ fn rendered(spec: serde_json::Value) -> DesiredObjects {
         "spec": spec,
     }))
     .expect("a ZookeeperCluster");
-    render(&validate(&zk).expect("a valid spec"), None)
+    render(&validated(&zk), None)
+}
+
+/// Validates everything but `spec.tls` (refused while the operator does not serve it end to
+/// end, see `validate::TLS_SERVED`), then renders with it.
+fn validated(zk: &ZookeeperCluster) -> zookeeper_operator::validate::ValidatedCluster {
+    let mut plain = zk.clone();
+    plain.spec.tls = Default::default();
+    let mut v = validate(&plain).expect("a valid spec");
+    v.spec.tls = zk.spec.tls.clone();
+    v
 }
 
 fn pod(o: &DesiredObjects) -> &PodSpec {
