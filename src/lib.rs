@@ -19,3 +19,12 @@ pub mod rollout;
 pub mod status;
 pub mod tls;
 pub mod validate;
+
+/// Makes ring rustls' process-wide crypto provider. Two providers are compiled in (ring, which
+/// the Kubernetes client uses, and aws-lc-rs, which `zookeeper-client`'s TLS pulls in through
+/// rustls' default features), and with two rustls refuses to choose: the first TLS client built
+/// without an explicit provider panics. Every process calls this before it builds a client;
+/// calling it again is harmless.
+pub fn install_crypto_provider() {
+    let _ = tokio_rustls::rustls::crypto::ring::default_provider().install_default();
+}

@@ -309,6 +309,7 @@ async fn super_key(client: &Client) -> Option<SuperKey> {
 
 async fn run(args: RunArgs) -> anyhow::Result<()> {
     init_tracing(args.log_format);
+    zookeeper_operator::install_crypto_provider();
     let client = Client::try_default().await.context(
         "cannot reach Kubernetes: set KUBECONFIG or run inside a pod with a service account",
     )?;

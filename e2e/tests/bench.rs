@@ -264,6 +264,7 @@ impl Drop for Cleanup {
                 .build()
                 .expect("a runtime for the cleanup");
             rt.block_on(async move {
+                zookeeper_operator::install_crypto_provider();
                 let client = Client::try_default().await.map_err(|e| e.to_string())?;
                 let api: Api<Namespace> = Api::all(client);
                 for n in &names {
@@ -914,6 +915,7 @@ async fn rollout() {
             other => panic!("ZKOP_BENCH_TARGETS: unknown target {other} (use ours, sts)"),
         })
         .collect();
+    zookeeper_operator::install_crypto_provider();
     let client = Client::try_default()
         .await
         .expect("KUBECONFIG points at the local cluster (run e2e/cluster up)");

@@ -40,6 +40,7 @@ fn chrono_now() -> String {
 }
 
 async fn client() -> Client {
+    zookeeper_operator::install_crypto_provider();
     Client::try_default()
         .await
         .expect("KUBECONFIG points at the e2e cluster (run e2e/operator-test)")
@@ -94,6 +95,7 @@ impl Drop for TestNamespace {
                 .build()
                 .expect("a runtime for the cleanup");
             rt.block_on(async move {
+                zookeeper_operator::install_crypto_provider();
                 let client = Client::try_default().await.map_err(|e| e.to_string())?;
                 Api::<Namespace>::all(client)
                     .delete(&name, &DeleteParams::default())
@@ -116,6 +118,7 @@ impl Drop for TestNamespace {
 /// reason and message, such as `Unschedulable: 0/1 nodes are available: 1 Insufficient cpu`, or
 /// a container's waiting reason, such as `CrashLoopBackOff`): said when a wait times out.
 async fn stuck_pods() -> String {
+    zookeeper_operator::install_crypto_provider();
     let Ok(client) = Client::try_default().await else {
         return "(cannot reach the API server to list pods)".to_string();
     };
