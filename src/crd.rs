@@ -623,7 +623,9 @@ pub struct ZookeeperClusterStatus {
     /// ZooKeeper prints it; every membership change commits a new one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub config_version: Option<String>,
-    /// Connection string for clients, through the client Service.
+    /// Connection string for clients: every member's ordinal name and client port,
+    /// comma-separated (the members of the committed configuration). The client Service
+    /// `<name>-cs.<namespace>.svc:<port>` is one address for clients that cannot take a list.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub connection_string: Option<String>,
     /// `Available`, `Progressing` and `Degraded`.

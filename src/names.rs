@@ -99,8 +99,9 @@ pub fn client_host(cluster: &str, namespace: &str, cluster_domain: &str) -> Stri
     )
 }
 
-/// The connection string `status.connectionString` publishes: the client Service and port.
-pub fn connection_string(
+/// The client Service and port, `<cluster>-cs.<namespace>.svc.<cluster_domain>:<port>`: one
+/// address for clients that cannot take a list.
+pub fn client_service_address(
     cluster: &str,
     namespace: &str,
     cluster_domain: &str,
@@ -110,6 +111,29 @@ pub fn connection_string(
         "{}:{client_port}",
         client_host(cluster, namespace, cluster_domain)
     )
+}
+
+/// The connection string `status.connectionString` publishes: every member's ordinal name and
+/// client port, comma-separated (`zk-0.zk-hs.<ns>.svc.<domain>:2181,zk-1...`). ZooKeeper's own
+/// client waits a second before it tries the same address again, and a second address at once:
+/// with one address (the Service) every reconnect after a leader change costs that second.
+pub fn connection_string(
+    cluster: &str,
+    namespace: &str,
+    cluster_domain: &str,
+    client_port: i32,
+    ordinals: impl IntoIterator<Item = u32>,
+) -> String {
+    ordinals
+        .into_iter()
+        .map(|i| {
+            format!(
+                "{}:{client_port}",
+                member_host(cluster, i, namespace, cluster_domain)
+            )
+        })
+        .collect::<Vec<_>>()
+        .join(",")
 }
 
 /// The label selector (`k=v,k=v`) of a cluster's member pods.
@@ -172,8 +196,16 @@ mod tests {
             "zk-2.zk-hs.prod.svc.cluster.local"
         );
         assert_eq!(
-            connection_string("zk", "prod", "cluster.local", 2181),
+            client_service_address("zk", "prod", "cluster.local", 2181),
             "zk-cs.prod.svc.cluster.local:2181"
+        );
+        assert_eq!(
+            connection_string("zk", "prod", "cluster.local", 2181, [0, 1, 2]),
+            "zk-0.zk-hs.prod.svc.cluster.local:2181,zk-1.zk-hs.prod.svc.cluster.local:2181,zk-2.zk-hs.prod.svc.cluster.local:2181"
+        );
+        assert_eq!(
+            connection_string("zk", "prod", "cluster.local", 2181, [0]),
+            "zk-0.zk-hs.prod.svc.cluster.local:2181"
         );
         assert_eq!(
             member_selector("zk"),

@@ -267,9 +267,13 @@ async fn first_reconcile_applies_six_objects_in_order_then_writes_status() {
     assert_eq!(status["leader"], "zk-1");
     assert_eq!(status["observedGeneration"], 1);
     assert_eq!(status["readyReplicas"], 3);
+    // No committed configuration can be read here (no ZooKeeper): the spec's members.
     assert_eq!(
         status["connectionString"],
-        format!("zk-cs.{NS}.svc.cluster.local:2181")
+        (0..3)
+            .map(|i| format!("zk-{i}.zk-hs.{NS}.svc.cluster.local:2181"))
+            .collect::<Vec<_>>()
+            .join(",")
     );
     let modes: Vec<&str> = status["members"]
         .as_array()

@@ -780,9 +780,14 @@ async fn set_up(client: &Client, targets: &[Target]) {
     }
 }
 
-/// The connection string the cluster publishes: `status.connectionString` for the operator's,
-/// the equivalent client Service name for the StatefulSet.
+/// The connection string the Java client uses: `status.connectionString` for the operator's
+/// (every member's ordinal name), the same ordinal names for the StatefulSet, whose users
+/// configure them by hand. `ZKOP_BENCH_JAVA_CONNECT=service` gives both the client Service
+/// instead (one address: ZooKeeper's client then waits a second before every reconnect).
 async fn published_connection_string(client: &Client, t: &Target) -> String {
+    if std::env::var("ZKOP_BENCH_JAVA_CONNECT").as_deref() == Ok("service") {
+        return format!("zk-cs.{}.svc.cluster.local:2181", t.ns);
+    }
     match t.kind {
         Kind::Ours => Api::<ZookeeperCluster>::namespaced(client.clone(), &t.ns)
             .get("zk")
@@ -790,7 +795,7 @@ async fn published_connection_string(client: &Client, t: &Target) -> String {
             .ok()
             .and_then(|zk| zk.status?.connection_string)
             .unwrap_or_else(|| panic!("{}/zk publishes no connection string", t.ns)),
-        Kind::Sts => format!("zk-cs.{}.svc.cluster.local:2181", t.ns),
+        Kind::Sts => t.ordinal_names(),
     }
 }
 

@@ -31,6 +31,7 @@ use kube::runtime::{WatchStreamExt, predicates, reflector, watcher};
 use kube::{Api, Client, Resource, ResourceExt};
 
 use crate::crd::ZookeeperCluster;
+use crate::membership::CommittedConfig;
 use crate::metrics::{ClusterLabels, Metrics};
 use crate::names::{self, INSTANCE_LABEL, MANAGER};
 use crate::validate::ValidatedCluster;
@@ -109,13 +110,24 @@ impl ClusterId {
         }
     }
 
-    /// The client Service address `status.connectionString` publishes.
-    pub fn connection_string(&self, cluster: &ValidatedCluster) -> String {
+    /// What `status.connectionString` publishes: the ordinal names of the committed members
+    /// (every server of ZooKeeper's committed configuration, when it could be read), else of
+    /// the members the spec asks for.
+    pub fn connection_string(
+        &self,
+        cluster: &ValidatedCluster,
+        committed: Option<&CommittedConfig>,
+    ) -> String {
+        let ordinals: Vec<u32> = match committed {
+            Some(c) if !c.servers.is_empty() => c.servers.keys().map(|id| id.ordinal().0).collect(),
+            _ => (0..cluster.spec.replicas.max(1) as u32).collect(),
+        };
         names::connection_string(
             &self.name,
             &self.namespace,
             &cluster.spec.cluster_domain,
             cluster.spec.ports.client,
+            ordinals,
         )
     }
 }

@@ -79,7 +79,7 @@ async fn reconcile_cluster(zk: &ZookeeperCluster, ctx: &Context) -> Result<Actio
     });
     let mut status = status::cluster_status(
         zk,
-        id.connection_string(&cluster),
+        id.connection_string(&cluster, members.committed.as_ref()),
         &sts,
         &plan,
         &act,
