@@ -866,10 +866,12 @@ async fn rolling_restart_under_write_load_canary_and_operator_restart() {
         longest.as_secs_f64()
     ));
     assert!(checked > 0);
-    // Two rollouts and an operator restart cost a client of the client Service at most a few
-    // leader elections' worth of writes, never anything near its session timeout (20 s).
+    // Two rollouts and an operator restart cost a client of the client Service one leader
+    // election at a time: 1.2-1.4 s in every run so far, and the rollout benchmark's worst
+    // client gap is under 2.5 s. 4 s leaves room for a loaded machine and still fails on any
+    // stall of the kind a client's connect timeout or a lost quorum causes.
     assert!(
-        longest < Duration::from_secs(10),
+        longest < Duration::from_secs(4),
         "writes through the client Service were unavailable for {longest:?} at a stretch"
     );
 }
