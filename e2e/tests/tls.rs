@@ -1,0 +1,208 @@
+//! TLS on the local cluster: a `spec.tls` cluster gets its Secret from the operator (a CA of its
+//! own, the members' certificate, owned by the cluster), becomes Available (the operator's
+//! four-letter words reach every member over TLS), ZooKeeper's own Java client with the CA from
+//! the Secret writes and reads through the client Service over TLS, a plaintext client gets no
+//! answer on the client port and the plaintext port is closed to anyone outside the pod, and
+//! every member logs that its quorum runs over TLS.
+//!
+//! Wired into the e2e binary (`mod tls;` in e2e/tests/operator.rs) together with the reconcile's
+//! TLS step (`tls::apply::prepare`, the TLS client handed to the probes and the reconfiguration,
+//! read/create/patch of Secrets in the RBAC table): until then `spec.tls.enabled` is refused and
+//! this test is not compiled.
+
+use std::time::{Duration, Instant};
+
+use k8s_openapi::api::core::v1::{Pod, Secret};
+use kube::Client;
+use kube::api::{Api, LogParams};
+use serde_json::json;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use zookeeper_operator::crd::ZookeeperCluster;
+
+use super::{TestNamespace, apply_cluster, client, log, member_pods, spec, wait_settled};
+
+/// Runs `kubectl exec` in a member; its output, or the failure.
+fn exec(ns: &str, pod: &str, command: &str) -> Result<String, String> {
+    let script = format!(
+        "set -euo pipefail\neval \"$(e2e/cluster env)\"\nkubectl -n {ns} exec {pod} -c zookeeper -- bash -c {}",
+        shell_quote(command)
+    );
+    let out = std::process::Command::new("bash")
+        .arg("-c")
+        .arg(&script)
+        .output()
+        .map_err(|e| e.to_string())?;
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    if out.status.success() {
+        Ok(text)
+    } else {
+        Err(text)
+    }
+}
+
+fn shell_quote(s: &str) -> String {
+    format!("'{}'", s.replace('\'', "'\\''"))
+}
+
+/// ZooKeeper's Java client in member `pod`, over TLS with the mounted CA, through the client
+/// Service.
+fn zk_cli(ns: &str, pod: &str, args: &str) -> Result<String, String> {
+    exec(
+        ns,
+        pod,
+        &format!(
+            "java -Xmx48m -Dzookeeper.clientCnxnSocket=org.apache.zookeeper.ClientCnxnSocketNetty \
+             -Dzookeeper.client.secure=true -Dzookeeper.ssl.trustStore.location=/etc/zookeeper/tls/ca.crt \
+             -Dzookeeper.ssl.trustStore.type=PEM -cp '/opt/zookeeper/lib/*' \
+             org.apache.zookeeper.ZooKeeperMain -server zk-cs.{ns}.svc.cluster.local:2181 {args}"
+        ),
+    )
+}
+
+/// `srvr` in plaintext to `ip:port` from outside the pod: the answer, or what went wrong.
+async fn plain_srvr(ip: &str, port: u16) -> Result<String, String> {
+    let connect = tokio::net::TcpStream::connect((ip, port));
+    let mut s = tokio::time::timeout(Duration::from_secs(3), connect)
+        .await
+        .map_err(|_| "connect timed out".to_string())?
+        .map_err(|e| e.to_string())?;
+    s.write_all(b"srvr").await.map_err(|e| e.to_string())?;
+    let mut answer = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(3), s.read_to_end(&mut answer)).await;
+    Ok(String::from_utf8_lossy(&answer).into_owned())
+}
+
+async fn pod_logs(client: &Client, ns: &str, pod: &str) -> String {
+    Api::<Pod>::namespaced(client.clone(), ns)
+        .logs(pod, &LogParams::default())
+        .await
+        .unwrap_or_default()
+}
+
+#[tokio::test]
+#[ignore = "needs the local Kubernetes with the operator installed: run e2e/operator-test"]
+async fn tls_cluster_serves_tls_clients_only() {
+    let client = client().await;
+    let guard = TestNamespace::create(&client, "tls-e2e").await;
+    let (ns, name) = (guard.name.clone(), "zk");
+    // The same cluster without TLS first, for the figure beside it.
+    let started = Instant::now();
+    apply_cluster(&client, &ns, "plain", spec(json!({})))
+        .await
+        .expect("apply a plaintext cluster");
+    wait_settled(&client, &ns, "plain", Duration::from_secs(300)).await;
+    log(format!(
+        "FIGURE plaintext cluster Available {:.1} s after it was applied",
+        started.elapsed().as_secs_f64()
+    ));
+    Api::<ZookeeperCluster>::namespaced(client.clone(), &ns)
+        .delete("plain", &Default::default())
+        .await
+        .expect("delete the plaintext cluster");
+    let started = Instant::now();
+    apply_cluster(&client, &ns, name, spec(json!({"tls": {"enabled": true}})))
+        .await
+        .expect("apply a spec.tls cluster");
+    let zk = wait_settled(&client, &ns, name, Duration::from_secs(300)).await;
+    log(format!(
+        "FIGURE tls cluster Available {:.1} s after it was applied",
+        started.elapsed().as_secs_f64()
+    ));
+    let members = &zk.status.as_ref().unwrap().members;
+    assert!(
+        members
+            .iter()
+            .all(|m| m.mode == "leader" || m.mode == "follower"),
+        "the operator's probes over TLS: {members:?}"
+    );
+
+    // The operator's Secret: owned by the cluster, with the expiry.
+    let secret = Api::<Secret>::namespaced(client.clone(), &ns)
+        .get("zk-tls")
+        .await
+        .expect("the operator created zk-tls");
+    let owners = secret.metadata.owner_references.clone().unwrap_or_default();
+    assert!(
+        owners
+            .iter()
+            .any(|o| o.kind == "ZookeeperCluster" && o.name == name && o.controller == Some(true)),
+        "{owners:?}"
+    );
+    let annotations = secret.metadata.annotations.clone().unwrap_or_default();
+    assert!(
+        annotations.contains_key("zookeeper.ensemble.dev/tls-not-after"),
+        "{annotations:?}"
+    );
+    let data = secret.data.clone().unwrap_or_default();
+    for key in ["ca.crt", "ca.key", "tls.crt", "tls.key"] {
+        assert!(data.contains_key(key), "zk-tls lacks {key}");
+    }
+
+    // A TLS client (ZooKeeper's Java client, the CA from the Secret) writes and reads through
+    // the client Service.
+    let t = Instant::now();
+    let created = zk_cli(&ns, "zk-0", "create /tls-e2e written-over-tls").expect("create over TLS");
+    assert!(created.contains("Created /tls-e2e"), "{created}");
+    let read = zk_cli(&ns, "zk-1", "get /tls-e2e").expect("get over TLS");
+    assert!(read.contains("written-over-tls"), "{read}");
+    log(format!(
+        "TLS client wrote and read in {:.1} s",
+        t.elapsed().as_secs_f64()
+    ));
+
+    // Plaintext from outside the pod: the client port answers no plaintext; the plaintext port
+    // is bound to the pod's loopback only.
+    for pod in member_pods(&client, &ns, name).await {
+        let ip = pod
+            .status
+            .as_ref()
+            .and_then(|s| s.pod_ip.clone())
+            .expect("pod IP");
+        let tls_port = plain_srvr(&ip, 2181).await;
+        assert!(
+            !tls_port.as_deref().unwrap_or_default().contains("Mode:"),
+            "plaintext srvr answered on {ip}:2181: {tls_port:?}"
+        );
+        let loopback_port = plain_srvr(&ip, 2182).await;
+        assert!(
+            loopback_port.is_err(),
+            "the plaintext port is reachable from outside the pod at {ip}:2182: {loopback_port:?}"
+        );
+        // Inside the pod the probes still get their answer on the loopback port.
+        let inside = exec(
+            &ns,
+            &pod.metadata.name.clone().unwrap(),
+            "zookeeper-ready --quorum 2182 && echo ready",
+        )
+        .expect("zookeeper-ready inside the pod");
+        assert!(inside.contains("ready"), "{inside}");
+        let name = pod.metadata.name.clone().unwrap();
+        let logs = pod_logs(&client, &ns, &name).await;
+        assert!(
+            logs.contains("Using TLS encrypted quorum communication"),
+            "{name} does not log a TLS quorum"
+        );
+    }
+    // ZooKeeper's Java client without TLS is refused on the client port.
+    let plain = exec(
+        &ns,
+        "zk-0",
+        &format!(
+            "timeout 20 java -Xmx48m -Dzookeeper.request.timeout=5000 -cp '/opt/zookeeper/lib/*' \
+             org.apache.zookeeper.ZooKeeperMain -server zk-cs.{ns}.svc.cluster.local:2181 get /tls-e2e"
+        ),
+    );
+    let plain_text = match &plain {
+        Ok(t) | Err(t) => t.clone(),
+    };
+    assert!(
+        !plain_text.contains("written-over-tls"),
+        "a plaintext client read the znode: {plain_text}"
+    );
+    drop(guard);
+}
