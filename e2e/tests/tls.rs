@@ -1,7 +1,8 @@
-//! TLS on the local cluster: a `spec.tls` cluster gets its Secret from the operator (a CA of its
+//! TLS on the local cluster: a `spec.tls` cluster (mutual TLS) gets its Secret from the operator (a CA of its
 //! own, the members' certificate, owned by the cluster), becomes Available (the operator's
-//! four-letter words reach every member over TLS), ZooKeeper's own Java client with the CA from
-//! the Secret writes and reads through the client Service over TLS, a plaintext client gets no
+//! four-letter words reach every member over TLS, with its client certificate), ZooKeeper's own
+//! Java client with the CA from the Secret and a certificate writes and reads through the
+//! client Service over TLS while one without a certificate is refused, a plaintext client gets no
 //! answer on the client port and the plaintext port is closed to anyone outside the pod, and
 //! every member logs that its quorum runs over TLS.
 //!
@@ -50,15 +51,21 @@ fn shell_quote(s: &str) -> String {
 }
 
 /// ZooKeeper's Java client in member `pod`, over TLS with the mounted CA, through the client
-/// Service.
-fn zk_cli(ns: &str, pod: &str, args: &str) -> Result<String, String> {
+/// Service; with `certificate`, it presents the members' certificate (the key store
+/// start-zookeeper put together), as a client of mutual TLS does.
+fn zk_cli(ns: &str, pod: &str, certificate: bool, args: &str) -> Result<String, String> {
+    let identity = if certificate {
+        "-Dzookeeper.ssl.keyStore.location=/tmp/zookeeper-tls/keystore.pem -Dzookeeper.ssl.keyStore.type=PEM"
+    } else {
+        ""
+    };
     exec(
         ns,
         pod,
         &format!(
-            "java -Xmx48m -Dzookeeper.clientCnxnSocket=org.apache.zookeeper.ClientCnxnSocketNetty \
+            "timeout 30 java -Xmx48m -Dzookeeper.clientCnxnSocket=org.apache.zookeeper.ClientCnxnSocketNetty \
              -Dzookeeper.client.secure=true -Dzookeeper.ssl.trustStore.location=/etc/zookeeper/tls/ca.crt \
-             -Dzookeeper.ssl.trustStore.type=PEM -cp '/opt/zookeeper/lib/*' \
+             -Dzookeeper.ssl.trustStore.type=PEM {identity} -cp '/opt/zookeeper/lib/*' \
              org.apache.zookeeper.ZooKeeperMain -server zk-cs.{ns}.svc.cluster.local:2181 {args}"
         ),
     )
@@ -105,9 +112,14 @@ async fn tls_cluster_serves_tls_clients_only() {
         .await
         .expect("delete the plaintext cluster");
     let started = Instant::now();
-    apply_cluster(&client, &ns, name, spec(json!({"tls": {"enabled": true}})))
-        .await
-        .expect("apply a spec.tls cluster");
+    apply_cluster(
+        &client,
+        &ns,
+        name,
+        spec(json!({"tls": {"enabled": true, "mutual": true}})),
+    )
+    .await
+    .expect("apply a spec.tls cluster");
     let zk = wait_settled(&client, &ns, name, Duration::from_secs(300)).await;
     log(format!(
         "FIGURE tls cluster Available {:.1} s after it was applied",
@@ -143,12 +155,13 @@ async fn tls_cluster_serves_tls_clients_only() {
         assert!(data.contains_key(key), "zk-tls lacks {key}");
     }
 
-    // A TLS client (ZooKeeper's Java client, the CA from the Secret) writes and reads through
-    // the client Service.
+    // A mutual-TLS client (ZooKeeper's Java client, the CA from the Secret, a certificate of
+    // the CA) writes and reads through the client Service.
     let t = Instant::now();
-    let created = zk_cli(&ns, "zk-0", "create /tls-e2e written-over-tls").expect("create over TLS");
+    let created =
+        zk_cli(&ns, "zk-0", true, "create /tls-e2e written-over-tls").expect("create over TLS");
     assert!(created.contains("Created /tls-e2e"), "{created}");
-    let read = zk_cli(&ns, "zk-1", "get /tls-e2e").expect("get over TLS");
+    let read = zk_cli(&ns, "zk-1", true, "get /tls-e2e").expect("get over TLS");
     assert!(read.contains("written-over-tls"), "{read}");
     log(format!(
         "TLS client wrote and read in {:.1} s",
@@ -188,6 +201,15 @@ async fn tls_cluster_serves_tls_clients_only() {
             "{name} does not log a TLS quorum"
         );
     }
+    // A TLS client without a certificate is refused (mutual TLS).
+    let anonymous = zk_cli(&ns, "zk-0", false, "get /tls-e2e");
+    let anonymous = match &anonymous {
+        Ok(t) | Err(t) => t.clone(),
+    };
+    assert!(
+        !anonymous.contains("written-over-tls"),
+        "a TLS client without a certificate read the znode: {anonymous}"
+    );
     // ZooKeeper's Java client without TLS is refused on the client port.
     let plain = exec(
         &ns,
