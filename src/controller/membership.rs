@@ -19,7 +19,7 @@ use crate::crd::ZookeeperClusterStatus;
 use crate::health::fourlw::member_addresses;
 use crate::health::{MemberAddress, MemberProbe, Ordinal};
 use crate::membership::{
-    Change, CommittedConfig, ConfigVersion, Health, MembershipStep, ServerId, Waiting,
+    Change, CommittedConfig, ConfigVersion, Health, MembershipStep, ServerId, WaitReason, Waiting,
     members_to_run, next_step,
 };
 use crate::reconfig::{ReconfigError, Reconfigurer, SuperUser, member_config_versions};
@@ -291,6 +291,16 @@ pub fn annotate(
     }
 }
 
+/// Whether the rollout may act although the planner waits: nothing is to change in the
+/// membership, and a member that serves answers with no configuration this operator can read.
+/// That is a member of a cluster from before dynamic membership (static server list, reconfig
+/// off: its `server.N=` entries carry no client address); it learns no configuration until the
+/// rollout restarts it with the current template, so holding the rollout for it would wait
+/// forever once the committed configuration is read through a member that already runs it.
+fn rollout_may_act(w: &Waiting) -> bool {
+    w.change.is_none() && matches!(w.reason, WaitReason::ConfigNotLearned { has: None, .. })
+}
+
 /// Whether `config` carries out `step`: the added server is in it, the removed one is not.
 fn applied(step: &MembershipStep, config: &CommittedConfig) -> bool {
     match step {
@@ -366,6 +376,7 @@ pub async fn step(
     let step = next_step(committed, &desired, &health);
     let change = match &step {
         MembershipStep::Done => return None,
+        MembershipStep::Wait(w) if rollout_may_act(w) => return None,
         MembershipStep::Wait(w) => return Some((Scaling::Waiting(w.clone()), sizes.0, sizes.1)),
         MembershipStep::Add(s) => Change::Adding(desired.name(s.id)),
         MembershipStep::Remove(sid) => Change::Removing(desired.name(*sid)),
@@ -458,6 +469,53 @@ mod tests {
         CommittedConfig {
             servers: d.servers,
             version: ConfigVersion(version),
+        }
+    }
+
+    #[test]
+    fn a_static_member_does_not_hold_the_rollout_that_restarts_it() {
+        use crate::health::MemberName;
+        let not_learned = |has| WaitReason::ConfigNotLearned {
+            member: MemberName::new("zk", Ordinal(2)),
+            has,
+            wants: ConfigVersion(0),
+        };
+        let waiting = |change, reason| Waiting { change, reason };
+        // Nothing to change, a member whose configuration cannot be read: the rollout acts.
+        assert!(rollout_may_act(&waiting(None, not_learned(None))));
+        // A member that lags behind a committed change, or a change under way: it waits.
+        assert!(!rollout_may_act(&waiting(
+            None,
+            not_learned(Some(ConfigVersion(0x100000003)))
+        )));
+        assert!(!rollout_may_act(&waiting(
+            Some(Change::Adding(MemberName::new("zk", Ordinal(3)))),
+            not_learned(None)
+        )));
+        assert!(!rollout_may_act(&waiting(None, WaitReason::NoLeader)));
+        // What the planner says in the middle of a migration: two members restarted with the
+        // current template answer with the configuration, the static leader with none.
+        let three = config(3, 0);
+        let desired = DesiredMembership {
+            cluster: "zk".to_string(),
+            servers: three.servers.clone(),
+        };
+        let health = Health {
+            modes: BTreeMap::from([
+                (ServerId(1), crate::health::Mode::Follower),
+                (ServerId(2), crate::health::Mode::Follower),
+                (ServerId(3), crate::health::Mode::Leader),
+            ]),
+            config_versions: BTreeMap::from([
+                (ServerId(1), ConfigVersion(0)),
+                (ServerId(2), ConfigVersion(0)),
+            ]),
+            synced_voting_followers: Some(2),
+            synced_non_voting_followers: Some(0),
+        };
+        match next_step(&three, &desired, &health) {
+            MembershipStep::Wait(w) => assert!(rollout_may_act(&w), "{w}"),
+            other => panic!("{other:?}"),
         }
     }
 
