@@ -10,6 +10,7 @@ mod support;
 mod faults;
 mod helm;
 mod membership;
+mod migration;
 mod netpol;
 mod readme;
 
