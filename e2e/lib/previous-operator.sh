@@ -4,6 +4,8 @@
 # for the migration test (e2e/tests/migration.rs). Prints the image reference on stdout.
 #
 #   e2e/lib/previous-operator.sh          build (or reuse) and import; prints the reference
+#                                         (exit 3: the previous release's commit is not in this clone,
+#                                         even after `git fetch --unshallow`)
 #
 # The release is PREVIOUS_COMMIT, the parent of "Membership through dynamic reconfiguration, wired
 # into the controller". Its source comes from this repository's history (`git archive`; a shallow
@@ -29,8 +31,15 @@ archive=$IMAGE_DIR/operator-previous-${PREVIOUS_COMMIT:0:7}-$key.oci.tar
 t0=$SECONDS
 
 if [[ ! -f $archive ]]; then
-  git -C "$REPO_DIR" cat-file -e "$PREVIOUS_COMMIT^{commit}" 2> /dev/null \
-    || die "commit $PREVIOUS_COMMIT (the previous release) is not in this clone; run: git fetch --unshallow"
+  if ! git -C "$REPO_DIR" cat-file -e "$PREVIOUS_COMMIT^{commit}" 2> /dev/null \
+    && [[ $(git -C "$REPO_DIR" rev-parse --is-shallow-repository) == true ]]; then
+    log "the previous release's commit is not in this shallow clone: git fetch --unshallow"
+    git -C "$REPO_DIR" fetch --quiet --unshallow > /dev/null 2>&1 || log "git fetch --unshallow failed"
+  fi
+  if ! git -C "$REPO_DIR" cat-file -e "$PREVIOUS_COMMIT^{commit}" 2> /dev/null; then
+    log "commit $PREVIOUS_COMMIT (the previous release) is not in this clone; run: git fetch --unshallow (exit 3)"
+    exit 3
+  fi
   mkdir -p "$IMAGE_DIR"
   work=$(mktemp -d "${TMPDIR:-/tmp}/zkop-previous.XXXXXX")
   trap 'rm -rf "$work"' EXIT
