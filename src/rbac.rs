@@ -166,6 +166,17 @@ pub const SUPER_KEY_CREATE: Rule = Rule {
     scope: Scope::OperatorNamespace,
 };
 
+/// The clusters' TLS Secrets: `<name>-tls` written by server-side apply (a new CA, a renewed
+/// certificate), a user's Secret named in `spec.tls.secretName` read. Names vary per cluster,
+/// so the rule cannot name them; no `list` or `watch`, so no Secret is found without its name.
+pub const TLS_SECRETS: Rule = Rule {
+    api_group: "",
+    resource: "secrets",
+    verbs: &["get", "create", "patch"],
+    resource_names: &[],
+    scope: Scope::Watched,
+};
+
 /// At start the operator checks that its own CRD is installed, and nothing else.
 pub const CUSTOM_RESOURCE_DEFINITIONS: Rule = Rule {
     api_group: "apiextensions.k8s.io",
@@ -190,6 +201,7 @@ pub const RULES: &[Rule] = &[
     LEASES,
     SUPER_KEY_READ,
     SUPER_KEY_CREATE,
+    TLS_SECRETS,
     CUSTOM_RESOURCE_DEFINITIONS,
 ];
 
@@ -467,7 +479,7 @@ mod tests {
         let mut seen = HashSet::new();
         for r in RULES {
             assert!(
-                seen.insert((r.api_group, r.resource, r.resource_names)),
+                seen.insert((r.api_group, r.resource, r.resource_names, r.scope)),
                 "duplicate rule for {}",
                 r.resource
             );
@@ -478,16 +490,25 @@ mod tests {
             // Pinned to one name: the CRD check (the only cluster-scoped rule) and reading the
             // super-user key (no other Secret is readable).
             assert_eq!(
-                r.scope == Scope::Cluster || r.resource == "secrets" && r.verbs == ["get"],
+                r.scope == Scope::Cluster
+                    || r.resource == "secrets"
+                        && r.verbs == ["get"]
+                        && r.scope == Scope::OperatorNamespace,
                 !r.resource_names.is_empty(),
                 "{}",
                 r.resource
             );
         }
         // Secrets: read only the key, and nothing outside the operator's namespace.
+        // (and in the watched namespaces, the clusters' TLS Secrets by name: never listed).
         for r in RULES.iter().filter(|r| r.resource == "secrets") {
-            assert_eq!(r.scope, Scope::OperatorNamespace);
-            assert!(r.verbs == ["get"] || r.verbs == ["create"], "{:?}", r.verbs);
+            assert!(!r.verbs.contains(&"list") && !r.verbs.contains(&"watch"));
+            if r.scope == Scope::Watched {
+                assert_eq!(r.verbs, ["get", "create", "patch"]);
+            } else {
+                assert_eq!(r.scope, Scope::OperatorNamespace);
+                assert!(r.verbs == ["get"] || r.verbs == ["create"], "{:?}", r.verbs);
+            }
         }
         assert_eq!(rules_in(Scope::OperatorNamespace).count(), 3);
     }

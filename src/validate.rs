@@ -21,7 +21,7 @@ pub const MIN_HEAP_MIB: u64 = 64;
 /// Whether the running operator serves `spec.tls` end to end: the TLS Secret written by the
 /// reconcile, the probes and the reconfiguration over TLS. Until then `spec.tls.enabled` is
 /// refused, so no cluster is created whose members the operator cannot reach.
-pub const TLS_SERVED: bool = false;
+pub const TLS_SERVED: bool = true;
 
 /// A spec the operator refuses, with one message per problem.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

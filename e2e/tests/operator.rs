@@ -12,6 +12,7 @@ mod helm;
 mod membership;
 mod migration;
 mod netpol;
+mod tls;
 mod readme;
 
 use std::collections::{BTreeMap, HashMap};

@@ -25,6 +25,7 @@ use crate::membership::{
 use crate::reconfig::{ReconfigError, Reconfigurer, SuperUser, member_config_versions};
 use crate::render::members::{self, Members};
 use crate::status::reason;
+use crate::tls::ClientTls;
 use crate::validate::ValidatedCluster;
 
 /// How long one read or `reconfig` may take.
@@ -39,6 +40,7 @@ pub trait Zookeeper: Send + Sync {
     fn committed(
         &self,
         connect_string: String,
+        tls: Option<ClientTls>,
     ) -> BoxFuture<'static, Result<CommittedConfig, ReconfigError>>;
     /// Each answering member's own configuration version.
     fn versions(
@@ -52,6 +54,7 @@ pub trait Zookeeper: Send + Sync {
         user: SuperUser,
         step: MembershipStep,
         expected: ConfigVersion,
+        tls: Option<ClientTls>,
     ) -> BoxFuture<'static, Result<CommittedConfig, ReconfigError>>;
 }
 
@@ -62,12 +65,13 @@ impl Zookeeper for NetworkZookeeper {
     fn committed(
         &self,
         connect_string: String,
+        tls: Option<ClientTls>,
     ) -> BoxFuture<'static, Result<CommittedConfig, ReconfigError>> {
         Box::pin(async move {
             // Reading the configuration needs no rights; the session is the super user's only
             // so one code path serves both.
             let user = SuperUser::new("read-only");
-            Reconfigurer::connect(&connect_string, &user, TIMEOUT)
+            Reconfigurer::connect_over(&connect_string, &user, TIMEOUT, tls.as_ref())
                 .await?
                 .committed()
                 .await
@@ -87,9 +91,10 @@ impl Zookeeper for NetworkZookeeper {
         user: SuperUser,
         step: MembershipStep,
         expected: ConfigVersion,
+        tls: Option<ClientTls>,
     ) -> BoxFuture<'static, Result<CommittedConfig, ReconfigError>> {
         Box::pin(async move {
-            Reconfigurer::connect(&connect_string, &user, TIMEOUT)
+            Reconfigurer::connect_over(&connect_string, &user, TIMEOUT, tls.as_ref())
                 .await?
                 .apply(&step, expected)
                 .await
@@ -102,7 +107,11 @@ impl Zookeeper for NetworkZookeeper {
 pub struct NoZookeeper;
 
 impl Zookeeper for NoZookeeper {
-    fn committed(&self, s: String) -> BoxFuture<'static, Result<CommittedConfig, ReconfigError>> {
+    fn committed(
+        &self,
+        s: String,
+        _: Option<ClientTls>,
+    ) -> BoxFuture<'static, Result<CommittedConfig, ReconfigError>> {
         Box::pin(async move {
             Err(ReconfigError::Timeout {
                 action: "connect",
@@ -125,8 +134,9 @@ impl Zookeeper for NoZookeeper {
         _: SuperUser,
         _: MembershipStep,
         _: ConfigVersion,
+        _: Option<ClientTls>,
     ) -> BoxFuture<'static, Result<CommittedConfig, ReconfigError>> {
-        self.committed(s)
+        self.committed(s, None)
     }
 }
 
@@ -195,6 +205,7 @@ pub async fn prepare(
     id: &ClusterId,
     cluster: &ValidatedCluster,
     uid: &str,
+    tls: Option<&ClientTls>,
 ) -> Result<Prepared, Error> {
     let digest = super_user(ctx, uid).map(|u| u.digest());
     let Some(sts) = observe::statefulset(ctx, id).await? else {
@@ -212,7 +223,7 @@ pub async fn prepare(
     let committed = if ready > 0 {
         match ctx
             .zookeeper
-            .committed(connect_string(cluster, running.max(0) as u32))
+            .committed(connect_string(cluster, running.max(0) as u32), tls.cloned())
             .await
         {
             Ok(c) => Some(c),
@@ -350,6 +361,7 @@ pub async fn step(
     uid: &str,
     prepared: &Prepared,
     probes: &[MemberProbe],
+    tls: Option<&ClientTls>,
 ) -> Option<(Scaling, usize, usize)> {
     let committed = prepared.committed.as_ref()?;
     let desired = members::desired(cluster);
@@ -369,6 +381,10 @@ pub async fn step(
                     cluster.spec.ports.client as u16,
                 ),
             )
+        })
+        .map(|(sid, a)| match tls {
+            Some(tls) => (sid, a.with_tls(tls.clone())),
+            None => (sid, a),
         })
         .collect();
     let versions = ctx.zookeeper.versions(addresses).await;
@@ -399,13 +415,19 @@ pub async fn step(
     let connect = connect_string(cluster, run.keys().next_back().map_or(0, |s| s.0));
     let result = match ctx
         .zookeeper
-        .reconfigure(connect.clone(), user, step.clone(), committed.version)
+        .reconfigure(
+            connect.clone(),
+            user,
+            step.clone(),
+            committed.version,
+            tls.cloned(),
+        )
         .await
     {
         Ok(now) => Ok(now),
         // The answer can be lost although the change was committed: removing the leader ends
         // the session that sent it. Read the configuration again before calling it a failure.
-        Err(e) => match ctx.zookeeper.committed(connect).await {
+        Err(e) => match ctx.zookeeper.committed(connect, tls.cloned()).await {
             Ok(now) if now.version != committed.version && applied(&step, &now) => {
                 tracing::info!(error = %e, "membership step: the answer was lost, the change is committed");
                 Ok(now)

@@ -59,6 +59,8 @@ pub enum Error {
     PatchStatus { source: kube::Error },
     #[error("object is missing {0}")]
     MissingField(&'static str),
+    #[error(transparent)]
+    Tls(#[from] crate::tls::apply::TlsStepError),
 }
 
 impl Error {
@@ -73,6 +75,7 @@ impl Error {
             Error::GetStatefulSet { .. } | Error::ListPods { .. } => "observe",
             Error::PatchStatus { .. } => "status",
             Error::MissingField(_) => "object",
+            Error::Tls(e) => e.category(),
         }
     }
 }

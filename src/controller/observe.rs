@@ -37,6 +37,8 @@ pub struct Target {
     pub client_port: u16,
     pub cluster_domain: String,
     pub strategy: UpdateStrategy,
+    /// How the members' client port is reached: TLS with the cluster's CA, or plaintext.
+    pub tls: Option<crate::tls::ClientTls>,
 }
 
 impl Target {
@@ -48,7 +50,13 @@ impl Target {
             client_port: spec.ports.client as u16,
             cluster_domain: spec.cluster_domain.clone(),
             strategy: spec.update_strategy.clone(),
+            tls: None,
         }
+    }
+
+    /// The same members, reached over `tls` when given.
+    pub fn with_tls(self, tls: Option<crate::tls::ClientTls>) -> Self {
+        Self { tls, ..self }
     }
 
     /// The members that run now: the StatefulSet's replicas and client port.
@@ -68,6 +76,7 @@ impl Target {
             client_port: client_port as u16,
             cluster_domain: zk.spec.cluster_domain.clone(),
             strategy: zk.spec.update_strategy.clone(),
+            tls: None,
         }
     }
 }
@@ -87,7 +96,13 @@ pub async fn observe(
         &target.cluster_domain,
         target.client_port,
         target.replicas,
-    );
+    )
+    .into_iter()
+    .map(|(o, a)| match &target.tls {
+        Some(tls) => (o, a.with_tls(tls.clone())),
+        None => (o, a),
+    })
+    .collect();
     // Taken before the first word is sent: the planner ignores probes older than a pod.
     let probed_at = SystemTime::now();
     let (addresses, unstarted) = split_unstarted(&id.name, addresses, &pods);

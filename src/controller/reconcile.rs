@@ -50,24 +50,47 @@ async fn reconcile_cluster(zk: &ZookeeperCluster, ctx: &Context) -> Result<Actio
         Err(invalid) => return write_status::hold(ctx, zk, &id, Ok(&invalid), &now).await,
     };
     let uid = zk.uid().unwrap_or_default();
-    let members = membership::prepare(ctx, &id, &cluster, &uid).await?;
-    let desired = render_with(
+    let tls = crate::tls::apply::prepare(
+        &ctx.client,
+        &cluster,
+        &id.owner,
+        time::OffsetDateTime::now_utc(),
+    )
+    .await?;
+    let tls_client = tls.as_ref().map(|t| t.client.clone());
+    let members = membership::prepare(ctx, &id, &cluster, &uid, tls_client.as_ref()).await?;
+    let mut desired = render_with(
         &cluster,
         &members.members,
         ctx.operator_namespace.as_deref(),
         Some(&id.owner),
     );
+    if let Some(tls) = &tls {
+        crate::render::statefulset::set_tls_material_hash(
+            &mut desired.statefulset,
+            &tls.material_hash,
+        );
+    }
     let sts = match apply::apply(ctx, &id, &desired).await {
         Ok(sts) => sts,
         Err(e) => return write_status::hold(ctx, zk, &id, Err(e), &now).await,
     };
-    let target = Target::of(&cluster, &members.members);
+    let target = Target::of(&cluster, &members.members).with_tls(tls_client.clone());
     let observation = match observe::observe(ctx, &id, &target, &sts).await {
         Ok(observation) => observation,
         Err(e) => return write_status::unobserved(ctx, zk, &id, e, &now).await,
     };
     let plan = rollout::plan(&observation);
-    let scaling = membership::step(ctx, &id, &cluster, &uid, &members, &observation.probes).await;
+    let scaling = membership::step(
+        ctx,
+        &id,
+        &cluster,
+        &uid,
+        &members,
+        &observation.probes,
+        tls_client.as_ref(),
+    )
+    .await;
     // One change at a time: while the membership changes, nobody is restarted.
     let act = match scaling {
         Some(_) => rollout::Act::None,

@@ -84,6 +84,9 @@ truth and tests/chart.rs fails when these differ from it.
 - apiGroups: [""]
   resources: ["events"]
   verbs: ["create"]
+- apiGroups: [""]
+  resources: ["secrets"]
+  verbs: ["get", "create", "patch"]
 {{- end }}
 
 {{/* The one cluster-scoped permission: read this operator's own CRD at start. */}}
