@@ -1181,7 +1181,7 @@ fn report_text(results: &str, floor: &str) -> String {
         };
         let figures: Vec<(&str, Vec<f64>, Vec<f64>, &str)> = vec![
             (
-                "longest write gap, Java client via client Service",
+                "longest write gap, Java client via status.connectionString",
                 col(&ours, "java_gap_s"),
                 col(&sts, "java_gap_s"),
                 "s",
@@ -1318,7 +1318,7 @@ fn report_reads_rows_and_the_floor() {
     let floor = "3 members, run 1: wall 7.00s, floor 6.00s, ratio 1.17; longest write gap 300 ms; writes 10 acknowledged (all readable), 0 failed; restart-to-synced: zk-2 2.00s, zk-0 (leader) 2.00s\n";
     let text = report_text(&results, floor);
     assert!(
-        text.contains("| longest write gap, Java client via client Service | 1.20s / 1.20s / 1.20s | 2.40s / 2.40s / 2.40s | 0.50, 0.50 |"),
+        text.contains("| longest write gap, Java client via status.connectionString | 1.20s / 1.20s / 1.20s | 2.40s / 2.40s / 2.40s | 0.50, 0.50 |"),
         "{text}"
     );
     assert!(text.contains("| rollout wall time | 30.00s / 30.00s / 30.00s | 90.00s / 90.00s / 90.00s | 0.33, 0.33 |"), "{text}");
