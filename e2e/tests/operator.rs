@@ -12,8 +12,8 @@ mod helm;
 mod membership;
 mod migration;
 mod netpol;
-mod tls;
 mod readme;
+mod tls;
 
 use std::collections::{BTreeMap, HashMap};
 use std::future::Future;
