@@ -119,6 +119,14 @@ pub fn validate(zk: &ZookeeperCluster) -> Result<ValidatedCluster, InvalidSpec> 
             spec.image
         ));
     }
+    if let Some((major, minor)) = image_zookeeper_version(&spec.image)
+        && (major, minor) < (3, 5)
+    {
+        problems.push(format!(
+            "spec.image {:?} is ZooKeeper {major}.{minor}, which has no dynamic reconfiguration: this operator changes membership (and boots every member) through it, so it needs ZooKeeper 3.5 or later; use e.g. zookeeper-operator/zookeeper:3.9.5",
+            spec.image
+        ));
+    }
     let p = &spec.ports;
     for (field, port) in [
         ("client", p.client),
@@ -283,6 +291,18 @@ pub fn validate(zk: &ZookeeperCluster) -> Result<ValidatedCluster, InvalidSpec> 
 }
 
 /// Parses a heap flag value: a whole number followed by `M` or `G`.
+/// The ZooKeeper `major.minor` an image's tag names (`zookeeper:3.4.14` -> 3.4,
+/// `repo/zookeeper:3.9.5-debian` -> 3.9), or None when the tag is not a version (a digest, `latest`).
+pub fn image_zookeeper_version(image: &str) -> Option<(u32, u32)> {
+    let without_digest = image.split('@').next()?;
+    let last = without_digest.rsplit('/').next()?;
+    let (_, tag) = last.split_once(':')?;
+    let mut parts = tag.split(|c: char| !c.is_ascii_digit());
+    let major = parts.next()?.parse().ok()?;
+    let minor = parts.next()?.parse().ok()?;
+    Some((major, minor))
+}
+
 pub fn parse_heap(text: &str) -> Option<Heap> {
     let (digits, unit) = text.split_at(text.len().checked_sub(1)?);
     if digits.is_empty() || digits.starts_with('0') || !digits.bytes().all(|b| b.is_ascii_digit()) {
@@ -398,6 +418,34 @@ mod tests {
             err.contains("spec.replicas is -1") && !err.contains("partition"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn zookeeper_before_3_5_is_refused_with_the_fix() {
+        assert_eq!(image_zookeeper_version("zookeeper:3.4.14"), Some((3, 4)));
+        assert_eq!(
+            image_zookeeper_version("registry:5000/zookeeper-operator/zookeeper:3.9.5-rc1"),
+            Some((3, 9))
+        );
+        assert_eq!(image_zookeeper_version("zookeeper@sha256:abc"), None);
+        assert_eq!(image_zookeeper_version("registry:5000/zookeeper"), None);
+        assert_eq!(image_zookeeper_version("zookeeper:latest"), None);
+        let err = problems(serde_json::json!({"image": "zookeeper:3.4.14"}));
+        assert!(
+            err.contains("spec.image \"zookeeper:3.4.14\" is ZooKeeper 3.4")
+                && err.contains("needs ZooKeeper 3.5 or later"),
+            "{err}"
+        );
+        for ok in [
+            "zookeeper:3.5.10",
+            "zookeeper-operator/zookeeper:3.9.5",
+            "zookeeper:latest",
+        ] {
+            assert!(
+                validate(&cluster(serde_json::json!({"image": ok}))).is_ok(),
+                "{ok}"
+            );
+        }
     }
 
     #[test]
