@@ -134,35 +134,15 @@ fn previous_deployment(current: &Deployment, image: &str) -> Deployment {
 
 /// A namespace that admits the previous release's members (`baseline`), deleted at the end.
 async fn baseline_namespace(client: &Client, name: &str) -> TestNamespace {
-    let api: Api<Namespace> = Api::all(client.clone());
-    let _ = api.delete(name, &DeleteParams::default()).await;
-    wait_until(
-        &format!("old namespace {name} is gone"),
-        Duration::from_secs(120),
-        || async {
-            api.get_opt(name)
-                .await
-                .ok()
-                .flatten()
-                .is_none()
-                .then_some(())
-        },
-    )
-    .await;
-    let ns: Namespace = serde_json::from_value(json!({"metadata": {
-        "name": name,
-        "labels": {
+    TestNamespace::with_labels(
+        client,
+        name,
+        json!({
             "pod-security.kubernetes.io/enforce": "baseline",
             "pod-security.kubernetes.io/warn": "restricted",
-        },
-    }}))
-    .expect("a namespace");
-    api.create(&PostParams::default(), &ns)
-        .await
-        .expect("create namespace");
-    TestNamespace {
-        name: name.to_string(),
-    }
+        }),
+    )
+    .await
 }
 
 async fn zk_connect(connect_string: &str) -> Result<zookeeper_client::Client, String> {

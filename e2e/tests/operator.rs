@@ -54,7 +54,19 @@ struct TestNamespace {
 }
 
 impl TestNamespace {
+    /// Every ensemble of the e2e tests runs where the API server enforces the Pod Security
+    /// Standards' `restricted` profile: a member pod that asks for more is not admitted.
     async fn create(client: &Client, name: &str) -> Self {
+        Self::with_labels(
+            client,
+            name,
+            json!({"pod-security.kubernetes.io/enforce": "restricted"}),
+        )
+        .await
+    }
+
+    /// A fresh namespace `name` (an old one of that name is deleted first) with `labels`.
+    async fn with_labels(client: &Client, name: &str, labels: serde_json::Value) -> Self {
         let api: Api<Namespace> = Api::all(client.clone());
         let _ = api.delete(name, &DeleteParams::default()).await;
         wait_until(
@@ -70,13 +82,9 @@ impl TestNamespace {
             },
         )
         .await;
-        // Every ensemble of the e2e tests runs where the API server enforces the Pod Security
-        // Standards' `restricted` profile: a member pod that asks for more is not admitted.
-        let ns: Namespace = serde_json::from_value(json!({"metadata": {
-            "name": name,
-            "labels": {"pod-security.kubernetes.io/enforce": "restricted"},
-        }}))
-        .unwrap();
+        let ns: Namespace =
+            serde_json::from_value(json!({"metadata": {"name": name, "labels": labels}}))
+                .expect("a namespace");
         api.create(&PostParams::default(), &ns)
             .await
             .expect("create namespace");
