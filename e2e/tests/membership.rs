@@ -166,7 +166,7 @@ async fn committed_ids(connect_string: &str) -> Result<Vec<u32>, String> {
 }
 
 /// Counts the cluster's Events by reason.
-async fn event_reasons(client: &Client, ns: &str) -> BTreeMap<String, usize> {
+pub(super) async fn event_reasons(client: &Client, ns: &str) -> BTreeMap<String, usize> {
     let events = Api::<Event>::namespaced(client.clone(), ns)
         .list(&ListParams::default())
         .await

@@ -12,15 +12,15 @@
 //! later), so the namespace enforces `baseline` until the migration is done, then `restricted`:
 //! the members added by 3 -> 5 are admitted under it.
 
-use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::core::v1::{Event, Namespace, Pod};
+use k8s_openapi::api::core::v1::{Namespace, Pod};
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use kube::{Client, ResourceExt};
 use serde_json::json;
 
+use super::membership::event_reasons;
 use super::{
     OPERATOR_NAMESPACE, Sampler, TestNamespace, apply_cluster, client, cluster, condition,
     connect_string, log, member_pods, ordinal, pod_ready, revision, settled_at, spec, support,
@@ -223,19 +223,6 @@ fn container_args(p: &Pod) -> Vec<String> {
         .and_then(|s| s.containers.first())
         .and_then(|c| c.args.clone())
         .unwrap_or_default()
-}
-
-async fn event_reasons(client: &Client, ns: &str) -> BTreeMap<String, usize> {
-    let events = Api::<Event>::namespaced(client.clone(), ns)
-        .list(&ListParams::default())
-        .await
-        .map(|l| l.items)
-        .unwrap_or_default();
-    let mut out = BTreeMap::new();
-    for e in events {
-        *out.entry(e.reason.unwrap_or_default()).or_default() += e.count.unwrap_or(1) as usize;
-    }
-    out
 }
 
 /// One membership change after the migration: `target` members serve the committed
