@@ -259,14 +259,26 @@ fn pod_template(v: &ValidatedCluster, members: &Members) -> PodTemplateSpec {
             ..Default::default()
         }),
     };
-    let hash = restart_hash(&template);
+    stamp_restart_hash(&mut template);
+    template
+}
+
+/// Puts the hash of `template` (without any earlier hash) on it as its restart annotation.
+fn stamp_restart_hash(template: &mut PodTemplateSpec) {
+    if let Some(annotations) = template
+        .metadata
+        .as_mut()
+        .and_then(|m| m.annotations.as_mut())
+    {
+        annotations.remove(RESTART_HASH_ANNOTATION);
+    }
+    let hash = restart_hash(template);
     template
         .metadata
         .get_or_insert_with(Default::default)
         .annotations
         .get_or_insert_with(Default::default)
         .insert(RESTART_HASH_ANNOTATION.to_string(), hash);
-    template
 }
 
 /// Records the hash of the TLS material the members run with on the pod template and computes
@@ -275,23 +287,16 @@ pub fn set_tls_material_hash(sts: &mut StatefulSet, material_hash: &str) {
     let Some(template) = sts.spec.as_mut().map(|s| &mut s.template) else {
         return;
     };
-    let annotations = template
-        .metadata
-        .get_or_insert_with(Default::default)
-        .annotations
-        .get_or_insert_with(Default::default);
-    annotations.remove(RESTART_HASH_ANNOTATION);
-    annotations.insert(
-        crate::tls::MATERIAL_HASH_ANNOTATION.to_string(),
-        material_hash.to_string(),
-    );
-    let hash = restart_hash(template);
     template
         .metadata
         .get_or_insert_with(Default::default)
         .annotations
         .get_or_insert_with(Default::default)
-        .insert(RESTART_HASH_ANNOTATION.to_string(), hash);
+        .insert(
+            crate::tls::MATERIAL_HASH_ANNOTATION.to_string(),
+            material_hash.to_string(),
+        );
+    stamp_restart_hash(template);
 }
 
 /// Hash of the pod template (before the hash annotation is added): any change that needs a
