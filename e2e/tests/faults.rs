@@ -598,7 +598,16 @@ async fn wait_condition(
         &format!("{}: {type_}={status} {reason}", run.fault),
         limit,
         || async {
-            let (s, r, m) = condition(&run.zk().await, type_)?;
+            let zk = run.zk().await;
+            // A refused spec never becomes the awaited condition: say so at once.
+            if let Some((_, r, m)) = condition(&zk, "Degraded") {
+                assert!(
+                    r != "InvalidSpec" || reason == "InvalidSpec",
+                    "{}: the operator refused the spec: {m}",
+                    run.fault
+                );
+            }
+            let (s, r, m) = condition(&zk, type_)?;
             (s == status && r == reason).then_some(m)
         },
     )
@@ -844,12 +853,13 @@ async fn revision_that_cannot_start_is_stuck_then_a_fixed_spec_recovers() {
         return;
     };
     // The spec has no field for JVM flags: the broken revision names an image that is not on
-    // the node, with pull policy Never (no registry is asked), so its pod never starts.
+    // the node, with pull policy Never (no registry is asked), so its pod never starts. Its tag
+    // names a ZooKeeper release the operator supports (validation refuses tags below 3.5).
     let deadline = json!({"updateStrategy": {"progressDeadlineSeconds": 60}});
     let mut broken = deadline.clone();
     super::merge(
         &mut broken,
-        json!({"image": "zookeeper-operator/zookeeper:0.0.0-missing", "imagePullPolicy": "Never"}),
+        json!({"image": "zookeeper-operator/zookeeper:3.9.5-missing", "imagePullPolicy": "Never"}),
     );
     let generation = run.apply(broken).await;
     run.wait_observed(generation).await;
