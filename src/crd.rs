@@ -105,6 +105,14 @@ pub struct ZookeeperClusterSpec {
     #[serde(default)]
     pub anti_affinity: AntiAffinity,
 
+    /// Spread the members evenly over zones (a `topologySpreadConstraints` entry on the member
+    /// pods), on top of `antiAffinity`. Absent: no spreading over zones. Zones come from the
+    /// node label `topology.kubernetes.io/zone` unless `topologyKey` names another node label.
+    /// Changing it restarts the members one at a time.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[x_kube(validation = Rule::new("self.topologyKey.size() > 0").message("spec.zoneSpread.topologyKey must not be empty: name the node label that tells the zones apart, e.g. topology.kubernetes.io/zone"))]
+    pub zone_spread: Option<ZoneSpread>,
+
     /// PodDisruptionBudget of the ensemble.
     #[serde(default)]
     pub pdb: PdbSpec,
@@ -449,6 +457,52 @@ pub enum AntiAffinity {
     None,
 }
 
+/// How the members spread over zones.
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase", default)]
+pub struct ZoneSpread {
+    /// Node label whose values are the zones (default `topology.kubernetes.io/zone`). With
+    /// `DoNotSchedule`, nodes without the label take no member.
+    pub topology_key: String,
+    /// Most members one zone may hold beyond the zone with the fewest: with 1 (the default), 3
+    /// members in 3 zones land one per zone, and 5 members land 2, 2 and 1.
+    #[schemars(range(min = 1, max = 5))]
+    pub max_skew: i32,
+    /// What the scheduler does when no zone keeps the skew: `DoNotSchedule` (the default; the
+    /// member stays Pending until a zone allows it) or `ScheduleAnyway` (it places the member
+    /// where the skew grows least).
+    pub when_unsatisfiable: WhenUnsatisfiable,
+}
+
+impl Default for ZoneSpread {
+    fn default() -> Self {
+        ZoneSpread {
+            topology_key: "topology.kubernetes.io/zone".to_string(),
+            max_skew: 1,
+            when_unsatisfiable: WhenUnsatisfiable::default(),
+        }
+    }
+}
+
+/// What the scheduler does with a member no zone can take within the skew.
+#[derive(Deserialize, Serialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
+pub enum WhenUnsatisfiable {
+    /// Keep the member Pending until a zone allows it.
+    #[default]
+    DoNotSchedule,
+    /// Schedule the member anyway, where the skew grows least.
+    ScheduleAnyway,
+}
+
+impl WhenUnsatisfiable {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            WhenUnsatisfiable::DoNotSchedule => "DoNotSchedule",
+            WhenUnsatisfiable::ScheduleAnyway => "ScheduleAnyway",
+        }
+    }
+}
+
 /// PodDisruptionBudget settings.
 #[derive(Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase", default)]
@@ -754,6 +808,7 @@ mod tests {
         assert_eq!(s.security_context.run_as_user, 1000);
         assert_eq!(s.security_context.fs_group, 1000);
         assert_eq!(s.anti_affinity, AntiAffinity::Required);
+        assert_eq!(s.zone_spread, None);
         assert_eq!(s.cluster_domain, "cluster.local");
         assert!(s.network_policy.enabled);
         assert!(
@@ -896,6 +951,58 @@ mod tests {
         assert_eq!(format!("{:?}", mutual.validate_cel_update(&tls)), "Ok(())");
         let bad = cluster(serde_json::json!({"tls": {"enabled": true, "secretName": "My Certs"}}));
         assert!(cel_errors(&bad).contains("spec.tls.secretName"));
+    }
+
+    #[test]
+    fn zone_spread_is_off_by_default_and_an_empty_one_takes_the_defaults() {
+        let z = cluster(serde_json::json!({"zoneSpread": {}}))
+            .spec
+            .zone_spread
+            .unwrap();
+        assert_eq!(z.topology_key, "topology.kubernetes.io/zone");
+        assert_eq!(z.max_skew, 1);
+        assert_eq!(z.when_unsatisfiable, WhenUnsatisfiable::DoNotSchedule);
+        let z = cluster(serde_json::json!({"zoneSpread": {"whenUnsatisfiable": "ScheduleAnyway"}}))
+            .spec
+            .zone_spread
+            .unwrap();
+        assert_eq!(z.when_unsatisfiable, WhenUnsatisfiable::ScheduleAnyway);
+        assert!(
+            serde_json::from_value::<ZookeeperClusterSpec>(
+                serde_json::json!({"zoneSpread": {"whenUnsatisfiable": "scheduleAnyway"}})
+            )
+            .is_err()
+        );
+
+        // The schema carries the defaults and the range, so the API server fills them in.
+        let crd = serde_json::to_value(ZookeeperCluster::crd()).unwrap();
+        let spec = &crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"];
+        let z = &spec["properties"]["zoneSpread"];
+        assert!(spec["properties"].get("zoneSpread").is_some(), "{spec}");
+        assert!(z.get("default").is_none(), "absent means no spreading: {z}");
+        let p = &z["properties"];
+        assert_eq!(p["topologyKey"]["default"], "topology.kubernetes.io/zone");
+        assert_eq!(p["maxSkew"]["default"], 1);
+        assert_eq!(p["maxSkew"]["minimum"].as_f64(), Some(1.0));
+        assert_eq!(p["maxSkew"]["maximum"].as_f64(), Some(5.0));
+        assert_eq!(p["whenUnsatisfiable"]["default"], "DoNotSchedule");
+        assert_eq!(
+            p["whenUnsatisfiable"]["enum"],
+            serde_json::json!(["DoNotSchedule", "ScheduleAnyway"])
+        );
+
+        // Admission refuses an empty key with a message naming the field.
+        let err = cel_errors(&cluster(
+            serde_json::json!({"zoneSpread": {"topologyKey": ""}}),
+        ));
+        assert!(
+            err.contains("spec.zoneSpread.topologyKey must not be empty"),
+            "{err}"
+        );
+        assert_eq!(
+            cel_errors(&cluster(serde_json::json!({"zoneSpread": {}}))),
+            ""
+        );
     }
 
     #[test]

@@ -199,6 +199,20 @@ pub fn validate(zk: &ZookeeperCluster) -> Result<ValidatedCluster, InvalidSpec> 
                 .to_string(),
         );
     }
+    if let Some(z) = &spec.zone_spread {
+        if z.topology_key.trim().is_empty() {
+            problems.push(
+                "spec.zoneSpread.topologyKey is empty; name the node label that tells the zones apart (default topology.kubernetes.io/zone), or remove spec.zoneSpread"
+                    .to_string(),
+            );
+        }
+        if !(1..=5).contains(&z.max_skew) {
+            problems.push(format!(
+                "spec.zoneSpread.maxSkew is {}; use 1 to 5 (1 keeps the zones within one member of each other)",
+                z.max_skew
+            ));
+        }
+    }
     for key in spec.pod.labels.keys() {
         if key.starts_with(RESERVED_LABEL_PREFIX) {
             problems.push(format!(
@@ -418,6 +432,29 @@ mod tests {
             err.contains("spec.replicas is -1") && !err.contains("partition"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn zone_spread_without_a_topology_key_is_refused_with_the_fix() {
+        for key in ["", "  "] {
+            let err = problems(serde_json::json!({"zoneSpread": {"topologyKey": key}}));
+            assert!(
+                err.contains("spec.zoneSpread.topologyKey is empty")
+                    && err.contains("topology.kubernetes.io/zone"),
+                "{key:?}: {err}"
+            );
+        }
+        let err = problems(serde_json::json!({"zoneSpread": {"maxSkew": 0}}));
+        assert!(
+            err.contains("spec.zoneSpread.maxSkew is 0; use 1 to 5"),
+            "{err}"
+        );
+        for ok in [
+            serde_json::json!({"zoneSpread": {}}),
+            serde_json::json!({"zoneSpread": {"topologyKey": "rack", "maxSkew": 2}}),
+        ] {
+            assert!(validate(&cluster(ok.clone())).is_ok(), "{ok}");
+        }
     }
 
     #[test]
