@@ -144,6 +144,7 @@ mod tests {
             serde_json::json!({"config": {"tickTime": 3000}}),
             serde_json::json!({"image": "zookeeper-operator/zookeeper:3.9.6"}),
             serde_json::json!({"resources": {"limits": {"memory": "2Gi"}}}),
+            serde_json::json!({"zoneSpread": {}}),
         ] {
             assert_ne!(hash(&base), hash(&rendered(change.clone())), "{change}");
         }
@@ -250,6 +251,60 @@ mod tests {
                 .topology_key,
             "kubernetes.io/hostname"
         );
+    }
+
+    #[test]
+    fn zone_spread_modes() {
+        use k8s_openapi::api::core::v1::TopologySpreadConstraint;
+        use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
+
+        let spread = |spec: serde_json::Value| -> Option<Vec<TopologySpreadConstraint>> {
+            pod(&rendered(spec)).topology_spread_constraints.clone()
+        };
+        let selector = Some(LabelSelector {
+            match_labels: Some(labels::selector_labels("zk")),
+            ..Default::default()
+        });
+        // Absent: no constraint, whatever the anti-affinity.
+        assert_eq!(spread(serde_json::json!({})), None);
+        assert_eq!(spread(serde_json::json!({"antiAffinity": "none"})), None);
+        // Present but empty: the defaults.
+        assert_eq!(
+            spread(serde_json::json!({"zoneSpread": {}})),
+            Some(vec![TopologySpreadConstraint {
+                topology_key: "topology.kubernetes.io/zone".into(),
+                max_skew: 1,
+                when_unsatisfiable: "DoNotSchedule".into(),
+                label_selector: selector.clone(),
+                ..Default::default()
+            }])
+        );
+        // Explicit values, next to the host anti-affinity, which stays as it was.
+        let d = rendered(serde_json::json!({"zoneSpread": {
+            "topologyKey": "example.com/rack",
+            "maxSkew": 2,
+            "whenUnsatisfiable": "ScheduleAnyway"
+        }}));
+        let pod = pod(&d);
+        assert_eq!(
+            pod.topology_spread_constraints,
+            Some(vec![TopologySpreadConstraint {
+                topology_key: "example.com/rack".into(),
+                max_skew: 2,
+                when_unsatisfiable: "ScheduleAnyway".into(),
+                label_selector: selector,
+                ..Default::default()
+            }])
+        );
+        let anti = pod.affinity.as_ref().unwrap().pod_anti_affinity.as_ref();
+        assert!(
+            anti.unwrap()
+                .required_during_scheduling_ignored_during_execution
+                .is_some()
+        );
+        // Members of every revision count together: no matchLabelKeys.
+        let c = &pod.topology_spread_constraints.as_ref().unwrap()[0];
+        assert!(c.match_label_keys.is_none() && c.min_domains.is_none());
     }
 
     #[test]

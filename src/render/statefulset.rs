@@ -10,8 +10,8 @@ use k8s_openapi::api::core::v1::{
     Affinity, Capabilities, ConfigMapVolumeSource, Container, ContainerPort, EmptyDirVolumeSource,
     EnvVar, ExecAction, PersistentVolumeClaim, PersistentVolumeClaimSpec, PodAffinityTerm,
     PodAntiAffinity, PodSecurityContext, PodSpec, PodTemplateSpec, Probe, SeccompProfile,
-    SecretVolumeSource, SecurityContext, Volume, VolumeMount, VolumeResourceRequirements,
-    WeightedPodAffinityTerm,
+    SecretVolumeSource, SecurityContext, TopologySpreadConstraint, Volume, VolumeMount,
+    VolumeResourceRequirements, WeightedPodAffinityTerm,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta, OwnerReference};
 
@@ -76,6 +76,23 @@ fn affinity(v: &ValidatedCluster) -> Option<Affinity> {
         pod_anti_affinity: Some(anti),
         ..Default::default()
     })
+}
+
+/// The members spread over zones (`spec.zoneSpread`), selected by the same labels as the
+/// anti-affinity term. No `matchLabelKeys` on the revision hash: members of an old and a new
+/// revision count together, so a rollout keeps them spread.
+fn topology_spread(v: &ValidatedCluster) -> Option<Vec<TopologySpreadConstraint>> {
+    let z = v.spec.zone_spread.as_ref()?;
+    Some(vec![TopologySpreadConstraint {
+        topology_key: z.topology_key.clone(),
+        max_skew: z.max_skew,
+        when_unsatisfiable: z.when_unsatisfiable.as_str().to_string(),
+        label_selector: Some(LabelSelector {
+            match_labels: Some(selector_labels(&v.name)),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }])
 }
 
 fn container(v: &ValidatedCluster, members: &Members) -> Container {
@@ -240,6 +257,7 @@ fn pod_template(v: &ValidatedCluster, members: &Members) -> PodTemplateSpec {
             // Members never talk to the Kubernetes API.
             automount_service_account_token: Some(false),
             affinity: affinity(v),
+            topology_spread_constraints: topology_spread(v),
             security_context: Some(PodSecurityContext {
                 run_as_user: Some(s.security_context.run_as_user),
                 fs_group: Some(s.security_context.fs_group),
