@@ -408,6 +408,9 @@ pub fn cluster_status(
     now: &Time,
 ) -> ZookeeperClusterStatus {
     let mut judgements = judge(plan, act).to_vec();
+    if has_formed(zk.status.as_ref()) {
+        not_creating(&mut judgements);
+    }
     // A membership change under way is what progresses; the rollout waits for it.
     if let Some(scaling) = scaling {
         judgements.retain(|j| j.type_ != PROGRESSING);
@@ -463,6 +466,27 @@ fn observed_status(
         config_version: None,
         connection_string,
         conditions: merge_conditions(prev_conditions, judgements, generation, now),
+    }
+}
+
+/// Whether the ensemble was formed once: the previous status left `Creating` behind. A member
+/// lost afterwards (its node died, its pod was deleted) is waited for, not created.
+pub fn has_formed(previous: Option<&ZookeeperClusterStatus>) -> bool {
+    previous
+        .and_then(|s| condition(s, PROGRESSING))
+        .is_some_and(|c| c.reason != reason::CREATING)
+}
+
+/// `Creating` becomes `WaitingForMembers` (an ensemble that was formed waits for a member to
+/// come back; it is not being created).
+fn not_creating(judgements: &mut [Judgement]) {
+    for j in judgements.iter_mut() {
+        if j.type_ == PROGRESSING && j.reason == reason::CREATING {
+            j.reason = reason::WAITING_FOR_MEMBERS;
+            if let Some(rest) = j.message.strip_prefix("creating: ") {
+                j.message = rest.to_string();
+            }
+        }
     }
 }
 
@@ -604,6 +628,44 @@ mod tests {
             degraded.message.contains("pods is forbidden"),
             "{}",
             degraded.message
+        );
+    }
+
+    #[test]
+    fn a_formed_ensemble_that_loses_a_member_waits_for_it_instead_of_creating() {
+        let status = |reason: &'static str| ZookeeperClusterStatus {
+            conditions: merge_conditions(
+                &[],
+                &[Judgement::new(
+                    PROGRESSING,
+                    reason != reason::UP_TO_DATE,
+                    reason,
+                    "m",
+                )],
+                Some(1),
+                &at(1),
+            ),
+            ..Default::default()
+        };
+        assert!(!has_formed(None), "a new cluster has no status");
+        assert!(!has_formed(Some(&status(reason::CREATING))));
+        assert!(has_formed(Some(&status(reason::UP_TO_DATE))));
+        assert!(has_formed(Some(&status(reason::WAITING_FOR_MEMBERS))));
+        let mut js = vec![
+            Judgement::new(AVAILABLE, true, reason::QUORUM_SERVING, "2 of 3"),
+            Judgement::new(
+                PROGRESSING,
+                true,
+                reason::CREATING,
+                "creating: 2 of 3 members serve; waiting for zk-2 to rejoin as a synced follower",
+            ),
+        ];
+        not_creating(&mut js);
+        assert_eq!(js[0].reason, reason::QUORUM_SERVING);
+        assert_eq!(js[1].reason, reason::WAITING_FOR_MEMBERS);
+        assert_eq!(
+            js[1].message,
+            "2 of 3 members serve; waiting for zk-2 to rejoin as a synced follower"
         );
     }
 
