@@ -36,8 +36,7 @@ use zookeeper_operator::crd::ZookeeperCluster;
 
 use super::{
     OPERATOR_NAMESPACE, SamplerState, TestNamespace, apply_cluster, client, cluster, condition,
-    log, member_pods, ordinal, pod_ready, record, settled_cluster_with_writer, spec, support, uids,
-    wait_settled, wait_until,
+    log, member_pods, ordinal, pod_ready, record, spec, support, uids, wait_settled, wait_until,
 };
 
 const NAME: &str = "zk";
@@ -50,8 +49,8 @@ const STATUS_LAG: Duration = Duration::from_secs(20);
 
 /// What the sampler saw during one fault run.
 #[derive(Default, Clone, Debug)]
-struct Watch {
-    pods: SamplerState,
+pub(super) struct Watch {
+    pub(super) pods: SamplerState,
     /// Longest stretch in which Available contradicted the Ready members.
     longest_lie: Duration,
     lie_detail: String,
@@ -134,7 +133,7 @@ impl Watch {
 
 /// Samples the member pods and the cluster every 300 ms; an API server that does not answer
 /// costs samples, not the sampler.
-struct FaultSampler {
+pub(super) struct FaultSampler {
     state: Arc<Mutex<Watch>>,
     stop: Arc<AtomicBool>,
     task: tokio::task::JoinHandle<()>,
@@ -173,7 +172,7 @@ impl FaultSampler {
         FaultSampler { state, stop, task }
     }
 
-    fn now(&self) -> Watch {
+    pub(super) fn now(&self) -> Watch {
         self.state.lock().unwrap().clone()
     }
 
@@ -185,14 +184,16 @@ impl FaultSampler {
 }
 
 /// One fault run: the cluster, its writer and the sampler.
-struct Run {
-    client: Client,
+pub(super) struct Run {
+    pub(super) client: Client,
     ns: TestNamespace,
     writer: support::Writer,
-    sampler: FaultSampler,
+    pub(super) sampler: FaultSampler,
     /// Member pod UIDs before the rollout.
-    before: std::collections::BTreeMap<usize, String>,
-    fault: &'static str,
+    pub(super) before: std::collections::BTreeMap<usize, String>,
+    pub(super) fault: &'static str,
+    /// Spec fields of this run beyond the suite's defaults, kept by every `apply`.
+    base: Value,
 }
 
 impl Run {
@@ -203,38 +204,58 @@ impl Run {
             log(format!("{fault}: skipped (run it with e2e/faults)"));
             return None;
         }
+        Some(Run::start(fault, namespace, json!({})).await)
+    }
+
+    /// A settled cluster with `base` merged into the suite's spec, its writer (on the client
+    /// Service) and sampler.
+    pub(super) async fn start(fault: &'static str, namespace: &str, base: Value) -> Run {
+        Run::start_with(fault, namespace, base, super::Connect::Service).await
+    }
+
+    /// The same, the writer connecting as `connect` says.
+    pub(super) async fn start_with(
+        fault: &'static str,
+        namespace: &str,
+        base: Value,
+        connect: super::Connect,
+    ) -> Run {
         let client = client().await;
-        let (ns, _, writer) = settled_cluster_with_writer(&client, namespace).await;
+        let (ns, _, writer) =
+            super::settled_cluster_with_writer_spec(&client, namespace, base.clone(), connect)
+                .await;
         let before = uids(&member_pods(&client, namespace, NAME).await);
         let sampler = FaultSampler::start(client.clone(), namespace.to_string());
         log(format!(
             "{fault}: cluster settled, writer and sampler running"
         ));
-        Some(Run {
+        Run {
             client,
             ns,
             writer,
             sampler,
             before,
             fault,
-        })
+            base,
+        }
     }
 
-    fn ns(&self) -> &str {
+    pub(super) fn ns(&self) -> &str {
         &self.ns.name
     }
 
-    async fn zk(&self) -> ZookeeperCluster {
+    pub(super) async fn zk(&self) -> ZookeeperCluster {
         cluster(&self.client, self.ns(), NAME).await
     }
 
-    async fn pods(&self) -> Vec<Pod> {
+    pub(super) async fn pods(&self) -> Vec<Pod> {
         member_pods(&self.client, self.ns(), NAME).await
     }
 
     /// Applies the rollout's change (plus `extra`) and returns the new generation.
-    async fn apply(&self, extra: Value) -> Option<i64> {
-        let mut change = json!({"config": {CHANGE: 61}});
+    pub(super) async fn apply(&self, extra: Value) -> Option<i64> {
+        let mut change = self.base.clone();
+        super::merge(&mut change, json!({"config": {CHANGE: 61}}));
         super::merge(&mut change, extra);
         apply_cluster(&self.client, self.ns(), NAME, spec(change))
             .await
@@ -243,7 +264,7 @@ impl Run {
             .generation
     }
 
-    async fn wait_observed(&self, generation: Option<i64>) {
+    pub(super) async fn wait_observed(&self, generation: Option<i64>) {
         wait_until(
             &format!(
                 "{}: the operator observed generation {generation:?}",
@@ -259,7 +280,12 @@ impl Run {
     }
 
     /// Waits until the pods satisfy `check` (each poll lists them once).
-    async fn wait_pods(&self, what: &str, limit: Duration, check: impl Fn(&[Pod]) -> bool) {
+    pub(super) async fn wait_pods(
+        &self,
+        what: &str,
+        limit: Duration,
+        check: impl Fn(&[Pod]) -> bool,
+    ) {
         wait_until(&format!("{}: {what}", self.fault), limit, || async {
             check(&self.pods().await).then_some(())
         })
@@ -267,7 +293,7 @@ impl Run {
     }
 
     /// True once a member pod was evicted or replaced since the rollout began.
-    fn replaced(&self, pods: &[Pod]) -> bool {
+    pub(super) fn replaced(&self, pods: &[Pod]) -> bool {
         pods.len() < MEMBERS
             || pods.iter().any(|p| {
                 p.metadata.deletion_timestamp.is_some()
@@ -276,7 +302,7 @@ impl Run {
     }
 
     /// A member of the given mode (from the operator's status), the lowest or highest ordinal.
-    async fn member(&self, mode: &str, highest: bool) -> Pod {
+    pub(super) async fn member(&self, mode: &str, highest: bool) -> Pod {
         let zk = self.zk().await;
         let mut names: Vec<(i32, String)> = zk
             .status
@@ -299,7 +325,7 @@ impl Run {
 
     /// The rollout settles; then the checks and the table row. `blocked` is the reason the
     /// rollout showed while the fault lasted, when it had to block.
-    async fn finish(self, blocked: Option<String>) -> Watch {
+    pub(super) async fn finish(self, blocked: Option<String>) -> Watch {
         let zk = wait_settled(&self.client, self.ns(), NAME, Duration::from_secs(600)).await;
         let settled_reason = condition(&zk, "Progressing")
             .map(|c| c.1)
@@ -587,7 +613,7 @@ async fn warnings(client: &Client, ns: &str, reason: &str) -> Vec<String> {
         .collect()
 }
 
-async fn wait_condition(
+pub(super) async fn wait_condition(
     run: &Run,
     type_: &str,
     status: &str,

@@ -12,6 +12,7 @@ mod helm;
 mod membership;
 mod migration;
 mod netpol;
+mod nodes;
 mod readme;
 mod tls;
 
@@ -719,12 +720,41 @@ async fn settled_cluster_with_writer(
     client: &Client,
     namespace: &str,
 ) -> (TestNamespace, ZookeeperCluster, support::Writer) {
+    settled_cluster_with_writer_spec(client, namespace, json!({}), Connect::Service).await
+}
+
+/// How a test's writer connects.
+#[derive(Clone, Copy, Debug)]
+enum Connect {
+    /// Through the client Service's cluster IP (kube-proxy picks a member per connection).
+    Service,
+    /// With `status.connectionString`, every member's ordinal DNS name, as the README advises
+    /// (needs cluster DNS: the test runs under `e2e/cluster dns-exec`).
+    Members,
+}
+
+/// The same with `extra` merged into the test spec.
+async fn settled_cluster_with_writer_spec(
+    client: &Client,
+    namespace: &str,
+    extra: Value,
+    connect: Connect,
+) -> (TestNamespace, ZookeeperCluster, support::Writer) {
     let guard = TestNamespace::create(client, namespace).await;
-    apply_cluster(client, namespace, "zk", spec(json!({})))
+    apply_cluster(client, namespace, "zk", spec(extra))
         .await
         .expect("apply");
     let zk = wait_settled(client, namespace, "zk", Duration::from_secs(420)).await;
-    let writer = support::Writer::start(&connect_string(client, namespace, "zk").await).await;
+    let address = match connect {
+        Connect::Service => connect_string(client, namespace, "zk").await,
+        Connect::Members => zk
+            .status
+            .as_ref()
+            .and_then(|s| s.connection_string.clone())
+            .expect("status.connectionString"),
+    };
+    log(format!("{namespace}: the writer connects to {address}"));
+    let writer = support::Writer::start(&address).await;
     (guard, zk, writer)
 }
 
