@@ -58,6 +58,17 @@ async fn reconcile_cluster(zk: &ZookeeperCluster, ctx: &Context) -> Result<Actio
     )
     .await?;
     let tls_client = tls.as_ref().map(|t| t.client.clone());
+    // The operator's own user, before any member could need it.
+    if cluster.spec.client_auth.enabled {
+        let login =
+            membership::operator_login(ctx, &cluster, &uid).ok_or(Error::NoOperatorLogin)?;
+        crate::client_auth::apply(&ctx.client, &cluster, &login, &id.owner)
+            .await
+            .map_err(|source| Error::ApplyOperatorAuth {
+                name: crate::names::operator_auth_secret(&cluster.name),
+                source,
+            })?;
+    }
     let members = membership::prepare(ctx, &id, &cluster, &uid, tls_client.as_ref()).await?;
     let mut desired = render_with(
         &cluster,
