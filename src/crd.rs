@@ -401,9 +401,9 @@ pub struct ClientAuthSpec {
     /// The users clients log in as: a Secret in the cluster's namespace whose keys are user
     /// names (letters, digits, '.', '_' or '-'; not `zookeeper-operator`, the operator's own)
     /// and whose values are their passwords (one line, no trailing newline: create it with
-    /// `kubectl create secret generic NAME --from-literal=alice=PASSWORD`). A change of the
-    /// name rolls the members; a change of the Secret's content takes effect when a member
-    /// restarts.
+    /// `kubectl create secret generic NAME --from-literal=alice=PASSWORD`). The operator checks
+    /// it (a missing Secret or an unusable entry is reported on the cluster, naming the user,
+    /// never a password) and rolls the members when its name or content changes.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub secret_name: Option<String>,
 }

@@ -169,8 +169,8 @@ pub const SUPER_KEY_CREATE: Rule = Rule {
 /// The clusters' TLS Secrets: `<name>-tls` written by server-side apply (a new CA, a renewed
 /// certificate), a user's Secret named in `spec.tls.secretName` read; and, with
 /// `spec.clientAuth`, `<name>-operator-auth` (the operator's SASL user) written the same way
-/// (the users' Secret of `spec.clientAuth.secretName` is only mounted by the members, never
-/// read). Names vary per cluster, so the rule cannot name them; no `list` or `watch`, so no
+/// and the users' Secret of `spec.clientAuth.secretName` read (checked and hashed, never
+/// written). Names vary per cluster, so the rule cannot name them; no `list` or `watch`, so no
 /// Secret is found without its name.
 pub const TLS_SECRETS: Rule = Rule {
     api_group: "",

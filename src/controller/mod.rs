@@ -61,12 +61,8 @@ pub enum Error {
     MissingField(&'static str),
     #[error(transparent)]
     Tls(#[from] crate::tls::apply::TlsStepError),
-    #[error("failed to apply the operator's client-auth secret {name}: {source}")]
-    ApplyOperatorAuth { name: String, source: kube::Error },
-    #[error(
-        "spec.clientAuth is on but the operator has no super-user key (it reads it from its Secret at start), so it cannot log in to the members; restart the operator once its key Secret exists"
-    )]
-    NoOperatorLogin,
+    #[error(transparent)]
+    ClientAuth(#[from] crate::client_auth::ClientAuthError),
 }
 
 impl Error {
@@ -77,13 +73,12 @@ impl Error {
             | Error::ApplyPdb { .. }
             | Error::ApplyConfigMap { .. }
             | Error::ApplyNetworkPolicy { .. }
-            | Error::ApplyStatefulSet { .. }
-            | Error::ApplyOperatorAuth { .. } => "apply",
+            | Error::ApplyStatefulSet { .. } => "apply",
             Error::GetStatefulSet { .. } | Error::ListPods { .. } => "observe",
             Error::PatchStatus { .. } => "status",
             Error::MissingField(_) => "object",
             Error::Tls(e) => e.category(),
-            Error::NoOperatorLogin => "client-auth",
+            Error::ClientAuth(e) => e.category(),
         }
     }
 }

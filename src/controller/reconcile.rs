@@ -58,17 +58,14 @@ async fn reconcile_cluster(zk: &ZookeeperCluster, ctx: &Context) -> Result<Actio
     )
     .await?;
     let tls_client = tls.as_ref().map(|t| t.client.clone());
-    // The operator's own user, before any member could need it.
-    if cluster.spec.client_auth.enabled {
-        let login =
-            membership::operator_login(ctx, &cluster, &uid).ok_or(Error::NoOperatorLogin)?;
-        crate::client_auth::apply(&ctx.client, &cluster, &login, &id.owner)
-            .await
-            .map_err(|source| Error::ApplyOperatorAuth {
-                name: crate::names::operator_auth_secret(&cluster.name),
-                source,
-            })?;
-    }
+    // The operator's own user, before any member could need it; the users' Secret checked.
+    let client_auth = crate::client_auth::prepare(
+        &ctx.client,
+        &cluster,
+        membership::operator_login(ctx, &cluster, &uid).as_ref(),
+        &id.owner,
+    )
+    .await?;
     let members = membership::prepare(ctx, &id, &cluster, &uid, tls_client.as_ref()).await?;
     let mut desired = render_with(
         &cluster,
@@ -80,6 +77,13 @@ async fn reconcile_cluster(zk: &ZookeeperCluster, ctx: &Context) -> Result<Actio
         crate::render::statefulset::set_tls_material_hash(
             &mut desired.statefulset,
             &tls.material_hash,
+        );
+    }
+    if let Some(hash) = &client_auth {
+        crate::render::statefulset::set_template_hash(
+            &mut desired.statefulset,
+            crate::client_auth::USERS_HASH_ANNOTATION,
+            hash,
         );
     }
     let sts = match apply::apply(ctx, &id, &desired).await {

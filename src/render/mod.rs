@@ -200,6 +200,21 @@ mod tests {
         let other =
             rendered(serde_json::json!({"clientAuth": {"enabled": true, "secretName": "users-2"}}));
         assert_ne!(hash(&on), hash(&other));
+        // A changed users' Secret (its hash, recorded by the reconcile) rolls them too.
+        let mut a = on.clone();
+        let mut b = on.clone();
+        crate::render::statefulset::set_template_hash(
+            &mut a.statefulset,
+            crate::client_auth::USERS_HASH_ANNOTATION,
+            "1111",
+        );
+        crate::render::statefulset::set_template_hash(
+            &mut b.statefulset,
+            crate::client_auth::USERS_HASH_ANNOTATION,
+            "2222",
+        );
+        assert_ne!(hash(&a), hash(&b));
+        assert_ne!(hash(&a), hash(&on));
     }
 
     #[test]

@@ -351,6 +351,13 @@ fn stamp_restart_hash(template: &mut PodTemplateSpec) {
 /// Records the hash of the TLS material the members run with on the pod template and computes
 /// the restart hash again, so a new certificate or CA rolls the members like any other change.
 pub fn set_tls_material_hash(sts: &mut StatefulSet, material_hash: &str) {
+    set_template_hash(sts, crate::tls::MATERIAL_HASH_ANNOTATION, material_hash);
+}
+
+/// Records `hash` of material the members read at start (TLS certificates, the client users'
+/// Secret) as `annotation` on the pod template and computes the restart hash again, so new
+/// material rolls the members like any other change.
+pub fn set_template_hash(sts: &mut StatefulSet, annotation: &str, hash: &str) {
     let Some(template) = sts.spec.as_mut().map(|s| &mut s.template) else {
         return;
     };
@@ -359,10 +366,7 @@ pub fn set_tls_material_hash(sts: &mut StatefulSet, material_hash: &str) {
         .get_or_insert_with(Default::default)
         .annotations
         .get_or_insert_with(Default::default)
-        .insert(
-            crate::tls::MATERIAL_HASH_ANNOTATION.to_string(),
-            material_hash.to_string(),
-        );
+        .insert(annotation.to_string(), hash.to_string());
     stamp_restart_hash(template);
 }
 
