@@ -14,7 +14,6 @@
 //! Members listen on 127.0.0.6-127.0.0.8, ports 22001 (client), 22002 (quorum) and 22003
 //! (election); nothing listens on 22000.
 
-#[allow(dead_code)] // classpath(): the recorded command line has its own
 #[path = "support/dist.rs"]
 mod dist;
 
@@ -494,6 +493,18 @@ async fn an_ensemble_enforcing_sasl_serves_its_users_only_and_the_operator_still
     let (data, _) = client.get_data("/auth-proof").await.expect("read as bob");
     assert_eq!(data, b"logged in");
 
+    // ZooKeeper's own Java client with the README's JAAS Client section reads; without it, not.
+    let out = zk_cli(Some(("bob", "bobs-password")), "/auth-proof");
+    assert!(
+        out.lines().any(|l| l == "logged in"),
+        "zkCli as bob:\n{out}"
+    );
+    let out = zk_cli(None, "/auth-proof");
+    assert!(
+        !out.lines().any(|l| l == "logged in") && out.contains("client failed to authenticate"),
+        "zkCli without a login:\n{out}"
+    );
+
     // Refused: no credentials, a wrong password, an unknown user.
     for (who, login) in [
         ("no credentials", None),
@@ -556,6 +567,44 @@ async fn an_ensemble_enforcing_sasl_serves_its_users_only_and_the_operator_still
         probes.iter().all(|p| p.srvr.serving().is_some()),
         "{probes:?}"
     );
+}
+
+/// Runs ZooKeeper's CLI (`ZooKeeperMain`, what zkCli.sh starts) for `get path`, with a JAAS
+/// `Client` section for `login` as the README shows; returns what it printed.
+fn zk_cli(login: Option<(&str, &str)>, path: &str) -> String {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cmd = Command::new("timeout");
+    cmd.args(["30", "java", "-Xmx64m", "-XX:TieredStopAtLevel=1"]);
+    if let Some((user, password)) = login {
+        let jaas = dir.path().join("client-jaas.conf");
+        fs::write(
+            &jaas,
+            format!(
+                "Client {{\n  org.apache.zookeeper.server.auth.DigestLoginModule required\n  \
+                 username=\"{user}\"\n  password=\"{password}\";\n}};\n"
+            ),
+        )
+        .unwrap();
+        cmd.arg(format!(
+            "-Djava.security.auth.login.config={}",
+            jaas.display()
+        ));
+        // ZooKeeper 3.8.2+ Java clients refuse DIGEST-MD5 in FIPS mode, which is their default.
+        cmd.arg("-Dzookeeper.fips-mode=false");
+    }
+    let out = cmd
+        .arg("-cp")
+        .arg(dist::classpath(&dist::dist()))
+        .arg("org.apache.zookeeper.ZooKeeperMain")
+        .args(["-server", &connect_string(), "get", path])
+        .stdin(Stdio::null())
+        .output()
+        .expect("run java");
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
 }
 
 /// Reads the committed configuration through members 1 and 2 (the ones that stay) as `user`
