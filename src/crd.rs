@@ -153,7 +153,8 @@ pub struct ZookeeperClusterSpec {
     /// (no credentials, or a wrong password) is closed at its first request. Java clients
     /// configure a JAAS `Client` section (`org.apache.zookeeper.server.auth.DigestLoginModule
     /// required username="..." password="...";`, file passed as
-    /// `-Djava.security.auth.login.config=...`); the Rust `zookeeper-client` crate uses
+    /// `-Djava.security.auth.login.config=...`, and `-Dzookeeper.fips-mode=false`, without which
+    /// ZooKeeper 3.8.2+ Java clients skip DIGEST-MD5); the Rust `zookeeper-client` crate uses
     /// `SaslOptions::digest_md5(user, password)`. Four-letter words are not affected. The
     /// operator logs in as its own user `zookeeper-operator` (password in the Secret
     /// `<name>-operator-auth` it creates), which is ZooKeeper's super user. Cannot be turned on
