@@ -5,14 +5,17 @@
 //! and password writes and reads; clients without credentials, with a wrong password, or with
 //! the digest super user only are refused; the operator's own user (its password derived by
 //! `SuperKey::operator_login`) reads the configuration and removes and adds back a server with
-//! `reconfig`; four-letter words still answer without any login.
+//! `reconfig`; four-letter words still answer without any login; ZooKeeper's own Java CLI with a
+//! JAAS `Client` section reads. Then the same ensemble with `--tls_dir` too: the operator's
+//! sessions (reading the configuration, a member's version, the reconfiguration session) speak
+//! TLS and log in, a TLS client with a login writes and one without is refused.
 //!
 //! The script's refusals (bad passwords, duplicate users, a super user that is no user) run
 //! without a JVM.
 //!
 //! Needs Java and the jars of `e2e/lib/zookeeper-dist.sh`; fails (never skips) without them.
-//! Members listen on 127.0.0.6-127.0.0.8, ports 22001 (client), 22002 (quorum) and 22003
-//! (election); nothing listens on 22000.
+//! Members listen on 127.0.0.6-127.0.0.8, ports 22000 (TLS client, second ensemble), 22001
+//! (client), 22002 (quorum) and 22003 (election).
 
 #[path = "support/dist.rs"]
 mod dist;
@@ -25,14 +28,18 @@ use std::time::{Duration, Instant};
 
 use zookeeper_client::{Acls, Client, CreateMode};
 use zookeeper_operator::controller::membership::{NetworkZookeeper, SuperKey, Zookeeper};
+use zookeeper_operator::crd::ZookeeperCluster;
 use zookeeper_operator::health::{
     MemberAddress, Mode, Ordinal, ProbeConfig, WHITELIST, probe_ensemble,
 };
 use zookeeper_operator::membership::{CommittedConfig, MembershipStep, ServerId};
 use zookeeper_operator::names::OPERATOR_USER;
 use zookeeper_operator::reconfig::{Reconfigurer, SaslLogin, SuperUser, member_config_version};
+use zookeeper_operator::tls::{self, ClientTls, Material};
+use zookeeper_operator::validate::validate;
 
 const MEMBERS: usize = 3;
+const SECURE: u16 = 22000;
 const CLIENT: u16 = 22001;
 const PEER: u16 = 22002;
 const ELECTION: u16 = 22003;
@@ -107,6 +114,7 @@ fn run_script(
         .env("ZK_TEST_ARGS", &args_file)
         .env("ZK_HOME", dist::dist())
         .env("CLIENT_AUTH_WORK_DIR", root.join("auth"))
+        .env("TLS_WORK_DIR", root.join("tls-work"))
         .env(
             "SERVER_JVMFLAGS",
             format!("-Dzookeeper.4lw.commands.whitelist={WHITELIST}"),
@@ -298,8 +306,22 @@ impl Drop for Ensemble {
 }
 
 impl Ensemble {
-    fn start(operator: &SaslLogin, user: &SuperUser) -> Self {
+    /// Three members; with `tls`, also `--tls_dir` (secure port [`SECURE`]).
+    fn start(operator: &SaslLogin, user: &SuperUser, tls: Option<&Material>) -> Self {
         let tmp = tempdir();
+        let mut tls_flags = Vec::new();
+        if let Some(material) = tls {
+            let dir = tmp.path().join("tls");
+            fs::create_dir_all(&dir).unwrap();
+            fs::write(dir.join(tls::CA_CERT), &material.ca_cert).unwrap();
+            fs::write(dir.join(tls::CERT), &material.cert).unwrap();
+            fs::write(dir.join(tls::KEY), &material.key).unwrap();
+            tls_flags = vec![
+                format!("--tls_dir={}", dir.display()),
+                format!("--secure_client_port={SECURE}"),
+                "--tls_client_auth=none".to_string(),
+            ];
+        }
         let membership = tmp.path().join("members/boot.cfg");
         fs::create_dir_all(membership.parent().unwrap()).unwrap();
         let servers: String = (0..MEMBERS)
@@ -321,31 +343,38 @@ impl Ensemble {
         let mut members = Vec::new();
         for i in 0..MEMBERS {
             let h = host(i);
-            for port in [CLIENT - 1, CLIENT, PEER, ELECTION] {
+            for port in [SECURE, CLIENT, PEER, ELECTION] {
                 if let Err(e) = std::net::TcpListener::bind((h.as_str(), port)) {
                     panic!("{h}:{port} is taken ({e}); stop what listens there");
                 }
             }
             let root = tmp.path().join(format!("zk-{i}"));
-            let (out, args) = run_script(
-                &root,
-                i,
-                &membership,
-                &auth_flags(&users_dir, &operator_dir),
-            );
+            let mut flags = auth_flags(&users_dir, &operator_dir);
+            flags.extend(tls_flags.iter().cloned());
+            let (out, args) = run_script(&root, i, &membership, &flags);
             assert!(
                 out.status.success(),
                 "start-zookeeper: {}",
                 String::from_utf8_lossy(&out.stderr)
             );
             // All members share one machine: the quorum ports bind the member's own address,
-            // not every address (the script's quorumListenOnAllIPs is for pods).
+            // not every address (the script's quorumListenOnAllIPs is for pods); with TLS the
+            // client ports too (the script binds the secure one on every address, the plaintext
+            // one on 127.0.0.1).
             let cfg_path = root.join("conf/zoo.cfg");
             let cfg = fs::read_to_string(&cfg_path).unwrap();
             assert!(cfg.contains("enforce.auth.enabled=true"), "{cfg}");
             fs::write(
                 &cfg_path,
-                cfg.replace("quorumListenOnAllIPs=true", "quorumListenOnAllIPs=false"),
+                cfg.replace("quorumListenOnAllIPs=true", "quorumListenOnAllIPs=false")
+                    .replace(
+                        "secureClientPortAddress=0.0.0.0",
+                        &format!("secureClientPortAddress={h}"),
+                    )
+                    .replace(
+                        "clientPortAddress=127.0.0.1",
+                        &format!("clientPortAddress={h}"),
+                    ),
             )
             .unwrap();
             assert_eq!(
@@ -429,7 +458,7 @@ async fn an_ensemble_enforcing_sasl_serves_its_users_only_and_the_operator_still
     let user = key.user("cluster-uid").with_sasl(Some(operator.clone()));
 
     let started = Instant::now();
-    let ens = Ensemble::start(&operator, &user);
+    let ens = Ensemble::start(&operator, &user, None);
     let config = ProbeConfig {
         timeout: Duration::from_secs(3),
         concurrency: MEMBERS,
@@ -567,6 +596,96 @@ async fn an_ensemble_enforcing_sasl_serves_its_users_only_and_the_operator_still
         probes.iter().all(|p| p.srvr.serving().is_some()),
         "{probes:?}"
     );
+    drop(ens);
+
+    // The same with TLS on (the ports are free again): the operator's sessions speak TLS and
+    // log in; a TLS client with a login writes, one without is refused.
+    let zk: ZookeeperCluster = serde_json::from_value(serde_json::json!({
+        "apiVersion": "zookeeper.ensemble.dev/v1alpha1",
+        "kind": "ZookeeperCluster",
+        "metadata": {"name": "zk", "namespace": "auth-test"},
+        "spec": {"tls": {"enabled": true}},
+    }))
+    .unwrap();
+    let v = validate(&zk).unwrap();
+    let extra: Vec<String> = (0..MEMBERS).map(host).collect();
+    let material = tls::issue(&v, &extra, time::OffsetDateTime::now_utc()).expect("material");
+    let client_tls = ClientTls::of(&material, false).unwrap();
+    let ens = Ensemble::start(&operator, &user, Some(&material));
+    let secure = secure_connect_string();
+    let deadline = Instant::now() + Duration::from_secs(90);
+    let committed = loop {
+        match NetworkZookeeper
+            .committed(
+                secure.clone(),
+                Some(client_tls.clone()),
+                Some(operator.clone()),
+            )
+            .await
+        {
+            Ok(c) => break c,
+            Err(e) => assert!(
+                Instant::now() < deadline,
+                "the operator over TLS with its login: {e}\n{}",
+                ens.tail()
+            ),
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    };
+    assert_eq!(committed.voters().len(), MEMBERS);
+    let member = MemberAddress::new(host(0), SECURE)
+        .with_tls(client_tls.clone())
+        .with_sasl(Some(operator.clone()));
+    member_config_version(&member, Duration::from_secs(5))
+        .await
+        .expect("a member's version over TLS with the login");
+    let reconfigurer =
+        Reconfigurer::connect_over(&secure, &user, Duration::from_secs(10), Some(&client_tls))
+            .await
+            .expect("the operator's reconfiguration session over TLS");
+    assert_eq!(
+        reconfigurer.committed().await.expect("read").version,
+        committed.version
+    );
+    let tls_session = |login: Option<SaslLogin>| {
+        let mut connector = Client::connector()
+            .with_session_timeout(Duration::from_secs(6))
+            .with_fail_eagerly()
+            .with_tls(client_tls.zookeeper_options().unwrap());
+        if let Some(login) = login {
+            connector = connector.with_sasl(login.options());
+        }
+        let secure = secure.clone();
+        async move {
+            let client = connector.secure_connect(&secure).await?;
+            client.get_children("/").await?;
+            Ok::<_, zookeeper_client::Error>(client)
+        }
+    };
+    let client = tokio::time::timeout(Duration::from_secs(15), tls_session(Some(alice.clone())))
+        .await
+        .expect("in time")
+        .expect("alice over TLS");
+    client
+        .create(
+            "/tls-auth-proof",
+            b"both",
+            &CreateMode::Persistent.with_acls(Acls::anyone_all()),
+        )
+        .await
+        .expect("create over TLS as alice");
+    let anonymous = tokio::time::timeout(Duration::from_secs(15), tls_session(None)).await;
+    assert!(
+        !matches!(anonymous, Ok(Ok(_))),
+        "a TLS client without a login got a working session"
+    );
+}
+
+fn secure_connect_string() -> String {
+    (0..MEMBERS)
+        .map(|i| format!("{}:{SECURE}", host(i)))
+        .collect::<Vec<_>>()
+        .join(",")
 }
 
 /// Runs ZooKeeper's CLI (`ZooKeeperMain`, what zkCli.sh starts) for `get path`, with a JAAS
