@@ -664,9 +664,18 @@ async fn client_auth_writes_the_operator_user_checks_the_users_and_hashes_them_i
         expect(Method::GET, &users, |_| {
             status(StatusCode::NOT_FOUND, "NotFound")
         }),
+        expect(Method::GET, base("statefulsets", "zk"), |_| {
+            status(StatusCode::NOT_FOUND, "NotFound")
+        }),
+        status_patch(),
     ];
     let (writes, result) = run_client_auth(script, Some(key.clone())).await;
-    assert_eq!(writes.len(), 1);
+    assert_eq!(writes.len(), 2);
+    let conditions = writes[1].1["status"]["conditions"].to_string();
+    assert!(
+        conditions.contains("spec.clientAuth.secretName zk-users: no such Secret"),
+        "the status says it: {conditions}"
+    );
     assert!(
         result.contains("spec.clientAuth.secretName zk-users: no such Secret")
             && result.contains("--from-literal=USER=PASSWORD"),
@@ -681,14 +690,24 @@ async fn client_auth_writes_the_operator_user_checks_the_users_and_hashes_them_i
             &users,
             users_secret(json!({"alice": "c2VjcmV0Cg=="})),
         ),
+        expect(Method::GET, base("statefulsets", "zk"), |_| {
+            status(StatusCode::NOT_FOUND, "NotFound")
+        }),
+        status_patch(),
     ];
     let (_, result) = run_client_auth(script, Some(key)).await;
     assert!(
         result.contains("the password of 'alice' has a line break") && !result.contains("secret\n"),
         "{result}"
     );
-    // Without a super-user key the operator could not log in: nothing is written.
-    let (writes, result) = run_client_auth(Vec::new(), None).await;
-    assert!(writes.is_empty());
+    // Without a super-user key the operator could not log in: only the status is written.
+    let script = vec![
+        expect(Method::GET, base("statefulsets", "zk"), |_| {
+            status(StatusCode::NOT_FOUND, "NotFound")
+        }),
+        status_patch(),
+    ];
+    let (writes, result) = run_client_auth(script, None).await;
+    assert_eq!(writes.len(), 1);
     assert!(result.contains("no super-user key"), "{result}");
 }

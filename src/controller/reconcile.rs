@@ -58,14 +58,19 @@ async fn reconcile_cluster(zk: &ZookeeperCluster, ctx: &Context) -> Result<Actio
     )
     .await?;
     let tls_client = tls.as_ref().map(|t| t.client.clone());
-    // The operator's own user, before any member could need it; the users' Secret checked.
-    let client_auth = crate::client_auth::prepare(
+    // The operator's own user, before any member could need it; the users' Secret checked
+    // (what is wrong with it goes to the status: the user must fix it).
+    let client_auth = match crate::client_auth::prepare(
         &ctx.client,
         &cluster,
         membership::operator_login(ctx, &cluster, &uid).as_ref(),
         &id.owner,
     )
-    .await?;
+    .await
+    {
+        Ok(hash) => hash,
+        Err(e) => return write_status::hold(ctx, zk, &id, Err(e.into()), &now).await,
+    };
     let members = membership::prepare(ctx, &id, &cluster, &uid, tls_client.as_ref()).await?;
     let mut desired = render_with(
         &cluster,
