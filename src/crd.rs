@@ -148,6 +148,22 @@ pub struct ZookeeperClusterSpec {
     #[x_kube(validation = Rule::new("!has(self.secretName) || self.secretName.matches('^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$')").message("spec.tls.secretName must be the name of a Secret in the cluster's namespace (lowercase letters, digits, '-' and '.')"))]
     pub tls: TlsSpec,
 
+    /// Enforced client authentication with SASL DIGEST-MD5 (off by default). When on, every
+    /// client session must log in as one of the users of `secretName`; a session that does not
+    /// (no credentials, or a wrong password) is closed at its first request. Java clients
+    /// configure a JAAS `Client` section (`org.apache.zookeeper.server.auth.DigestLoginModule
+    /// required username="..." password="...";`, file passed as
+    /// `-Djava.security.auth.login.config=...`, and `-Dzookeeper.fips-mode=false`, without which
+    /// ZooKeeper 3.8.2+ Java clients skip DIGEST-MD5); the Rust `zookeeper-client` crate uses
+    /// `SaslOptions::digest_md5(user, password)`. Four-letter words are not affected. The
+    /// operator logs in as its own user `zookeeper-operator` (password in the Secret
+    /// `<name>-operator-auth` it creates), which is ZooKeeper's super user. Cannot be turned on
+    /// or off for an existing cluster: create a new cluster with the setting you want.
+    #[serde(default)]
+    #[x_kube(validation = Rule::new("self.enabled == oldSelf.enabled").message("spec.clientAuth.enabled cannot change after creation: during the rolling restart some members would refuse the clients the others accept; create a new cluster with the setting you want"))]
+    #[x_kube(validation = Rule::new("!has(self.secretName) || self.secretName.matches('^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$')").message("spec.clientAuth.secretName must be the name of a Secret in the cluster's namespace (lowercase letters, digits, '-' and '.')"))]
+    pub client_auth: ClientAuthSpec,
+
     /// DNS domain of the Kubernetes cluster (the kubelet's `clusterDomain`). The members address
     /// each other, and the operator probes them, as `<name>-<i>.<name>-hs.<namespace>.svc.<domain>`;
     /// a domain the cluster's DNS does not serve leaves every member unreachable.
@@ -374,6 +390,23 @@ impl Default for TlsSpec {
             loopback_port: 2182,
         }
     }
+}
+
+/// SASL DIGEST-MD5 client authentication.
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase", default)]
+pub struct ClientAuthSpec {
+    /// Require every client to log in (ZooKeeper's `enforce.auth.enabled` on the `sasl`
+    /// scheme). Needs `secretName`.
+    pub enabled: bool,
+    /// The users clients log in as: a Secret in the cluster's namespace whose keys are user
+    /// names (letters, digits, '.', '_' or '-'; not `zookeeper-operator`, the operator's own)
+    /// and whose values are their passwords (one line, no trailing newline: create it with
+    /// `kubectl create secret generic NAME --from-literal=alice=PASSWORD`). The operator checks
+    /// it (a missing Secret or an unusable entry is reported on the cluster, naming the user,
+    /// never a password) and rolls the members when its name or content changes.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub secret_name: Option<String>,
 }
 
 /// Persistent storage of each member.
@@ -951,6 +984,30 @@ mod tests {
         assert_eq!(format!("{:?}", mutual.validate_cel_update(&tls)), "Ok(())");
         let bad = cluster(serde_json::json!({"tls": {"enabled": true, "secretName": "My Certs"}}));
         assert!(cel_errors(&bad).contains("spec.tls.secretName"));
+    }
+
+    #[test]
+    fn client_auth_is_off_by_default_and_cannot_flip_on_a_running_cluster() {
+        let plain = cluster(serde_json::json!({}));
+        assert_eq!(plain.spec.client_auth, ClientAuthSpec::default());
+        assert!(!plain.spec.client_auth.enabled);
+        let on =
+            cluster(serde_json::json!({"clientAuth": {"enabled": true, "secretName": "users"}}));
+        assert_eq!(cel_errors(&on), "");
+        for (old, new) in [(&plain, &on), (&on, &plain)] {
+            let err = format!("{:?}", new.validate_cel_update(old).unwrap_err());
+            assert!(
+                err.contains("spec.clientAuth.enabled cannot change"),
+                "{err}"
+            );
+        }
+        // Another users' Secret is a rolling restart, not a switch.
+        let other =
+            cluster(serde_json::json!({"clientAuth": {"enabled": true, "secretName": "users-2"}}));
+        assert_eq!(format!("{:?}", other.validate_cel_update(&on)), "Ok(())");
+        let bad =
+            cluster(serde_json::json!({"clientAuth": {"enabled": true, "secretName": "My Users"}}));
+        assert!(cel_errors(&bad).contains("spec.clientAuth.secretName"));
     }
 
     #[test]

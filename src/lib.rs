@@ -5,6 +5,7 @@
 //! and thin IO steps (apply, observe, act) so that almost all behaviour is testable without
 //! a cluster.
 
+pub mod client_auth;
 pub mod controller;
 pub mod crd;
 pub mod election;

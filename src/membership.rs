@@ -59,7 +59,10 @@
 //!   `password` and the derived `digest`, see [`crate::reconfig::SuperUser`]). Pods get only
 //!   the digest, through an environment variable from that Secret, passed to the JVM as
 //!   `-Dzookeeper.DigestAuthenticationProvider.superDigest=super:<digest>`; the password
-//!   never leaves the operator, which authenticates as `digest` `super:<password>`.
+//!   never leaves the operator, which authenticates as `digest` `super:<password>`. With
+//!   `spec.clientAuth` a digest session is closed (only SASL satisfies `enforce.auth`), so the
+//!   operator also logs in with SASL as `zookeeper-operator`, the members'
+//!   `zookeeper.superUser` (see [`crate::client_auth`]).
 //! - **Health inputs.** [`Health::from_probes`] takes the health component's `srvr`/`mntr`
 //!   probes of every member to run plus each member's own answer to `get_config` (its config
 //!   version), so the planner waits until a change has reached every serving member.

@@ -167,6 +167,16 @@ pub const MEMBERS_BOOT_KEY: &str = "boot.cfg";
 /// The key of that ConfigMap naming the server being added (absent when none is).
 pub const MEMBERS_JOINER_KEY: &str = "joiner";
 
+/// The Secret the operator keeps its own SASL user in (`spec.clientAuth`): one key,
+/// [`OPERATOR_USER`], whose value is its password. Mounted into the members next to the users'
+/// Secret.
+pub fn operator_auth_secret(cluster: &str) -> String {
+    format!("{cluster}-operator-auth")
+}
+
+/// The SASL user the operator logs in as when `spec.clientAuth` is on; ZooKeeper's super user.
+pub const OPERATOR_USER: &str = "zookeeper-operator";
+
 #[cfg(test)]
 mod tests {
     use super::*;

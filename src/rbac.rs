@@ -167,8 +167,11 @@ pub const SUPER_KEY_CREATE: Rule = Rule {
 };
 
 /// The clusters' TLS Secrets: `<name>-tls` written by server-side apply (a new CA, a renewed
-/// certificate), a user's Secret named in `spec.tls.secretName` read. Names vary per cluster,
-/// so the rule cannot name them; no `list` or `watch`, so no Secret is found without its name.
+/// certificate), a user's Secret named in `spec.tls.secretName` read; and, with
+/// `spec.clientAuth`, `<name>-operator-auth` (the operator's SASL user) written the same way
+/// and the users' Secret of `spec.clientAuth.secretName` read (checked and hashed, never
+/// written). Names vary per cluster, so the rule cannot name them; no `list` or `watch`, so no
+/// Secret is found without its name.
 pub const TLS_SECRETS: Rule = Rule {
     api_group: "",
     resource: "secrets",

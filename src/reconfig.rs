@@ -22,15 +22,72 @@ use crate::tls::ClientTls;
 /// Where ZooKeeper keeps its configuration.
 const CONFIG_NODE: &str = "/zookeeper/config";
 
-/// The per-cluster ZooKeeper super user the operator authenticates as.
+/// A SASL DIGEST-MD5 login: how the operator's sessions authenticate with a cluster that
+/// enforces client authentication (`spec.clientAuth`).
+#[derive(Clone, PartialEq, Eq, Hash)]
+pub struct SaslLogin {
+    /// The user name.
+    pub user: String,
+    password: String,
+}
+
+impl std::fmt::Debug for SaslLogin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "SaslLogin {{ user: {:?}, password: <redacted> }}",
+            self.user
+        )
+    }
+}
+
+impl SaslLogin {
+    /// `user` with `password`.
+    pub fn new(user: impl Into<String>, password: impl Into<String>) -> Self {
+        Self {
+            user: user.into(),
+            password: password.into(),
+        }
+    }
+
+    /// The password.
+    pub fn password(&self) -> &str {
+        &self.password
+    }
+
+    /// The client's SASL options.
+    pub fn options(&self) -> zookeeper_client::SaslOptions {
+        zookeeper_client::SaslOptions::digest_md5(self.user.clone(), self.password.clone()).into()
+    }
+}
+
+/// Adds the SASL login to a connector, when there is one.
+fn with_login(
+    connector: zookeeper_client::Connector,
+    login: Option<&SaslLogin>,
+) -> zookeeper_client::Connector {
+    match login {
+        Some(login) => connector.with_sasl(login.options()),
+        None => connector,
+    }
+}
+
+/// The per-cluster ZooKeeper super user the operator authenticates as: `super` of the digest
+/// scheme, and, on a cluster that enforces SASL client authentication, the operator's SASL user
+/// (the servers' `zookeeper.superUser`).
 #[derive(Clone)]
 pub struct SuperUser {
     password: String,
+    sasl: Option<SaslLogin>,
 }
 
 impl std::fmt::Debug for SuperUser {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("SuperUser { password: <redacted> }")
+        write!(
+            f,
+            "SuperUser {{ password: <redacted>, sasl: {:?} }}",
+            self.sasl
+        )
     }
 }
 
@@ -42,7 +99,22 @@ impl SuperUser {
     pub fn new(password: impl Into<String>) -> Self {
         Self {
             password: password.into(),
+            sasl: None,
         }
+    }
+
+    /// The same user, logging in through SASL as `login` too (a cluster with client
+    /// authentication enforced closes sessions that do not).
+    pub fn with_sasl(self, login: Option<SaslLogin>) -> Self {
+        Self {
+            sasl: login,
+            ..self
+        }
+    }
+
+    /// The SASL login, when there is one.
+    pub fn sasl(&self) -> Option<&SaslLogin> {
+        self.sasl.as_ref()
     }
 
     /// What the client sends to the `digest` scheme: `super:<password>`.
@@ -223,6 +295,7 @@ impl Reconfigurer {
             let connector = Client::connector()
                 .with_session_timeout(timeout.max(Duration::from_secs(4)))
                 .with_auth("digest", user.credentials().as_bytes());
+            let connector = with_login(connector, user.sasl());
             session(connector, connect_string, tls).await
         })
         .await?;
@@ -288,7 +361,8 @@ impl Reconfigurer {
 }
 
 /// The configuration version member `address` has learned: its own answer to `get_config`,
-/// without `sync`. A member that does not serve gives an error.
+/// without `sync`, logged in as `address.sasl` when given. A member that does not serve gives
+/// an error.
 pub async fn member_config_version(
     address: &MemberAddress,
     timeout: Duration,
@@ -296,6 +370,7 @@ pub async fn member_config_version(
     let connect_string = address.to_string();
     within("read member config", &connect_string, timeout, async {
         let connector = Client::connector().with_session_timeout(Duration::from_secs(4));
+        let connector = with_login(connector, address.sasl.as_ref());
         let client = session(connector, &connect_string, address.tls.as_ref()).await?;
         let (data, _) = client
             .get_config()

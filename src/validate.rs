@@ -178,6 +178,23 @@ pub fn validate(zk: &ZookeeperCluster) -> Result<ValidatedCluster, InvalidSpec> 
                 .to_string(),
         );
     }
+    let auth = &spec.client_auth;
+    match (&auth.enabled, &auth.secret_name) {
+        (true, None) => problems.push(
+            "spec.clientAuth.enabled needs spec.clientAuth.secretName: the Secret whose keys are the user names and whose values are their passwords (kubectl create secret generic NAME --from-literal=USER=PASSWORD)"
+                .to_string(),
+        ),
+        (_, Some(secret)) if *secret == crate::names::operator_auth_secret(&name) => {
+            problems.push(format!(
+                "spec.clientAuth.secretName '{secret}' is the Secret the operator keeps its own user in; name another Secret"
+            ))
+        }
+        (false, Some(_)) => problems.push(
+            "spec.clientAuth.secretName takes effect only with client authentication on; set spec.clientAuth.enabled: true or remove it"
+                .to_string(),
+        ),
+        _ => {}
+    }
     let c = &spec.config;
     if c.min_session_timeout > c.max_session_timeout {
         problems.push(format!(
@@ -374,6 +391,29 @@ mod tests {
 
     fn problems(spec: serde_json::Value) -> String {
         validate(&cluster(spec)).unwrap_err().problems.join("\n")
+    }
+
+    #[test]
+    fn client_auth_settings_that_cannot_work_are_refused() {
+        let err = problems(serde_json::json!({"clientAuth": {"enabled": true}}));
+        assert!(
+            err.contains("spec.clientAuth.enabled needs spec.clientAuth.secretName")
+                && err.contains("--from-literal=USER=PASSWORD"),
+            "{err}"
+        );
+        let err = problems(serde_json::json!({"clientAuth": {"secretName": "users"}}));
+        assert!(err.contains("set spec.clientAuth.enabled: true"), "{err}");
+        let err = problems(
+            serde_json::json!({"clientAuth": {"enabled": true, "secretName": "zk-operator-auth"}}),
+        );
+        assert!(
+            err.contains("'zk-operator-auth' is the Secret the operator keeps its own user in"),
+            "{err}"
+        );
+        let on = validate(&cluster(
+            serde_json::json!({"clientAuth": {"enabled": true, "secretName": "users"}}),
+        ));
+        assert!(on.is_ok(), "{on:?}");
     }
 
     #[test]

@@ -1,7 +1,9 @@
 //! Reconcile against the mocked API server of `support/mock_api.rs`, which fails on any
 //! unexpected request and on any request the RBAC table does not allow: the first
 //! reconcile applies the four objects in order and writes status; a second reconcile of the
-//! unchanged cluster writes nothing; an invalid spec writes only the status.
+//! unchanged cluster writes nothing; an invalid spec writes only the status; with
+//! `spec.clientAuth` the operator writes its own user's Secret, reads and hashes the users'
+//! Secret into the pod template, and stops with a message when that Secret is missing or unusable.
 
 #[path = "support/mock_api.rs"]
 mod mock_api;
@@ -570,4 +572,142 @@ async fn malformed_object_gets_a_warning_event_and_nothing_else() {
     // Sortable with `kubectl get events --sort-by=.lastTimestamp`.
     assert!(event["lastTimestamp"].is_string(), "{event}");
     assert_eq!(event["firstTimestamp"], event["lastTimestamp"]);
+}
+
+/// A pass over a cluster with `spec.clientAuth`, the operator holding `key`; returns the writes
+/// and the pass's result.
+async fn run_client_auth(
+    script: Vec<Exchange>,
+    key: Option<zookeeper_operator::controller::membership::SuperKey>,
+) -> (Vec<(String, Value)>, String) {
+    let zk = cluster(
+        json!({"clientAuth": {"enabled": true, "secretName": "zk-users"}}),
+        None,
+    );
+    let (client, served) = mock_api::start(NS, script);
+    let ctx = Arc::new(
+        Context::new(client, Arc::new(Metrics::default()), healthy_prober())
+            .with_operator_namespace(Some(OPERATOR_NS.to_string()))
+            .with_membership(
+                Arc::new(zookeeper_operator::controller::membership::NoZookeeper),
+                key,
+            ),
+    );
+    let action = reconcile(Arc::new(DeserializeGuard(Ok(zk))), ctx.clone()).await;
+    drop(ctx);
+    let result = match &action {
+        Ok(a) => format!("Ok({a:?})"),
+        Err(e) => e.to_string(),
+    };
+    (served.writes().await, result)
+}
+
+fn users_secret(data: Value) -> impl Fn(&Value) -> Reply + Send + 'static {
+    move |_| {
+        (
+            StatusCode::OK,
+            json!({"apiVersion": "v1", "kind": "Secret",
+                "metadata": {"name": "zk-users", "namespace": NS}, "data": data.clone()}),
+        )
+    }
+}
+
+#[tokio::test]
+async fn client_auth_writes_the_operator_user_checks_the_users_and_hashes_them_into_the_pods() {
+    let key =
+        zookeeper_operator::controller::membership::SuperKey::new(b"0123456789abcdef").unwrap();
+    let operator_secret = format!("/api/v1/namespaces/{NS}/secrets/zk-operator-auth");
+    let users = format!("/api/v1/namespaces/{NS}/secrets/zk-users");
+    let mut script = vec![
+        expect(Method::PATCH, &operator_secret, echo(|_| {})),
+        // alice=pw
+        expect(Method::GET, &users, users_secret(json!({"alice": "cHc="}))),
+    ];
+    script.extend(first_time_script());
+    script.push(status_patch());
+    let (writes, result) = run_client_auth(script, Some(key.clone())).await;
+    assert!(result.starts_with("Ok"), "{result}");
+    let secret = &writes[0].1;
+    assert_eq!(secret["kind"], "Secret");
+    assert_eq!(secret["metadata"]["ownerReferences"][0]["uid"], "uid-1");
+    let password = key.operator_login("uid-1");
+    let stored = secret["data"]["zookeeper-operator"].as_str().unwrap();
+    use base64::Engine as _;
+    assert_eq!(
+        base64::engine::general_purpose::STANDARD
+            .decode(stored)
+            .unwrap(),
+        password.password().as_bytes()
+    );
+    let sts = &writes
+        .iter()
+        .find(|(_, b)| b["kind"] == "StatefulSet")
+        .unwrap()
+        .1;
+    let template = &sts["spec"]["template"];
+    let hash = template["metadata"]["annotations"]["zookeeper.ensemble.dev/client-auth-hash"]
+        .as_str()
+        .unwrap();
+    assert_eq!(hash.len(), 16, "{hash}");
+    let volumes: Vec<&str> = template["spec"]["volumes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|v| v["secret"]["secretName"].as_str())
+        .collect();
+    assert_eq!(volumes, ["zk-users", "zk-operator-auth"]);
+
+    // A missing users' Secret stops the pass before anything but the operator's user is written,
+    // with a message that says what to create.
+    let script = vec![
+        expect(Method::PATCH, &operator_secret, echo(|_| {})),
+        expect(Method::GET, &users, |_| {
+            status(StatusCode::NOT_FOUND, "NotFound")
+        }),
+        expect(Method::GET, base("statefulsets", "zk"), |_| {
+            status(StatusCode::NOT_FOUND, "NotFound")
+        }),
+        status_patch(),
+    ];
+    let (writes, result) = run_client_auth(script, Some(key.clone())).await;
+    assert_eq!(writes.len(), 2);
+    let conditions = writes[1].1["status"]["conditions"].to_string();
+    assert!(
+        conditions.contains("spec.clientAuth.secretName zk-users: no such Secret"),
+        "the status says it: {conditions}"
+    );
+    assert!(
+        result.contains("spec.clientAuth.secretName zk-users: no such Secret")
+            && result.contains("--from-literal=USER=PASSWORD"),
+        "{result}"
+    );
+    // An entry the members would refuse: named, its password not shown.
+    let script = vec![
+        expect(Method::PATCH, &operator_secret, echo(|_| {})),
+        // alice="secret\n"
+        expect(
+            Method::GET,
+            &users,
+            users_secret(json!({"alice": "c2VjcmV0Cg=="})),
+        ),
+        expect(Method::GET, base("statefulsets", "zk"), |_| {
+            status(StatusCode::NOT_FOUND, "NotFound")
+        }),
+        status_patch(),
+    ];
+    let (_, result) = run_client_auth(script, Some(key)).await;
+    assert!(
+        result.contains("the password of 'alice' has a line break") && !result.contains("secret\n"),
+        "{result}"
+    );
+    // Without a super-user key the operator could not log in: only the status is written.
+    let script = vec![
+        expect(Method::GET, base("statefulsets", "zk"), |_| {
+            status(StatusCode::NOT_FOUND, "NotFound")
+        }),
+        status_patch(),
+    ];
+    let (writes, result) = run_client_auth(script, None).await;
+    assert_eq!(writes.len(), 1);
+    assert!(result.contains("no super-user key"), "{result}");
 }

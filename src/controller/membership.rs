@@ -22,7 +22,7 @@ use crate::membership::{
     Change, CommittedConfig, ConfigVersion, Health, MembershipStep, ServerId, WaitReason, Waiting,
     members_to_run, next_step,
 };
-use crate::reconfig::{ReconfigError, Reconfigurer, SuperUser, member_config_versions};
+use crate::reconfig::{ReconfigError, Reconfigurer, SaslLogin, SuperUser, member_config_versions};
 use crate::render::members::{self, Members};
 use crate::status::reason;
 use crate::tls::ClientTls;
@@ -41,6 +41,7 @@ pub trait Zookeeper: Send + Sync {
         &self,
         connect_string: String,
         tls: Option<ClientTls>,
+        login: Option<SaslLogin>,
     ) -> BoxFuture<'static, Result<CommittedConfig, ReconfigError>>;
     /// Each answering member's own configuration version.
     fn versions(
@@ -66,11 +67,12 @@ impl Zookeeper for NetworkZookeeper {
         &self,
         connect_string: String,
         tls: Option<ClientTls>,
+        login: Option<SaslLogin>,
     ) -> BoxFuture<'static, Result<CommittedConfig, ReconfigError>> {
         Box::pin(async move {
             // Reading the configuration needs no rights; the session is the super user's only
-            // so one code path serves both.
-            let user = SuperUser::new("read-only");
+            // so one code path serves both. With client authentication enforced it must log in.
+            let user = SuperUser::new("read-only").with_sasl(login);
             Reconfigurer::connect_over(&connect_string, &user, TIMEOUT, tls.as_ref())
                 .await?
                 .committed()
@@ -111,6 +113,7 @@ impl Zookeeper for NoZookeeper {
         &self,
         s: String,
         _: Option<ClientTls>,
+        _: Option<SaslLogin>,
     ) -> BoxFuture<'static, Result<CommittedConfig, ReconfigError>> {
         Box::pin(async move {
             Err(ReconfigError::Timeout {
@@ -136,7 +139,7 @@ impl Zookeeper for NoZookeeper {
         _: ConfigVersion,
         _: Option<ClientTls>,
     ) -> BoxFuture<'static, Result<CommittedConfig, ReconfigError>> {
-        self.committed(s, None)
+        self.committed(s, None, None)
     }
 }
 
@@ -166,6 +169,18 @@ impl SuperKey {
         let password: String = h.finalize().iter().map(|b| format!("{b:02x}")).collect();
         SuperUser::new(password)
     }
+
+    /// The operator's SASL login with the cluster with this UID (`spec.clientAuth`): user
+    /// [`crate::names::OPERATOR_USER`], its password a keyed hash of the UID like the super
+    /// user's, kept in the Secret [`crate::names::operator_auth_secret`] the members mount.
+    pub fn operator_login(&self, uid: &str) -> SaslLogin {
+        let mut h = sha2::Sha256::new();
+        h.update(&self.0);
+        h.update(b"\0zookeeper-operator-sasl\0");
+        h.update(uid.as_bytes());
+        let password: String = h.finalize().iter().map(|b| format!("{b:02x}")).collect();
+        SaslLogin::new(crate::names::OPERATOR_USER, password)
+    }
 }
 
 /// What the pass knows about membership before rendering.
@@ -177,9 +192,20 @@ pub struct Prepared {
     pub committed: Option<CommittedConfig>,
 }
 
+/// The operator's SASL login with a cluster that enforces client authentication, when the
+/// operator has a key; `None` for a cluster that does not.
+pub fn operator_login(ctx: &Context, cluster: &ValidatedCluster, uid: &str) -> Option<SaslLogin> {
+    if !cluster.spec.client_auth.enabled {
+        return None;
+    }
+    ctx.super_key.as_ref().map(|k| k.operator_login(uid))
+}
+
 /// A cluster's super user, when the operator has a key.
-fn super_user(ctx: &Context, uid: &str) -> Option<SuperUser> {
-    ctx.super_key.as_ref().map(|k| k.user(uid))
+fn super_user(ctx: &Context, cluster: &ValidatedCluster, uid: &str) -> Option<SuperUser> {
+    ctx.super_key
+        .as_ref()
+        .map(|k| k.user(uid).with_sasl(operator_login(ctx, cluster, uid)))
 }
 
 fn connect_string(cluster: &ValidatedCluster, replicas: u32) -> String {
@@ -207,7 +233,7 @@ pub async fn prepare(
     uid: &str,
     tls: Option<&ClientTls>,
 ) -> Result<Prepared, Error> {
-    let digest = super_user(ctx, uid).map(|u| u.digest());
+    let digest = super_user(ctx, cluster, uid).map(|u| u.digest());
     let Some(sts) = observe::statefulset(ctx, id).await? else {
         return Ok(Prepared {
             members: Members::initial(cluster, digest),
@@ -223,7 +249,11 @@ pub async fn prepare(
     let committed = if ready > 0 {
         match ctx
             .zookeeper
-            .committed(connect_string(cluster, running.max(0) as u32), tls.cloned())
+            .committed(
+                connect_string(cluster, running.max(0) as u32),
+                tls.cloned(),
+                operator_login(ctx, cluster, uid),
+            )
             .await
         {
             Ok(c) => Some(c),
@@ -386,6 +416,7 @@ pub async fn step(
             Some(tls) => (sid, a.with_tls(tls.clone())),
             None => (sid, a),
         })
+        .map(|(sid, a)| (sid, a.with_sasl(operator_login(ctx, cluster, uid))))
         .collect();
     let versions = ctx.zookeeper.versions(addresses).await;
     let health = Health::from_probes(probes, versions);
@@ -397,7 +428,7 @@ pub async fn step(
         MembershipStep::Add(s) => Change::Adding(desired.name(s.id)),
         MembershipStep::Remove(sid) => Change::Removing(desired.name(*sid)),
     };
-    let Some(user) = super_user(ctx, uid) else {
+    let Some(user) = super_user(ctx, cluster, uid) else {
         let note = format!(
             "{change}: the operator has no super-user key (it reads it from its Secret at start), so it cannot reconfigure"
         );
@@ -427,7 +458,11 @@ pub async fn step(
         Ok(now) => Ok(now),
         // The answer can be lost although the change was committed: removing the leader ends
         // the session that sent it. Read the configuration again before calling it a failure.
-        Err(e) => match ctx.zookeeper.committed(connect, tls.cloned()).await {
+        Err(e) => match ctx
+            .zookeeper
+            .committed(connect, tls.cloned(), operator_login(ctx, cluster, uid))
+            .await
+        {
             Ok(now) if now.version != committed.version && applied(&step, &now) => {
                 tracing::info!(error = %e, "membership step: the answer was lost, the change is committed");
                 Ok(now)
@@ -492,6 +527,18 @@ mod tests {
             servers: d.servers,
             version: ConfigVersion(version),
         }
+    }
+
+    #[test]
+    fn the_operator_login_is_stable_per_cluster_and_not_the_super_password() {
+        let key = SuperKey::new(b"0123456789abcdef0123").unwrap();
+        let a = key.operator_login("uid-a");
+        assert_eq!(a.user, crate::names::OPERATOR_USER);
+        assert_eq!(a, key.operator_login("uid-a"));
+        assert_ne!(a.password(), key.operator_login("uid-b").password());
+        assert_eq!(a.password().len(), 64);
+        assert!(!key.user("uid-a").credentials().contains(a.password()));
+        assert!(!format!("{a:?}").contains(a.password()));
     }
 
     #[test]

@@ -61,6 +61,8 @@ pub enum Error {
     MissingField(&'static str),
     #[error(transparent)]
     Tls(#[from] crate::tls::apply::TlsStepError),
+    #[error(transparent)]
+    ClientAuth(#[from] crate::client_auth::ClientAuthError),
 }
 
 impl Error {
@@ -76,6 +78,7 @@ impl Error {
             Error::PatchStatus { .. } => "status",
             Error::MissingField(_) => "object",
             Error::Tls(e) => e.category(),
+            Error::ClientAuth(e) => e.category(),
         }
     }
 }

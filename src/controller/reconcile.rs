@@ -58,6 +58,19 @@ async fn reconcile_cluster(zk: &ZookeeperCluster, ctx: &Context) -> Result<Actio
     )
     .await?;
     let tls_client = tls.as_ref().map(|t| t.client.clone());
+    // The operator's own user, before any member could need it; the users' Secret checked
+    // (what is wrong with it goes to the status: the user must fix it).
+    let client_auth = match crate::client_auth::prepare(
+        &ctx.client,
+        &cluster,
+        membership::operator_login(ctx, &cluster, &uid).as_ref(),
+        &id.owner,
+    )
+    .await
+    {
+        Ok(hash) => hash,
+        Err(e) => return write_status::hold(ctx, zk, &id, Err(e.into()), &now).await,
+    };
     let members = membership::prepare(ctx, &id, &cluster, &uid, tls_client.as_ref()).await?;
     let mut desired = render_with(
         &cluster,
@@ -69,6 +82,13 @@ async fn reconcile_cluster(zk: &ZookeeperCluster, ctx: &Context) -> Result<Actio
         crate::render::statefulset::set_tls_material_hash(
             &mut desired.statefulset,
             &tls.material_hash,
+        );
+    }
+    if let Some(hash) = &client_auth {
+        crate::render::statefulset::set_template_hash(
+            &mut desired.statefulset,
+            crate::client_auth::USERS_HASH_ANNOTATION,
+            hash,
         );
     }
     let sts = match apply::apply(ctx, &id, &desired).await {

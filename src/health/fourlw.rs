@@ -11,6 +11,7 @@ use tokio::net::TcpStream;
 
 use super::parse::{self, Mntr, Reply, Srvr};
 use super::{Mode, Ordinal, Outcome, Word};
+use crate::reconfig::SaslLogin;
 use crate::tls::ClientTls;
 
 /// Answers larger than this are cut off: a `mntr` answer is about 18 KiB.
@@ -29,6 +30,9 @@ pub struct MemberAddress {
     /// The transport: `None` is plaintext TCP; `Some` is TLS trusting the cluster's CA (the
     /// member's certificate must name `host`), with a client certificate for mutual TLS.
     pub tls: Option<ClientTls>,
+    /// The SASL login of the operator's ZooKeeper sessions with this member (a cluster that
+    /// enforces client authentication); four-letter words do not use it.
+    pub sasl: Option<SaslLogin>,
 }
 
 impl MemberAddress {
@@ -38,6 +42,15 @@ impl MemberAddress {
             host: host.into(),
             port,
             tls: None,
+            sasl: None,
+        }
+    }
+
+    /// The same address, with the operator's sessions logging in as `login`.
+    pub fn with_sasl(self, login: Option<SaslLogin>) -> Self {
+        Self {
+            sasl: login,
+            ..self
         }
     }
 

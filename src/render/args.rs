@@ -55,6 +55,14 @@ pub fn start_zookeeper(v: &ValidatedCluster) -> Vec<String> {
             format!("--tls_client_auth={auth}"),
         ]);
     }
+    if v.spec.client_auth.enabled {
+        // The users' Secret, and the operator's own user, ZooKeeper's super user.
+        args.extend([
+            format!("--client_auth_dir={}", crate::client_auth::USERS_DIR),
+            format!("--client_auth_dir={}", crate::client_auth::OPERATOR_DIR),
+            format!("--super_user={}", crate::names::OPERATOR_USER),
+        ]);
+    }
     args
 }
 

@@ -127,6 +127,97 @@ mod tests {
     }
 
     #[test]
+    fn client_auth_mounts_both_secrets_and_passes_the_flags() {
+        let plain = rendered(serde_json::json!({}));
+        assert!(
+            !args(&plain)
+                .iter()
+                .any(|a| a.contains("client_auth") || a.contains("super_user"))
+        );
+        let on =
+            rendered(serde_json::json!({"clientAuth": {"enabled": true, "secretName": "users"}}));
+        let a = args(&on);
+        let tail: Vec<&str> = a[a.len() - 3..].iter().map(String::as_str).collect();
+        assert_eq!(
+            tail,
+            [
+                "--client_auth_dir=/etc/zookeeper/client-auth/users",
+                "--client_auth_dir=/etc/zookeeper/client-auth/operator",
+                "--super_user=zookeeper-operator",
+            ]
+        );
+        let volumes: Vec<(String, String, Option<i32>)> = pod(&on)
+            .volumes
+            .as_ref()
+            .unwrap()
+            .iter()
+            .filter_map(|v| {
+                let s = v.secret.as_ref()?;
+                Some((v.name.clone(), s.secret_name.clone()?, s.default_mode))
+            })
+            .collect();
+        assert_eq!(
+            volumes,
+            [
+                (
+                    "client-auth-users".to_string(),
+                    "users".to_string(),
+                    Some(0o440)
+                ),
+                (
+                    "client-auth-operator".to_string(),
+                    "zk-operator-auth".to_string(),
+                    Some(0o440)
+                ),
+            ]
+        );
+        let mounts: Vec<(String, String, Option<bool>)> = pod(&on).containers[0]
+            .volume_mounts
+            .as_ref()
+            .unwrap()
+            .iter()
+            .filter(|m| m.name.starts_with("client-auth"))
+            .map(|m| (m.name.clone(), m.mount_path.clone(), m.read_only))
+            .collect();
+        assert_eq!(
+            mounts,
+            [
+                (
+                    "client-auth-users".to_string(),
+                    "/etc/zookeeper/client-auth/users".to_string(),
+                    Some(true)
+                ),
+                (
+                    "client-auth-operator".to_string(),
+                    "/etc/zookeeper/client-auth/operator".to_string(),
+                    Some(true)
+                ),
+            ]
+        );
+        // The pod template changes, so turning it on (a new cluster) or another users' Secret
+        // rolls the members.
+        assert_ne!(hash(&plain), hash(&on));
+        let other =
+            rendered(serde_json::json!({"clientAuth": {"enabled": true, "secretName": "users-2"}}));
+        assert_ne!(hash(&on), hash(&other));
+        // A changed users' Secret (its hash, recorded by the reconcile) rolls them too.
+        let mut a = on.clone();
+        let mut b = on.clone();
+        crate::render::statefulset::set_template_hash(
+            &mut a.statefulset,
+            crate::client_auth::USERS_HASH_ANNOTATION,
+            "1111",
+        );
+        crate::render::statefulset::set_template_hash(
+            &mut b.statefulset,
+            crate::client_auth::USERS_HASH_ANNOTATION,
+            "2222",
+        );
+        assert_ne!(hash(&a), hash(&b));
+        assert_ne!(hash(&a), hash(&on));
+    }
+
+    #[test]
     fn members_use_the_domain_the_operator_probes() {
         let d = rendered(serde_json::json!({"clusterDomain": "corp.example"}));
         let env = pod(&d).containers[0].env.as_ref().unwrap();

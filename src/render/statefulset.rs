@@ -30,6 +30,10 @@ pub const MEMBERS_VOLUME: &str = "members";
 pub const TMP_VOLUME: &str = "tmp";
 /// Name of the volume of the TLS Secret (with `spec.tls.enabled`).
 pub const TLS_VOLUME: &str = "tls";
+/// Name of the volume of the client users' Secret (with `spec.clientAuth.enabled`).
+pub const CLIENT_AUTH_USERS_VOLUME: &str = "client-auth-users";
+/// Name of the volume of the operator's own user (with `spec.clientAuth.enabled`).
+pub const CLIENT_AUTH_OPERATOR_VOLUME: &str = "client-auth-operator";
 /// Name of the ZooKeeper container.
 pub const CONTAINER: &str = "zookeeper";
 
@@ -93,6 +97,27 @@ fn topology_spread(v: &ValidatedCluster) -> Option<Vec<TopologySpreadConstraint>
         }),
         ..Default::default()
     }])
+}
+
+/// With `spec.clientAuth.enabled`, the two Secret volumes of the SASL users: (volume, Secret,
+/// mount directory) of the users' Secret and of the operator's own user.
+fn client_auth_volumes(v: &ValidatedCluster) -> Vec<(&'static str, String, &'static str)> {
+    let auth = &v.spec.client_auth;
+    match (&auth.enabled, &auth.secret_name) {
+        (true, Some(users)) => vec![
+            (
+                CLIENT_AUTH_USERS_VOLUME,
+                users.clone(),
+                crate::client_auth::USERS_DIR,
+            ),
+            (
+                CLIENT_AUTH_OPERATOR_VOLUME,
+                names::operator_auth_secret(&v.name),
+                crate::client_auth::OPERATOR_DIR,
+            ),
+        ],
+        _ => Vec::new(),
+    }
 }
 
 fn container(v: &ValidatedCluster, members: &Members) -> Container {
@@ -193,6 +218,16 @@ fn container(v: &ValidatedCluster, members: &Members) -> Container {
                 read_only: Some(true),
                 ..Default::default()
             }))
+            .chain(
+                client_auth_volumes(v)
+                    .into_iter()
+                    .map(|(name, _, dir)| VolumeMount {
+                        name: name.to_string(),
+                        mount_path: dir.to_string(),
+                        read_only: Some(true),
+                        ..Default::default()
+                    }),
+            )
             .collect(),
         ),
         // The Pod Security Standards' `restricted` profile: no privilege escalation, no
@@ -252,6 +287,20 @@ fn pod_template(v: &ValidatedCluster, members: &Members) -> PodTemplateSpec {
                     }),
                     ..Default::default()
                 }))
+                .chain(
+                    client_auth_volumes(v)
+                        .into_iter()
+                        .map(|(name, secret, _)| Volume {
+                            name: name.to_string(),
+                            secret: Some(SecretVolumeSource {
+                                secret_name: Some(secret),
+                                // Passwords: readable by the member's uid through fsGroup only.
+                                default_mode: Some(0o440),
+                                ..Default::default()
+                            }),
+                            ..Default::default()
+                        }),
+                )
                 .collect(),
             ),
             // Members never talk to the Kubernetes API.
@@ -302,6 +351,13 @@ fn stamp_restart_hash(template: &mut PodTemplateSpec) {
 /// Records the hash of the TLS material the members run with on the pod template and computes
 /// the restart hash again, so a new certificate or CA rolls the members like any other change.
 pub fn set_tls_material_hash(sts: &mut StatefulSet, material_hash: &str) {
+    set_template_hash(sts, crate::tls::MATERIAL_HASH_ANNOTATION, material_hash);
+}
+
+/// Records `hash` of material the members read at start (TLS certificates, the client users'
+/// Secret) as `annotation` on the pod template and computes the restart hash again, so new
+/// material rolls the members like any other change.
+pub fn set_template_hash(sts: &mut StatefulSet, annotation: &str, hash: &str) {
     let Some(template) = sts.spec.as_mut().map(|s| &mut s.template) else {
         return;
     };
@@ -310,10 +366,7 @@ pub fn set_tls_material_hash(sts: &mut StatefulSet, material_hash: &str) {
         .get_or_insert_with(Default::default)
         .annotations
         .get_or_insert_with(Default::default)
-        .insert(
-            crate::tls::MATERIAL_HASH_ANNOTATION.to_string(),
-            material_hash.to_string(),
-        );
+        .insert(annotation.to_string(), hash.to_string());
     stamp_restart_hash(template);
 }
 
