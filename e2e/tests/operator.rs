@@ -7,6 +7,7 @@
 #[path = "../../tests/support/writer.rs"]
 mod support;
 
+mod auth;
 mod faults;
 mod helm;
 mod membership;
