@@ -518,7 +518,8 @@ pub fn plan(obs: &Observation) -> Plan {
         progress: Progress::of(
             &view,
             obs.partition,
-            obs.current_revision.is_some() && obs.current_revision == obs.update_revision,
+            // a StatefulSet that reports no revision yet is new
+            obs.current_revision.is_none() || obs.current_revision == obs.update_revision,
         ),
         update_revision: obs.update_revision.clone(),
         decision,

@@ -469,12 +469,21 @@ fn observed_status(
     }
 }
 
-/// Whether the ensemble was formed once: the previous status left `Creating` behind. A member
-/// lost afterwards (its node died, its pod was deleted) is waited for, not created.
+/// Whether the ensemble was formed: the previous status said every member was up to date, or,
+/// since then, that a quorum served while the operator waited or rolled. A member lost afterwards
+/// (its node died, its pod was deleted) is waited for, not created. (A formed ensemble that
+/// also lost its quorum reads as creating again until it is back: nothing in the status says
+/// otherwise then.)
 pub fn has_formed(previous: Option<&ZookeeperClusterStatus>) -> bool {
-    previous
-        .and_then(|s| condition(s, PROGRESSING))
-        .is_some_and(|c| c.reason != reason::CREATING)
+    let Some(previous) = previous else {
+        return false;
+    };
+    let available = condition(previous, AVAILABLE).is_some_and(|c| c.status == "True");
+    match condition(previous, PROGRESSING).map(|c| c.reason.as_str()) {
+        Some(reason::UP_TO_DATE) => true,
+        Some(reason::CREATING) | None => false,
+        Some(_) => available,
+    }
 }
 
 /// `Creating` becomes `WaitingForMembers` (an ensemble that was formed waits for a member to
@@ -650,7 +659,22 @@ mod tests {
         assert!(!has_formed(None), "a new cluster has no status");
         assert!(!has_formed(Some(&status(reason::CREATING))));
         assert!(has_formed(Some(&status(reason::UP_TO_DATE))));
-        assert!(has_formed(Some(&status(reason::WAITING_FOR_MEMBERS))));
+        // waiting while a quorum serves: formed; waiting without one (a new cluster's first
+        // passes, before its StatefulSet reports revisions): not
+        let mut waiting = status(reason::WAITING_FOR_MEMBERS);
+        assert!(!has_formed(Some(&waiting)));
+        waiting.conditions = merge_conditions(
+            &waiting.conditions,
+            &[Judgement::new(
+                AVAILABLE,
+                true,
+                reason::QUORUM_SERVING,
+                "2 of 3",
+            )],
+            Some(1),
+            &at(2),
+        );
+        assert!(has_formed(Some(&waiting)));
         let mut js = vec![
             Judgement::new(AVAILABLE, true, reason::QUORUM_SERVING, "2 of 3"),
             Judgement::new(
