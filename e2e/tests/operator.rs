@@ -513,6 +513,27 @@ async fn lifecycle_status_steady_state_and_invalid_spec() {
             .and_then(|s| s.parse().ok())
             .unwrap_or(15),
     );
+    // The counts are the API server's, for every cluster: wait until the clusters of earlier
+    // tests (their namespaces are deleted when each test ends) are gone, so that only this
+    // cluster can be written to.
+    let all: Api<ZookeeperCluster> = Api::all(client.clone());
+    wait_until(
+        "the clusters of earlier tests are gone",
+        Duration::from_secs(180),
+        || async {
+            let others: Vec<String> = all
+                .list(&ListParams::default())
+                .await
+                .ok()?
+                .items
+                .iter()
+                .filter(|z| z.namespace().as_deref() != Some(ns.as_str()))
+                .map(|z| format!("{}/{}", z.namespace().unwrap_or_default(), z.name_any()))
+                .collect();
+            others.is_empty().then_some(())
+        },
+    )
+    .await;
     let reconciles = |m: &str| metric_sum(m, "zookeeper_operator_reconciles_total", "");
     let (writes_before, reconciles_before) = (
         operator_writes(&client).await,
