@@ -134,7 +134,10 @@ async fn stuck_pods() -> String {
     let Ok(client) = Client::try_default().await else {
         return "(cannot reach the API server to list pods)".to_string();
     };
-    let Ok(pods) = Api::<Pod>::all(client).list(&ListParams::default()).await else {
+    let Ok(pods) = Api::<Pod>::all(client.clone())
+        .list(&ListParams::default())
+        .await
+    else {
         return "(cannot list pods)".to_string();
     };
     let mut out = vec!["pods that are not Ready, and why:".to_string()];
@@ -170,6 +173,50 @@ async fn stuck_pods() -> String {
             status.phase.unwrap_or_default(),
             why.join("; ")
         ));
+    }
+    // A claim that stays Pending keeps its pod unschedulable: say so, with the claim's Events.
+    if let Ok(claims) =
+        Api::<k8s_openapi::api::core::v1::PersistentVolumeClaim>::all(client.clone())
+            .list(&ListParams::default())
+            .await
+    {
+        let pending: Vec<_> = claims
+            .items
+            .iter()
+            .filter(|c| c.status.as_ref().and_then(|s| s.phase.as_deref()) != Some("Bound"))
+            .collect();
+        if !pending.is_empty() {
+            out.push("claims that are not Bound:".to_string());
+        }
+        for c in pending {
+            let ns = c.namespace().unwrap_or_default();
+            let events = Api::<k8s_openapi::api::core::v1::Event>::namespaced(client.clone(), &ns)
+                .list(
+                    &ListParams::default().fields(&format!("involvedObject.name={}", c.name_any())),
+                )
+                .await
+                .map(|l| {
+                    l.items
+                        .iter()
+                        .map(|e| {
+                            format!(
+                                "{} {}",
+                                e.reason.clone().unwrap_or_default(),
+                                e.message.clone().unwrap_or_default()
+                            )
+                        })
+                        .collect::<Vec<_>>()
+                        .join("; ")
+                })
+                .unwrap_or_default();
+            out.push(format!(
+                "  {ns}/{} {:?} created {:?}, deleting {}: events: {events}",
+                c.name_any(),
+                c.status.as_ref().and_then(|s| s.phase.clone()),
+                c.metadata.creation_timestamp,
+                c.metadata.deletion_timestamp.is_some()
+            ));
+        }
     }
     out.join("\n")
 }
