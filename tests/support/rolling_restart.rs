@@ -123,5 +123,22 @@ pub async fn rolling_restart(
         }
     }
     report.wall = started.elapsed();
+    // The planner is Idle once the last member runs the update revision and serves; the
+    // leader may count it as synced a moment later. Wait for that, as for every other restart
+    // (the wall time stays the planner's).
+    while let Some(last) = report.restarts.last()
+        && last.synced_at.is_none()
+        && started.elapsed() < timeout
+    {
+        let ordinal = last.ordinal;
+        let view = ens.observe(update_revision, partition).await.ensemble();
+        if view.members[ordinal].problem.is_none() && view.fully_synced() {
+            if let Some(last) = report.restarts.last_mut() {
+                last.synced_at = Some(Instant::now());
+            }
+        } else {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
     report
 }
