@@ -150,11 +150,28 @@ impl Drop for NodeGuard {
     }
 }
 
+async fn cordon(node: &str) {
+    let node = node.to_string();
+    tokio::task::spawn_blocking(move || kubectl(&["cordon", &node]))
+        .await
+        .expect("kubectl cordon");
+}
+
 async fn uncordon(node: &str) {
     let node = node.to_string();
     tokio::task::spawn_blocking(move || kubectl(&["uncordon", &node]))
         .await
         .expect("kubectl uncordon");
+}
+
+/// The volume a claim is bound to.
+async fn volume_of(claims: &Api<PersistentVolumeClaim>, claim: &str) -> Option<String> {
+    claims
+        .get(claim)
+        .await
+        .expect("claim")
+        .spec
+        .and_then(|s| s.volume_name)
 }
 
 /// Members' nodes and zones, each member on its own node and zone.
@@ -284,12 +301,7 @@ async fn drain_of_a_member_node_alone_and_during_a_rollout() {
     let (member, node) = node_with(&run, "follower").await;
     let claim = format!("datadir-{member}");
     let claims: Api<PersistentVolumeClaim> = Api::namespaced(client.clone(), run.ns());
-    let volume_before = claims
-        .get(&claim)
-        .await
-        .expect("claim")
-        .spec
-        .and_then(|s| s.volume_name);
+    let volume_before = volume_of(&claims, &claim).await;
     let _guard = NodeGuard {
         node: node.clone(),
         stopped: false,
@@ -320,12 +332,7 @@ async fn drain_of_a_member_node_alone_and_during_a_rollout() {
         .expect("the member is scheduled again");
     assert_ne!(moved, node, "{member} left the drained node");
     assert_spread(&client, &pods, "after the drain").await;
-    let volume_after = claims
-        .get(&claim)
-        .await
-        .expect("claim")
-        .spec
-        .and_then(|s| s.volume_name);
+    let volume_after = volume_of(&claims, &claim).await;
     assert_eq!(
         volume_before, volume_after,
         "{member} came back on its own volume"
@@ -406,10 +413,7 @@ async fn drain_of_a_member_node_alone_and_during_a_rollout() {
         node: spare.clone(),
         stopped: false,
     };
-    let spare_for_cordon = spare.clone();
-    tokio::task::spawn_blocking(move || kubectl(&["cordon", &spare_for_cordon]))
-        .await
-        .expect("kubectl cordon");
+    cordon(&spare).await;
     let (member, node) = node_with(&run, "follower").await;
     let _guard = NodeGuard {
         node: node.clone(),
@@ -569,12 +573,7 @@ async fn node_loss_is_reported_restarts_nothing_else_and_recovers() {
     guard.node = node.clone();
     let claim = format!("datadir-{member}");
     let claims: Api<PersistentVolumeClaim> = Api::namespaced(client.clone(), run.ns());
-    let volume_before = claims
-        .get(&claim)
-        .await
-        .expect("claim")
-        .spec
-        .and_then(|s| s.volume_name);
+    let volume_before = volume_of(&claims, &claim).await;
     let gone_at = Instant::now();
     cluster_node("stop", &node).await;
     wait_condition(
@@ -592,10 +591,7 @@ async fn node_loss_is_reported_restarts_nothing_else_and_recovers() {
         || async { (!node_ready(&nodes.get(&node).await.ok()?)).then_some(()) },
     )
     .await;
-    let node_for_cordon = node.clone();
-    tokio::task::spawn_blocking(move || kubectl(&["cordon", &node_for_cordon]))
-        .await
-        .expect("kubectl cordon");
+    cordon(&node).await;
     log(format!(
         "node gone: {node} (held {member}) NotReady after {:.1}s, cordoned; force-deleting {member}'s pod",
         gone_at.elapsed().as_secs_f64()
@@ -618,12 +614,7 @@ async fn node_loss_is_reported_restarts_nothing_else_and_recovers() {
         .and_then(node_of)
         .expect("the member is scheduled again");
     assert_ne!(moved, node, "{member} runs on another node");
-    let volume_after = claims
-        .get(&claim)
-        .await
-        .expect("claim")
-        .spec
-        .and_then(|s| s.volume_name);
+    let volume_after = volume_of(&claims, &claim).await;
     assert_eq!(
         volume_before, volume_after,
         "{member} came back on its own volume"
@@ -774,13 +765,7 @@ async fn node_local_volume_on_a_lost_node_then_the_member_is_rebuilt_elsewhere()
     let (member, node) = stoppable_node_with(&run, "follower").await;
     let claim = format!("datadir-{member}");
     let claims: Api<PersistentVolumeClaim> = Api::namespaced(client.clone(), run.ns());
-    let pv_before = claims
-        .get(&claim)
-        .await
-        .expect("claim")
-        .spec
-        .and_then(|s| s.volume_name)
-        .expect("bound");
+    let pv_before = volume_of(&claims, &claim).await.expect("bound");
     assert!(
         pv_before.ends_with(&format!("-on-{node}")),
         "{member}'s volume {pv_before} is the local disk of its node {node}"
@@ -800,10 +785,7 @@ async fn node_local_volume_on_a_lost_node_then_the_member_is_rebuilt_elsewhere()
         || async { (!node_ready(&nodes_api.get(&node).await.ok()?)).then_some(()) },
     )
     .await;
-    let node_for_cordon = node.clone();
-    tokio::task::spawn_blocking(move || kubectl(&["cordon", &node_for_cordon]))
-        .await
-        .expect("kubectl cordon");
+    cordon(&node).await;
     let pods: Api<Pod> = Api::namespaced(client.clone(), run.ns());
     let force = DeleteParams {
         grace_period_seconds: Some(0),
