@@ -23,8 +23,14 @@ mkdir -p "$RUN_DIR" "$LOG_DIR"
 ports() { [[ $1 == demo ]] && echo "${DEMO_PORTS:-}"; }
 healthy() { [[ $1 == demo ]] && healthy_demo; }
 healthy_demo() { false; }
-# record PID as the recorded process of demo
-record_demo() { echo "$1 $(readlink -f "/proc/$1/exe")" > "$RUN_DIR/demo.pid"; }
+# record PID (a `sleep` started with &) as the recorded process of demo, the way `start` records
+# one: by the program it runs, once it runs it (right after the fork /proc/PID/exe is still bash)
+record_demo() {
+  local exe i
+  exe=$(readlink -f "$(command -v sleep)")
+  for ((i = 0; i < 50; i++)); do [[ $(readlink "/proc/$1/exe") == "$exe" ]] && break; sleep 0.1; done
+  echo "$1 $exe" > "$RUN_DIR/demo.pid"
+}
 demo_pid() { cut -d' ' -f1 < "$RUN_DIR/demo.pid"; }
 "#;
     let mut cmd = Command::new("bash");
