@@ -342,6 +342,72 @@ async fn unchanged_cluster_reconciles_with_zero_writes() {
     );
 }
 
+#[tokio::test]
+async fn children_the_watches_show_applied_are_neither_read_nor_written() {
+    let mut script = first_time_script();
+    script.push(status_patch());
+    let writes = run(cluster(json!({}), None), script, healthy_prober()).await;
+    let applied: Vec<Value> = writes[..6].iter().map(|(_, b)| b.clone()).collect();
+    let status = writes[6].1["status"].clone();
+
+    // The watches saw the five children as the first pass applied them (the PDB's status
+    // written by the disruption controller is no foreign writer). Only the StatefulSet (read
+    // twice: by the membership step and by the apply, which returns it) and the pods are read.
+    let mut live_sts = applied[5].clone();
+    sts_status(&mut live_sts);
+    let script = vec![
+        expect(Method::GET, base("statefulsets", "zk"), {
+            let sts = live_sts.clone();
+            move |_| (StatusCode::OK, sts.clone())
+        }),
+        expect(Method::GET, base("statefulsets", "zk"), move |_| {
+            (StatusCode::OK, live_sts.clone())
+        }),
+        expect(Method::GET, format!("/api/v1/namespaces/{NS}/pods"), |_| {
+            (StatusCode::OK, pods())
+        }),
+    ];
+    let (client, served) = mock_api::start(NS, script);
+    let ctx = Arc::new(
+        Context::new(client, Arc::new(Metrics::default()), healthy_prober())
+            .with_operator_namespace(Some(OPERATOR_NS.to_string())),
+    );
+    for (i, kind) in [
+        "Service",
+        "Service",
+        "PodDisruptionBudget",
+        "ConfigMap",
+        "NetworkPolicy",
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let mut meta = applied[i]["metadata"].clone();
+        meta["uid"] = json!(format!("uid-{i}"));
+        meta["managedFields"] = json!([
+            {"manager": "zookeeper-operator", "operation": "Apply"},
+            {"manager": "kube-controller-manager", "operation": "Update", "subresource": "status"}
+        ]);
+        assert!(
+            ctx.children
+                .observe(kind, &serde_json::from_value(meta).unwrap()),
+            "first sight of {kind} {i} is a change"
+        );
+    }
+    let action = reconcile(
+        Arc::new(DeserializeGuard(Ok(cluster(json!({}), Some(status))))),
+        ctx.clone(),
+    )
+    .await;
+    drop(ctx);
+    let writes = served.writes().await;
+    assert!(action.is_ok(), "{action:?}");
+    assert!(
+        writes.is_empty(),
+        "a steady cluster: no write, saw {writes:?}"
+    );
+}
+
 /// A cluster whose heap does not fit its memory limit: a spec only the operator refuses.
 fn heap_too_large() -> ZookeeperCluster {
     cluster(

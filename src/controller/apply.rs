@@ -11,6 +11,7 @@ use serde::de::DeserializeOwned;
 
 use kube::runtime::events::EventType;
 
+use super::children::{Children, kind_of};
 use super::{ClusterId, Context, Error};
 use crate::names::{self, APPLIED_HASH_ANNOTATION, MANAGER};
 use crate::render::DesiredObjects;
@@ -35,10 +36,31 @@ pub fn needs_apply<K: Resource>(live: Option<&K>, hash: &str) -> bool {
         .as_ref()
         .and_then(|a| a.get(APPLIED_HASH_ANNOTATION))
         .is_some_and(|h| h == hash);
-    let foreign_writer = meta.managed_fields.iter().flatten().any(|f| {
-        f.manager.as_deref() != Some(MANAGER) && f.subresource.as_deref() != Some("status")
-    });
-    !ours || foreign_writer
+    !ours || super::children::foreign_writer(meta)
+}
+
+/// Applies one child unless the watch shows it already applied as rendered (see
+/// [`Children`]); otherwise reads it and applies it when it differs, and records the result.
+async fn apply_child<K>(
+    client: &Client,
+    namespace: &str,
+    desired: &K,
+    children: &Children,
+) -> Result<(), kube::Error>
+where
+    K: Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
+        + Serialize
+        + DeserializeOwned
+        + Clone
+        + std::fmt::Debug,
+{
+    let kind = kind_of::<K>();
+    if children.current(kind, namespace, &desired.name_any(), &applied_hash(desired)) {
+        return Ok(());
+    }
+    let live = apply_one(client, namespace, desired).await?;
+    children.observe(kind, live.meta());
+    Ok(())
 }
 
 /// Applies one object unless the live one already matches; returns the live object.
@@ -74,7 +96,7 @@ pub async fn apply(
     id: &ClusterId,
     desired: &DesiredObjects,
 ) -> Result<StatefulSet, Error> {
-    let result = apply_all(&ctx.client, &id.namespace, desired).await;
+    let result = apply_all(&ctx.client, &id.namespace, desired, &ctx.children).await;
     if let Err(e) = &result {
         ctx.publish(
             id,
@@ -89,11 +111,14 @@ pub async fn apply(
 }
 
 /// Applies the objects in order: Services, PDB, the membership ConfigMap and the NetworkPolicy
-/// first so the StatefulSet's pods find their DNS names, disruption budget and policy in place. Returns the StatefulSet as the server has it.
+/// first so the StatefulSet's pods find their DNS names, disruption budget and policy in place.
+/// Those are read only when `children` does not show them applied as rendered; the StatefulSet
+/// is always read, and returned as the server has it.
 pub async fn apply_all(
     client: &Client,
     namespace: &str,
     desired: &DesiredObjects,
+    children: &Children,
 ) -> Result<StatefulSet, Error> {
     // Destructured without `..`: a new object that is never applied does not compile.
     let DesiredObjects {
@@ -104,27 +129,27 @@ pub async fn apply_all(
         network_policy,
         statefulset,
     } = desired;
-    apply_one::<Service>(client, namespace, headless_service)
+    apply_child::<Service>(client, namespace, headless_service, children)
         .await
         .map_err(|source| Error::ApplyService {
             name: headless_service.name_any(),
             source,
         })?;
-    apply_one::<Service>(client, namespace, client_service)
+    apply_child::<Service>(client, namespace, client_service, children)
         .await
         .map_err(|source| Error::ApplyService {
             name: client_service.name_any(),
             source,
         })?;
-    apply_one::<PodDisruptionBudget>(client, namespace, pdb)
+    apply_child::<PodDisruptionBudget>(client, namespace, pdb, children)
         .await
         .map_err(|source| Error::ApplyPdb { source })?;
     // Before the StatefulSet: a member it creates must find itself in the published membership.
-    apply_one::<ConfigMap>(client, namespace, members)
+    apply_child::<ConfigMap>(client, namespace, members, children)
         .await
         .map_err(|source| Error::ApplyConfigMap { source })?;
     // Before the StatefulSet: a member is never reachable from more than the policy admits.
-    apply_one::<NetworkPolicy>(client, namespace, network_policy)
+    apply_child::<NetworkPolicy>(client, namespace, network_policy, children)
         .await
         .map_err(|source| Error::ApplyNetworkPolicy { source })?;
     apply_one::<StatefulSet>(client, namespace, statefulset)

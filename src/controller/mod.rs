@@ -8,6 +8,7 @@
 
 pub mod act;
 pub mod apply;
+pub mod children;
 pub mod membership;
 pub mod observe;
 pub mod reconcile;
@@ -19,11 +20,14 @@ use std::time::Duration;
 
 use futures::{StreamExt, TryStreamExt};
 use k8s_openapi::api::apps::v1::StatefulSet;
-use k8s_openapi::api::core::v1::{Event as CoreEvent, EventSource, ObjectReference, Pod, Service};
+use k8s_openapi::api::core::v1::{
+    ConfigMap, Event as CoreEvent, EventSource, ObjectReference, Pod, Service,
+};
+use k8s_openapi::api::networking::v1::NetworkPolicy;
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference, Time};
 use kube::api::PostParams;
-use kube::core::DeserializeGuard;
+use kube::core::{DeserializeGuard, PartialObjectMeta};
 use kube::runtime::controller::{Action, Config as ControllerConfig, Controller};
 pub use kube::runtime::events::EventType;
 use kube::runtime::reflector::ObjectRef;
@@ -159,6 +163,8 @@ pub struct Context {
     pub operator_namespace: Option<String>,
     /// Spacing of passes over clusters whose members do not answer.
     pub probe_backoff: crate::health::backoff::ProbeBackoff,
+    /// What the watches last saw of the children a pass applies without reading them back.
+    pub children: Arc<children::Children>,
     /// Consecutive failures per object, for exponential backoff.
     failures: Mutex<HashMap<ObjectRef<DeserializeGuard<ZookeeperCluster>>, u32>>,
 }
@@ -176,6 +182,7 @@ impl Context {
             super_key: None,
             operator_namespace: None,
             probe_backoff: Default::default(),
+            children: Default::default(),
             failures: Mutex::default(),
         }
     }
@@ -314,6 +321,17 @@ fn error_policy(
     Action::requeue(delay)
 }
 
+/// An API of `K` in one namespace, or in all.
+fn scoped<K>(client: &Client, namespace: Option<&str>) -> Api<K>
+where
+    K: Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>,
+{
+    match namespace {
+        Some(ns) => Api::namespaced(client.clone(), ns),
+        None => Api::all(client.clone()),
+    }
+}
+
 /// Options of [`run`].
 #[derive(Clone, Debug)]
 pub struct RunOptions {
@@ -331,22 +349,10 @@ pub async fn run(
     shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static,
 ) {
     let client = ctx.client.clone();
-    let (clusters, sts, svc, pdb, pods) = match &options.namespace {
-        Some(ns) => (
-            Api::<DeserializeGuard<ZookeeperCluster>>::namespaced(client.clone(), ns),
-            Api::<StatefulSet>::namespaced(client.clone(), ns),
-            Api::<Service>::namespaced(client.clone(), ns),
-            Api::<PodDisruptionBudget>::namespaced(client.clone(), ns),
-            Api::<Pod>::namespaced(client.clone(), ns),
-        ),
-        None => (
-            Api::all(client.clone()),
-            Api::all(client.clone()),
-            Api::all(client.clone()),
-            Api::all(client.clone()),
-            Api::all(client.clone()),
-        ),
-    };
+    let ns = options.namespace.as_deref();
+    let clusters = scoped::<DeserializeGuard<ZookeeperCluster>>(&client, ns);
+    let sts = scoped::<StatefulSet>(&client, ns);
+    let pods = scoped::<Pod>(&client, ns);
     let managed = watcher::Config::default().labels(&names::managed_selector());
     let member_pods =
         watcher::Config::default().labels(&format!("{}={}", names::NAME_LABEL, names::APP_NAME));
@@ -356,6 +362,8 @@ pub async fn run(
     let metrics = ctx.metrics.clone();
     let cluster_changes = watcher(clusters, watcher::Config::default().any_semantic())
         .default_backoff()
+        // The store keeps every cluster: not the parts a pass never reads.
+        .modify(children::compact_cluster)
         .reflect(writer)
         // No finalizer, so a deleted cluster is never reconciled again: its metric series are
         // forgotten when the watch reports the deletion.
@@ -366,10 +374,31 @@ pub async fn run(
         })
         .applied_objects()
         .predicate_filter(predicates::generation, Default::default());
+    // The children a pass applies without reading them back: metadata-only watches that keep
+    // `ctx.children` current and trigger a pass only when what the pass depends on changed.
+    let index = ctx.children.clone();
     Controller::for_stream(cluster_changes, reader)
         .owns(sts, managed.clone())
-        .owns(svc, managed.clone())
-        .owns(pdb, managed)
+        .owns_stream(children::triggers(
+            scoped::<PartialObjectMeta<Service>>(&client, ns),
+            managed.clone(),
+            index.clone(),
+        ))
+        .owns_stream(children::triggers(
+            scoped::<PartialObjectMeta<PodDisruptionBudget>>(&client, ns),
+            managed.clone(),
+            index.clone(),
+        ))
+        .owns_stream(children::triggers(
+            scoped::<PartialObjectMeta<ConfigMap>>(&client, ns),
+            managed.clone(),
+            index.clone(),
+        ))
+        .owns_stream(children::triggers(
+            scoped::<PartialObjectMeta<NetworkPolicy>>(&client, ns),
+            managed,
+            index,
+        ))
         // Pods are owned by the StatefulSet, not by the cluster: map them back by label.
         .watches(pods, member_pods, |pod: Pod| {
             let cluster = pod.labels().get(INSTANCE_LABEL)?.clone();
