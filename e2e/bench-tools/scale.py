@@ -30,7 +30,7 @@ import urllib.request
 HEADER = [
     "label", "operator", "clusters", "wave", "children_ok", "p50_s", "p95_s", "p99_s", "max_s",
     "wave_s", "wave_cpu_m", "wave_rss_peak_mib", "steady_cpu_m", "steady_rss_mib",
-    "reads_per_min", "writes_per_min", "writes_by_resource", "queue_depth",
+    "reads_per_min", "writes_per_min", "writes_by_resource", "queue_depth", "passes_per_cluster",
 ]
 TICK = os.sysconf("SC_CLK_TCK")
 READS = {"get", "list", "watch"}
@@ -239,6 +239,25 @@ def queue_depth(url):
     return "not exposed"
 
 
+def passes(url):
+    """Reconcile passes so far: this operator's zookeeper_operator_reconciles_total, the Pravega
+    operator's controller_runtime_reconcile_total of its zookeepercluster controller (all results)."""
+    if not url:
+        return None
+    try:
+        with urllib.request.urlopen(url, timeout=5) as r:
+            text = r.read().decode()
+    except Exception:
+        return None
+    total = None
+    for line in text.splitlines():
+        if line.startswith("zookeeper_operator_reconciles_total") or (
+            line.startswith("controller_runtime_reconcile_total{") and 'controller="zookeepercluster"' in line
+        ):
+            total = (total or 0) + float(line.rsplit(" ", 1)[1])
+    return total
+
+
 def wave(a):
     api = Api(a.server, a.ca, a.cert, a.key)
     children = Children(api, a.namespace)
@@ -247,6 +266,7 @@ def wave(a):
     applied = {}
     sampler = Sampler(a.pid)
     sampler.start()
+    p0 = passes(a.metrics)
     c0, t0 = cpu_ticks(a.pid), time.monotonic()
     conn = api.conn()
     path = cluster_path(a.kind, a.namespace)
@@ -309,6 +329,9 @@ def wave(a):
     steady_cpu = (s1 - s0) / TICK / steady_s * 1000.0
     steady_rss = rss_mib(a.pid)
     depth = queue_depth(a.metrics)
+    p1 = passes(a.metrics)
+    # passes from the wave's first POST to the end of the steady window, per cluster of the wave
+    per_cluster = f"{(p1 - p0) / a.count:.1f}" if p0 is not None and p1 is not None else "n/a"
     time.sleep(2)  # the audit log is written in batches
     reads, writes, by_res = audit_counts(a.audit, offset, a.user, w0, w1)
     per_min = 60.0 / steady_s
@@ -318,7 +341,7 @@ def wave(a):
         f"{percentile(lat, 50):.2f}", f"{percentile(lat, 95):.2f}", f"{percentile(lat, 99):.2f}",
         f"{max(lat) if lat else float('nan'):.2f}", f"{wave_s:.1f}", f"{wave_cpu:.0f}",
         f"{sampler.peak:.1f}", f"{steady_cpu:.0f}", f"{steady_rss:.1f}",
-        f"{reads * per_min:.0f}", f"{writes * per_min:.0f}", by_res_s, depth,
+        f"{reads * per_min:.0f}", f"{writes * per_min:.0f}", by_res_s, depth, per_cluster,
     ]
     print("\t".join(row), flush=True)
 
@@ -333,6 +356,7 @@ def report(path):
         ("p50_s", "p50 s"), ("p95_s", "p95 s"), ("p99_s", "p99 s"), ("wave_cpu_m", "wave CPU m"),
         ("wave_rss_peak_mib", "wave RSS MiB"), ("steady_cpu_m", "steady CPU m"), ("steady_rss_mib", "steady RSS MiB"),
         ("reads_per_min", "reads/min"), ("writes_per_min", "writes/min"), ("queue_depth", "queue"),
+        ("passes_per_cluster", "passes/cluster"),
     ]
     widths = [max(len(h), *(len(r.get(k, "")) for r in rows)) if rows else len(h) for k, h in cols]
     print("  ".join(h.ljust(w) for (k, h), w in zip(cols, widths)))

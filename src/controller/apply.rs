@@ -95,8 +95,16 @@ pub async fn apply(
     ctx: &Context,
     id: &ClusterId,
     desired: &DesiredObjects,
+    live_statefulset: Option<&StatefulSet>,
 ) -> Result<StatefulSet, Error> {
-    let result = apply_all(&ctx.client, &id.namespace, desired, &ctx.children).await;
+    let result = apply_all(
+        &ctx.client,
+        &id.namespace,
+        desired,
+        &ctx.children,
+        live_statefulset,
+    )
+    .await;
     if let Err(e) = &result {
         ctx.publish(
             id,
@@ -113,12 +121,14 @@ pub async fn apply(
 /// Applies the objects in order: Services, PDB, the membership ConfigMap and the NetworkPolicy
 /// first so the StatefulSet's pods find their DNS names, disruption budget and policy in place.
 /// Those are read only when `children` does not show them applied as rendered; the StatefulSet
-/// is always read, and returned as the server has it.
+/// is read unless this pass already read it (`live_statefulset`), and returned as the server
+/// has it.
 pub async fn apply_all(
     client: &Client,
     namespace: &str,
     desired: &DesiredObjects,
     children: &Children,
+    live_statefulset: Option<&StatefulSet>,
 ) -> Result<StatefulSet, Error> {
     // Destructured without `..`: a new object that is never applied does not compile.
     let DesiredObjects {
@@ -152,6 +162,11 @@ pub async fn apply_all(
     apply_child::<NetworkPolicy>(client, namespace, network_policy, children)
         .await
         .map_err(|source| Error::ApplyNetworkPolicy { source })?;
+    if let Some(live) = live_statefulset
+        && !needs_apply(Some(live), &applied_hash(statefulset))
+    {
+        return Ok(live.clone());
+    }
     apply_one::<StatefulSet>(client, namespace, statefulset)
         .await
         .map_err(|source| Error::ApplyStatefulSet { source })

@@ -190,6 +190,8 @@ pub struct Prepared {
     pub members: Members,
     /// The committed configuration, when it could be read.
     pub committed: Option<CommittedConfig>,
+    /// The StatefulSet as this pass read it (the apply step needs not read it again).
+    pub statefulset: Option<StatefulSet>,
 }
 
 /// The operator's SASL login with a cluster that enforces client authentication, when the
@@ -238,6 +240,7 @@ pub async fn prepare(
         return Ok(Prepared {
             members: Members::initial(cluster, digest),
             committed: None,
+            statefulset: None,
         });
     };
     let running = sts.spec.as_ref().and_then(|s| s.replicas).unwrap_or(0);
@@ -274,6 +277,7 @@ pub async fn prepare(
                 joiner: None,
             },
             committed: None,
+            statefulset: Some(sts),
         });
     };
     let run = members_to_run(&committed, &members::desired(cluster));
@@ -294,6 +298,7 @@ pub async fn prepare(
             joiner,
         },
         committed: Some(committed),
+        statefulset: Some(sts),
     })
 }
 

@@ -91,7 +91,7 @@ async fn reconcile_cluster(zk: &ZookeeperCluster, ctx: &Context) -> Result<Actio
             hash,
         );
     }
-    let sts = match apply::apply(ctx, &id, &desired).await {
+    let sts = match apply::apply(ctx, &id, &desired, members.statefulset.as_ref()).await {
         Ok(sts) => sts,
         Err(e) => return write_status::hold(ctx, zk, &id, Err(e), &now).await,
     };
