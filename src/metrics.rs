@@ -73,6 +73,12 @@ pub struct Metrics {
     rollout_since: Mutex<HashMap<ClusterLabels, Instant>>,
     /// The members each cluster's per-member series were last set for.
     member_series: Mutex<HashMap<ClusterLabels, Vec<String>>>,
+    /// Clusters a watch event asked a pass of that has not started yet.
+    pub queue_depth: Gauge,
+    /// From the first watch event that asked for a pass to the start of that pass.
+    pub queue_wait: Histogram,
+    /// When each cluster waiting for a pass was first asked for one.
+    pending: Mutex<HashMap<(String, String), Instant>>,
 }
 
 impl Default for Metrics {
@@ -88,6 +94,8 @@ impl Default for Metrics {
         let member_updated = Family::<MemberLabels, Gauge>::default();
         let synced_followers = Family::<ClusterLabels, Gauge>::default();
         let rollout_duration = Histogram::new(exponential_buckets(5.0, 2.0, 10));
+        let queue_depth = Gauge::default();
+        let queue_wait = Histogram::new(exponential_buckets(0.25, 2.0, 12));
         registry.register("reconciles", "Reconciles started", reconciles.clone());
         registry.register(
             "reconcile_errors",
@@ -134,6 +142,16 @@ impl Default for Metrics {
             "Duration of finished rolling restarts, first outdated member seen to all updated",
             rollout_duration.clone(),
         );
+        registry.register(
+            "reconcile_queue_depth",
+            "Clusters a watch event asked a pass of that has not started yet",
+            queue_depth.clone(),
+        );
+        registry.register(
+            "reconcile_queue_wait_seconds",
+            "From the first watch event asking for a pass of a cluster to the start of that pass",
+            queue_wait.clone(),
+        );
         Metrics {
             registry: Mutex::new(registry),
             reconciles,
@@ -149,6 +167,9 @@ impl Default for Metrics {
             blocked_since: Mutex::default(),
             rollout_since: Mutex::default(),
             member_series: Mutex::default(),
+            queue_depth,
+            queue_wait,
+            pending: Mutex::default(),
         }
     }
 }
@@ -161,6 +182,25 @@ impl Metrics {
         // Writing into a String cannot fail.
         let _ = prometheus_client::encoding::text::encode(&mut out, &registry);
         out
+    }
+
+    /// A watch event asked for a pass of the cluster (the controller runs it after its debounce,
+    /// once a slot is free; several events before it starts are one pass).
+    pub fn pass_asked(&self, namespace: &str, cluster: &str) {
+        let mut pending = self.pending.lock().unwrap_or_else(|e| e.into_inner());
+        pending
+            .entry((namespace.to_string(), cluster.to_string()))
+            .or_insert_with(Instant::now);
+        self.queue_depth.set(pending.len() as i64);
+    }
+
+    /// A pass of the cluster starts: it no longer waits.
+    pub fn pass_started(&self, namespace: &str, cluster: &str) {
+        let mut pending = self.pending.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(since) = pending.remove(&(namespace.to_string(), cluster.to_string())) {
+            self.queue_wait.observe(since.elapsed().as_secs_f64());
+        }
+        self.queue_depth.set(pending.len() as i64);
     }
 
     /// Counts an error that did not fail the reconcile (it is reported in status instead).
@@ -293,6 +333,11 @@ impl Metrics {
             namespace: namespace.to_string(),
             cluster: cluster.to_string(),
         };
+        {
+            let mut pending = self.pending.lock().unwrap_or_else(|e| e.into_inner());
+            pending.remove(&(key.namespace.clone(), key.cluster.clone()));
+            self.queue_depth.set(pending.len() as i64);
+        }
         self.restarts.remove(&key);
         self.rollouts_blocked_seconds.remove(&key);
         self.synced_followers.remove(&key);
@@ -332,6 +377,36 @@ impl Metrics {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn clusters_asked_for_a_pass_wait_in_the_queue_until_it_starts() {
+        let m = Metrics::default();
+        m.pass_asked("ns", "a");
+        m.pass_asked("ns", "a"); // a second event before the pass: still one cluster waiting
+        m.pass_asked("ns", "b");
+        m.pass_asked("other", "a");
+        assert!(
+            m.encode()
+                .contains("zookeeper_operator_reconcile_queue_depth 3")
+        );
+        m.pass_started("ns", "a");
+        m.pass_started("ns", "zz"); // a requeued pass nobody asked for: no wait observed
+        let text = m.encode();
+        assert!(
+            text.contains("zookeeper_operator_reconcile_queue_depth 2"),
+            "{text}"
+        );
+        assert!(
+            text.contains("zookeeper_operator_reconcile_queue_wait_seconds_count 1"),
+            "{text}"
+        );
+        // a deleted cluster never gets its pass: it leaves the queue
+        m.forget_cluster("ns", "b");
+        assert!(
+            m.encode()
+                .contains("zookeeper_operator_reconcile_queue_depth 1")
+        );
+    }
 
     #[test]
     fn encodes_reconciles_errors_and_members() {

@@ -236,6 +236,8 @@ def queue_depth(url):
     for line in text.splitlines():
         if line.startswith("workqueue_depth{") and 'name="zookeepercluster"' in line:
             return line.rsplit(" ", 1)[1]
+        if line.startswith("zookeeper_operator_reconcile_queue_depth "):
+            return line.rsplit(" ", 1)[1]
     return "not exposed"
 
 

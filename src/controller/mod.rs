@@ -332,6 +332,33 @@ where
     }
 }
 
+/// Counts the cluster owning a child as waiting for a pass.
+type Tap = Arc<dyn Fn(&ObjectMeta) + Send + Sync>;
+
+/// The children of kind `K` a pass applies without reading them back: a metadata-only watch
+/// that keeps `index` current and yields the children whose change should trigger a pass (see
+/// [`children`]), each counted by `tap`.
+fn owned<K>(
+    client: &Client,
+    namespace: Option<&str>,
+    config: &watcher::Config,
+    index: &Arc<children::Children>,
+    tap: &Tap,
+) -> impl futures::Stream<Item = Result<PartialObjectMeta<K>, watcher::Error>> + Send + 'static
+where
+    K: Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>
+        + Clone
+        + serde::de::DeserializeOwned
+        + std::fmt::Debug
+        + Send
+        + Sync
+        + 'static,
+{
+    let tap = tap.clone();
+    children::triggers(scoped(client, namespace), config.clone(), index.clone())
+        .inspect_ok(move |o| tap(&o.metadata))
+}
+
 /// Options of [`run`].
 #[derive(Clone, Debug)]
 pub struct RunOptions {
@@ -351,7 +378,6 @@ pub async fn run(
     let client = ctx.client.clone();
     let ns = options.namespace.as_deref();
     let clusters = scoped::<DeserializeGuard<ZookeeperCluster>>(&client, ns);
-    let sts = scoped::<StatefulSet>(&client, ns);
     let pods = scoped::<Pod>(&client, ns);
     let managed = watcher::Config::default().labels(&names::managed_selector());
     let member_pods =
@@ -374,34 +400,59 @@ pub async fn run(
         })
         .applied_objects()
         .predicate_filter(predicates::generation, Default::default());
+    // Every watch event that asks for a pass of a cluster the store holds is counted as waiting
+    // until the pass starts (the operator's queue depth and wait).
+    let asked = {
+        let reader = reader.clone();
+        let metrics = ctx.metrics.clone();
+        move |namespace: Option<String>, cluster: Option<&str>| {
+            if let (Some(ns), Some(name)) = (namespace, cluster)
+                && reader.get(&ObjectRef::new(name).within(&ns)).is_some()
+            {
+                metrics.pass_asked(&ns, name);
+            }
+        }
+    };
+    let owner_asked = {
+        let asked = asked.clone();
+        move |meta: &ObjectMeta| {
+            let owner = meta
+                .owner_references
+                .iter()
+                .flatten()
+                .find(|o| o.kind == ZookeeperCluster::kind(&()));
+            asked(meta.namespace.clone(), owner.map(|o| o.name.as_str()));
+        }
+    };
+    let cluster_changes = {
+        let asked = asked.clone();
+        cluster_changes.inspect_ok(move |zk| asked(zk.namespace(), Some(&zk.name_any())))
+    };
     // The children a pass applies without reading them back: metadata-only watches that keep
     // `ctx.children` current and trigger a pass only when what the pass depends on changed.
-    let index = ctx.children.clone();
+    let tap: Tap = Arc::new(owner_asked);
+    let index = &ctx.children;
     Controller::for_stream(cluster_changes, reader)
-        .owns(sts, managed.clone())
-        .owns_stream(children::triggers(
-            scoped::<PartialObjectMeta<Service>>(&client, ns),
-            managed.clone(),
-            index.clone(),
+        .owns_stream({
+            let tap = tap.clone();
+            watcher(
+                scoped::<PartialObjectMeta<StatefulSet>>(&client, ns),
+                managed.clone(),
+            )
+            .default_backoff()
+            .touched_objects()
+            .inspect_ok(move |o| tap(&o.metadata))
+        })
+        .owns_stream(owned::<Service>(&client, ns, &managed, index, &tap))
+        .owns_stream(owned::<PodDisruptionBudget>(
+            &client, ns, &managed, index, &tap,
         ))
-        .owns_stream(children::triggers(
-            scoped::<PartialObjectMeta<PodDisruptionBudget>>(&client, ns),
-            managed.clone(),
-            index.clone(),
-        ))
-        .owns_stream(children::triggers(
-            scoped::<PartialObjectMeta<ConfigMap>>(&client, ns),
-            managed.clone(),
-            index.clone(),
-        ))
-        .owns_stream(children::triggers(
-            scoped::<PartialObjectMeta<NetworkPolicy>>(&client, ns),
-            managed,
-            index,
-        ))
+        .owns_stream(owned::<ConfigMap>(&client, ns, &managed, index, &tap))
+        .owns_stream(owned::<NetworkPolicy>(&client, ns, &managed, index, &tap))
         // Pods are owned by the StatefulSet, not by the cluster: map them back by label.
-        .watches(pods, member_pods, |pod: Pod| {
+        .watches(pods, member_pods, move |pod: Pod| {
             let cluster = pod.labels().get(INSTANCE_LABEL)?.clone();
+            asked(pod.namespace(), Some(&cluster));
             Some(ObjectRef::new(&cluster).within(&pod.namespace()?))
         })
         .with_config(

@@ -24,6 +24,8 @@ pub async fn reconcile(
     ctx: Arc<Context>,
 ) -> Result<Action, Error> {
     let started = Instant::now();
+    ctx.metrics
+        .pass_started(&obj.namespace().unwrap_or_default(), &obj.name_any());
     let result = match &obj.0 {
         Ok(zk) => {
             let span = tracing::info_span!("reconcile", cluster = %zk.name_any(), namespace = zk.namespace().unwrap_or_default());
