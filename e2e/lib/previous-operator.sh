@@ -57,8 +57,15 @@ if [[ ! -f $archive ]]; then
     done
     seeded=yes
   fi
-  log "building the previous release's operator (${PREVIOUS_COMMIT:0:7}; dependencies from target/release: $seeded)"
-  (cd "$work/src" && CARGO_TARGET_DIR=$work/target cargo build --release --locked --quiet --bin zookeeper-operator) \
+  # with this tree's release profile (CARGO_PROFILE_RELEASE_* override the old Cargo.toml's), so
+  # that the copied dependencies match it instead of being compiled again with the old one
+  profile=()
+  while IFS='=' read -r pkey pvalue; do
+    pkey=$(echo "$pkey" | tr -d ' ' | tr 'a-z-' 'A-Z_') pvalue=$(echo "$pvalue" | tr -d ' "')
+    [[ -n $pkey ]] && profile+=("CARGO_PROFILE_RELEASE_$pkey=$pvalue")
+  done < <(awk '/^\[profile\.release\]/ { p = 1; next } /^\[/ { p = 0 } p && /=/ && !/^#/' "$REPO_DIR/Cargo.toml")
+  log "building the previous release's operator (${PREVIOUS_COMMIT:0:7}; dependencies from target/release: $seeded; profile: ${profile[*]:-its own})"
+  (cd "$work/src" && env "${profile[@]}" CARGO_TARGET_DIR=$work/target cargo build --release --locked --quiet --bin zookeeper-operator) \
     || die "cargo build of the previous release (${PREVIOUS_COMMIT:0:7}) failed; see its output above"
   binary=$work/target/release/zookeeper-operator
   rootfs=$work/rootfs
