@@ -11,7 +11,7 @@ use serde::de::DeserializeOwned;
 
 use kube::runtime::events::EventType;
 
-use super::children::{Children, kind_of};
+use super::children::Children;
 use super::{ClusterId, Context, Error};
 use crate::names::{self, APPLIED_HASH_ANNOTATION, MANAGER};
 use crate::render::DesiredObjects;
@@ -49,12 +49,13 @@ async fn apply_child<K>(
 ) -> Result<(), kube::Error>
 where
     K: Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
+        + k8s_openapi::Resource
         + Serialize
         + DeserializeOwned
         + Clone
         + std::fmt::Debug,
 {
-    let kind = kind_of::<K>();
+    let kind = <K as k8s_openapi::Resource>::KIND;
     if children.current(kind, namespace, &desired.name_any(), &applied_hash(desired)) {
         return Ok(());
     }

@@ -16,11 +16,10 @@
 use std::collections::{HashMap, HashSet};
 use std::sync::Mutex;
 
-use futures::{Stream, StreamExt};
 use kube::Resource;
-use kube::api::{Api, ObjectMeta};
+use kube::api::ObjectMeta;
 use kube::core::PartialObjectMeta;
-use kube::runtime::{WatchStreamExt, watcher};
+use kube::runtime::watcher;
 
 use crate::names::{APPLIED_HASH_ANNOTATION, MANAGER};
 
@@ -122,11 +121,13 @@ impl Children {
     }
 
     /// How many children are recorded.
+    #[cfg(test)]
     pub fn len(&self) -> usize {
         self.lock().seen.len()
     }
 
     /// Whether no child is recorded.
+    #[cfg(test)]
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
@@ -168,43 +169,6 @@ impl Children {
                 None
             }
         }
-    }
-}
-
-/// A metadata-only watch of the operator's children of type `K` (selected by `config`) that keeps
-/// `children` up to date; it yields the children whose change should trigger their owner's pass.
-pub fn triggers<K>(
-    api: Api<PartialObjectMeta<K>>,
-    config: watcher::Config,
-    children: std::sync::Arc<Children>,
-) -> impl Stream<Item = Result<PartialObjectMeta<K>, watcher::Error>> + Send + 'static
-where
-    K: Resource<DynamicType = ()>
-        + Clone
-        + serde::de::DeserializeOwned
-        + std::fmt::Debug
-        + Send
-        + Sync
-        + 'static,
-{
-    let kind = kind_of::<K>();
-    watcher(api, config)
-        .default_backoff()
-        .filter_map(move |event| {
-            let out = match event {
-                Ok(event) => children.on_event(kind, event).map(Ok),
-                Err(e) => Some(Err(e)),
-            };
-            futures::future::ready(out)
-        })
-}
-
-/// The kind of `K`, as the index keys it.
-pub fn kind_of<K: Resource<DynamicType = ()>>() -> &'static str {
-    // `K::kind(&())` borrows from a `'static` string for every k8s-openapi type.
-    match K::kind(&()) {
-        std::borrow::Cow::Borrowed(kind) => kind,
-        std::borrow::Cow::Owned(kind) => Box::leak(kind.into_boxed_str()),
     }
 }
 
@@ -368,6 +332,5 @@ mod tests {
             svc.metadata.annotations.unwrap().keys().collect::<Vec<_>>(),
             vec![APPLIED_HASH_ANNOTATION]
         );
-        assert_eq!(kind_of::<Service>(), "Service");
     }
 }

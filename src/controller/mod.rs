@@ -347,6 +347,7 @@ fn owned<K>(
 ) -> impl futures::Stream<Item = Result<PartialObjectMeta<K>, watcher::Error>> + Send + 'static
 where
     K: Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>
+        + k8s_openapi::Resource
         + Clone
         + serde::de::DeserializeOwned
         + std::fmt::Debug
@@ -354,8 +355,16 @@ where
         + Sync
         + 'static,
 {
-    let tap = tap.clone();
-    children::triggers(scoped(client, namespace), config.clone(), index.clone())
+    let (index, tap) = (index.clone(), tap.clone());
+    watcher(scoped(client, namespace), config.clone())
+        .default_backoff()
+        .filter_map(move |event| {
+            let out = match event {
+                Ok(event) => index.on_event(K::KIND, event).map(Ok),
+                Err(e) => Some(Err(e)),
+            };
+            futures::future::ready(out)
+        })
         .inspect_ok(move |o| tap(&o.metadata))
 }
 
