@@ -39,6 +39,21 @@ pub const RESTART_HASH_ANNOTATION: &str = "zookeeper.ensemble.dev/restart-hash";
 /// object is not written again.
 pub const APPLIED_HASH_ANNOTATION: &str = "zookeeper.ensemble.dev/applied-hash";
 
+/// Pod label (value [`IN_SERVICE`]) that puts a member in its cluster's Services: the headless
+/// Service (its ordinal DNS name) and the client Service select it. The pod template carries it;
+/// the operator takes it off a member right before evicting it, so that the name stops resolving
+/// and the client Service stops routing to it while its address still answers, instead of
+/// resolving to an address that is already gone (a connect timeout for a reconnecting client).
+pub const IN_SERVICE_LABEL: &str = "zookeeper.ensemble.dev/in-service";
+/// The value of [`IN_SERVICE_LABEL`].
+pub const IN_SERVICE: &str = "true";
+/// StatefulSet annotation (value [`IN_SERVICE`]): the cluster's Services select members by
+/// [`IN_SERVICE_LABEL`]. Set once every pod runs a template that carries the label, and kept
+/// from then on; a StatefulSet created before the label existed rolls once first, so a
+/// Service never selects by a label its members lack.
+pub const SERVICES_SELECT_IN_SERVICE_ANNOTATION: &str =
+    "zookeeper.ensemble.dev/services-select-in-service";
+
 /// The StatefulSet of a cluster has the cluster's own name.
 pub fn statefulset(cluster: &str) -> String {
     cluster.to_string()

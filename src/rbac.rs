@@ -89,11 +89,13 @@ pub const POD_DISRUPTION_BUDGETS: Rule = Rule {
     scope: Scope::Watched,
 };
 
-/// Observe members; pods are never deleted directly (that would bypass the PDB).
+/// Observe members; pods are never deleted directly (that would bypass the PDB). `patch` only
+/// moves the label `zookeeper.ensemble.dev/in-service` (a member taken out of its Services right
+/// before its eviction, and put back if the eviction did not happen).
 pub const PODS: Rule = Rule {
     api_group: "",
     resource: "pods",
-    verbs: &["get", "list", "watch"],
+    verbs: &["get", "list", "watch", "patch"],
     resource_names: &[],
     scope: Scope::Watched,
 };
@@ -103,6 +105,15 @@ pub const PODS_EVICTION: Rule = Rule {
     api_group: "",
     resource: "pods/eviction",
     verbs: &["create"],
+    resource_names: &[],
+    scope: Scope::Watched,
+};
+
+/// Before an eviction: wait until the cluster's Services no longer list the member.
+pub const ENDPOINT_SLICES: Rule = Rule {
+    api_group: "discovery.k8s.io",
+    resource: "endpointslices",
+    verbs: &["list"],
     resource_names: &[],
     scope: Scope::Watched,
 };
@@ -198,6 +209,7 @@ pub const RULES: &[Rule] = &[
     POD_DISRUPTION_BUDGETS,
     PODS,
     PODS_EVICTION,
+    ENDPOINT_SLICES,
     EVENTS,
     CONFIG_MAPS,
     NETWORK_POLICIES,

@@ -99,7 +99,8 @@ fn pods() -> Value {
                 "metadata": {"name": format!("zk-{i}"), "namespace": NS, "uid": format!("uid-zk-{i}"),
                     "creationTimestamp": "2026-01-01T00:00:00Z",
                     "labels": {"controller-revision-hash": "zk-rev1",
-                               "app.kubernetes.io/name": "zookeeper", "app.kubernetes.io/instance": "zk"}},
+                               "app.kubernetes.io/name": "zookeeper", "app.kubernetes.io/instance": "zk",
+                               "zookeeper.ensemble.dev/in-service": "true"}},
                 "status": {"conditions": [{"type": "Ready", "status": "True"}]}
             })
         })
@@ -479,10 +480,9 @@ fn sts_rolling(obj: &mut Value) {
     obj["status"]["updatedReplicas"] = json!(0);
 }
 
-/// A pass over a healthy cluster whose members are all outdated, up to the eviction of zk-2
-/// (the highest follower) with the server's `answer`; the members are observed again just
-/// before it.
-fn rollout_script(answer: Reply) -> Vec<Exchange> {
+/// A pass over a healthy cluster whose members are all outdated, up to the re-check just before
+/// the eviction of zk-2 (the highest follower): the members are observed again.
+fn rollout_script() -> Vec<Exchange> {
     let mut script = first_time_script();
     script[12] = expect(Method::PATCH, base("statefulsets", "zk"), echo(sts_rolling));
     script.push(expect(Method::GET, base("statefulsets", "zk"), |_| {
@@ -495,7 +495,12 @@ fn rollout_script(answer: Reply) -> Vec<Exchange> {
         format!("/api/v1/namespaces/{NS}/pods"),
         |_| (StatusCode::OK, pods()),
     ));
-    script.push(expect(
+    script
+}
+
+/// The eviction of zk-2, asked as a dry run (`dry_run`) or for real, answered with `answer`.
+fn eviction(dry_run: bool, answer: Reply) -> Exchange {
+    expect(
         Method::POST,
         format!("/api/v1/namespaces/{NS}/pods/zk-2/eviction"),
         move |body| {
@@ -504,10 +509,61 @@ fn rollout_script(answer: Reply) -> Vec<Exchange> {
                 body["deleteOptions"]["preconditions"]["uid"], "uid-zk-2",
                 "{body}"
             );
+            let dry = body["deleteOptions"]["dryRun"] == json!(["All"]);
+            assert_eq!(dry, dry_run, "dry run expected: {dry_run}: {body}");
             answer.clone()
         },
-    ));
-    script
+    )
+}
+
+/// zk-2 taken out of its Services (`in_service` false) or put back.
+fn in_service(in_service: bool) -> Exchange {
+    expect(
+        Method::PATCH,
+        format!("/api/v1/namespaces/{NS}/pods/zk-2"),
+        move |body| {
+            let label = &body["metadata"]["labels"]["zookeeper.ensemble.dev/in-service"];
+            let expected = if in_service {
+                json!("true")
+            } else {
+                json!(null)
+            };
+            assert_eq!(label, &expected, "{body}");
+            assert_eq!(body["metadata"]["uid"], "uid-zk-2", "{body}");
+            (
+                StatusCode::OK,
+                json!({"kind": "Pod", "apiVersion": "v1", "metadata": {"name": "zk-2"}}),
+            )
+        },
+    )
+}
+
+/// The EndpointSlices of zk's Services, listing `pods`.
+fn endpoint_slices(pods: &'static [&'static str]) -> Exchange {
+    expect(
+        Method::GET,
+        format!("/apis/discovery.k8s.io/v1/namespaces/{NS}/endpointslices"),
+        move |_| {
+            let endpoints: Vec<Value> = pods
+                .iter()
+                .map(
+                    |p| json!({"addresses": ["10.0.0.1"], "targetRef": {"kind": "Pod", "name": p}}),
+                )
+                .collect();
+            let slice = json!({"metadata": {"name": "zk-hs-abcde"}, "addressType": "IPv4", "endpoints": endpoints});
+            (
+                StatusCode::OK,
+                json!({"kind": "EndpointSliceList", "apiVersion": "discovery.k8s.io/v1", "metadata": {}, "items": [slice]}),
+            )
+        },
+    )
+}
+
+fn accepted() -> Reply {
+    (
+        StatusCode::CREATED,
+        json!({"kind": "Status", "status": "Success"}),
+    )
 }
 
 fn event() -> Exchange {
@@ -533,10 +589,13 @@ fn assert_progressing(writes: &[(String, Value)], reason: &str, says: &str) {
 
 #[tokio::test]
 async fn an_outdated_follower_is_evicted_after_a_fresh_recheck() {
-    let mut script = rollout_script((
-        StatusCode::CREATED,
-        json!({"kind": "Status", "status": "Success"}),
-    ));
+    let mut script = rollout_script();
+    // Asked first, then out of the Services, which are read until they drop it, then evicted.
+    script.push(eviction(true, accepted()));
+    script.push(in_service(false));
+    script.push(endpoint_slices(&["zk-0", "zk-1", "zk-2"]));
+    script.push(endpoint_slices(&["zk-0", "zk-1"]));
+    script.push(eviction(false, accepted()));
     script.push(event());
     script.push(status_patch());
     let writes = run(cluster(json!({}), None), script, healthy_prober()).await;
@@ -552,9 +611,11 @@ async fn an_outdated_follower_is_evicted_after_a_fresh_recheck() {
 
 #[tokio::test]
 async fn an_eviction_the_pdb_refuses_is_retried_and_said() {
-    let mut script = rollout_script(mock_api::status(
-        StatusCode::TOO_MANY_REQUESTS,
-        "TooManyRequests",
+    // The dry run is refused: the member never leaves its Services.
+    let mut script = rollout_script();
+    script.push(eviction(
+        true,
+        mock_api::status(StatusCode::TOO_MANY_REQUESTS, "TooManyRequests"),
     ));
     script.push(status_patch());
     let writes = run(cluster(json!({}), None), script, healthy_prober()).await;
@@ -568,9 +629,10 @@ async fn an_eviction_the_pdb_refuses_is_retried_and_said() {
 #[tokio::test]
 async fn an_eviction_that_fails_otherwise_is_a_condition_and_an_event() {
     // Two PodDisruptionBudgets over the same pods: the API server answers 500.
-    let mut script = rollout_script(mock_api::status(
-        StatusCode::INTERNAL_SERVER_ERROR,
-        "InternalError",
+    let mut script = rollout_script();
+    script.push(eviction(
+        true,
+        mock_api::status(StatusCode::INTERNAL_SERVER_ERROR, "InternalError"),
     ));
     script.push(event());
     script.push(status_patch());
@@ -579,6 +641,69 @@ async fn an_eviction_that_fails_otherwise_is_a_condition_and_an_event() {
     assert_eq!(event["reason"], "EvictionFailed");
     assert_eq!(event["type"], "Warning");
     assert_progressing(&writes, "EvictionFailed", "the eviction of zk-2 failed");
+}
+
+#[tokio::test]
+async fn a_member_taken_out_whose_eviction_is_then_refused_is_put_back() {
+    // The PDB allowed the dry run, then refused the eviction (another disruption came first).
+    let mut script = rollout_script();
+    script.push(eviction(true, accepted()));
+    script.push(in_service(false));
+    script.push(endpoint_slices(&["zk-0", "zk-1"]));
+    script.push(eviction(
+        false,
+        mock_api::status(StatusCode::TOO_MANY_REQUESTS, "TooManyRequests"),
+    ));
+    script.push(in_service(true));
+    script.push(status_patch());
+    let writes = run(cluster(json!({}), None), script, healthy_prober()).await;
+    assert_progressing(
+        &writes,
+        "EvictionRefused",
+        "refused by the PodDisruptionBudget",
+    );
+}
+
+#[tokio::test]
+async fn a_member_left_out_of_its_services_is_put_back_by_the_next_pass() {
+    // The operator stopped between taking zk-1 out and evicting it: zk-1 runs without the label.
+    let mut script = first_time_script();
+    // The pass lists the pods last.
+    let pods_at = script.len() - 1;
+    script[pods_at] = expect(Method::GET, format!("/api/v1/namespaces/{NS}/pods"), |_| {
+        let mut list = pods();
+        let labels = list["items"][1]["metadata"]["labels"]
+            .as_object_mut()
+            .unwrap();
+        labels.remove("zookeeper.ensemble.dev/in-service");
+        (StatusCode::OK, list)
+    });
+    script.insert(
+        pods_at + 1,
+        expect(
+            Method::PATCH,
+            format!("/api/v1/namespaces/{NS}/pods/zk-1"),
+            |body| {
+                assert_eq!(
+                    body["metadata"]["labels"]["zookeeper.ensemble.dev/in-service"], "true",
+                    "{body}"
+                );
+                assert_eq!(body["metadata"]["uid"], "uid-zk-1", "{body}");
+                (
+                    StatusCode::OK,
+                    json!({"kind": "Pod", "apiVersion": "v1", "metadata": {"name": "zk-1"}}),
+                )
+            },
+        ),
+    );
+    script.push(status_patch());
+    let writes = run(cluster(json!({}), None), script, healthy_prober()).await;
+    assert!(
+        writes
+            .iter()
+            .any(|(path, _)| path == &format!("/api/v1/namespaces/{NS}/pods/zk-1")),
+        "zk-1 was put back: {writes:?}"
+    );
 }
 
 #[test]

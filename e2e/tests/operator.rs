@@ -24,6 +24,7 @@ use std::time::{Duration, Instant};
 
 use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::{Namespace, Pod, Service};
+use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use kube::{Client, ResourceExt};
@@ -403,6 +404,9 @@ struct SamplerState {
     replaced: Vec<usize>,
     /// Distinct UIDs seen per ordinal.
     uids: HashMap<usize, Vec<String>>,
+    /// Terminating members the headless Service still published at their address (read after
+    /// the pods): while it does, the member's name resolves to an address about to vanish.
+    terminating_published: Vec<String>,
 }
 
 impl Sampler {
@@ -412,9 +416,38 @@ impl Sampler {
         let task = {
             let (state, stop) = (state.clone(), stop.clone());
             tokio::spawn(async move {
+                let slices: Api<EndpointSlice> = Api::namespaced(client.clone(), &ns);
+                let headless =
+                    ListParams::default().labels(&format!("kubernetes.io/service-name={name}-hs"));
                 while !stop.load(std::sync::atomic::Ordering::Relaxed) {
                     let pods = member_pods(&client, &ns, &name).await;
-                    record(&mut state.lock().unwrap(), &pods, replicas);
+                    // Read after the pods: a pod already terminating then must be unpublished.
+                    let published = slices
+                        .list(&headless)
+                        .await
+                        .map(|l| l.items)
+                        .unwrap_or_default();
+                    {
+                        let mut s = state.lock().unwrap();
+                        record(&mut s, &pods, replicas);
+                        for p in pods
+                            .iter()
+                            .filter(|p| p.metadata.deletion_timestamp.is_some())
+                        {
+                            let ip = p.status.as_ref().and_then(|s| s.pod_ip.clone());
+                            let listed = published
+                                .iter()
+                                .flat_map(|s| &s.endpoints)
+                                .any(|e| ip.as_ref().is_some_and(|ip| e.addresses.contains(ip)));
+                            if listed {
+                                s.terminating_published.push(format!(
+                                    "{} at {}",
+                                    p.name_any(),
+                                    ip.unwrap_or_default()
+                                ));
+                            }
+                        }
+                    }
                     tokio::time::sleep(Duration::from_millis(300)).await;
                 }
             })
@@ -861,6 +894,13 @@ async fn rolling_restart_under_write_load_canary_and_operator_restart() {
         Some(&leader_ordinal),
         "the leader {leader} goes last: {:?}",
         state.replaced
+    );
+    // Each member left its name before its eviction: no sample saw a terminating member still
+    // published at its address (which dies with the pod's network before the pod is gone).
+    assert!(
+        state.terminating_published.is_empty(),
+        "terminating members still published by zk-hs: {:?}",
+        state.terminating_published
     );
     let followers: Vec<usize> = state.replaced[..2].to_vec();
     let mut sorted = followers.clone();

@@ -10,7 +10,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{DeleteOptions, ObjectMeta, 
 use kube::runtime::events::EventType;
 
 use super::observe::{self, Target};
-use super::{ClusterId, Context, Error};
+use super::{ClusterId, Context, Error, withdraw};
 use crate::crd::ZookeeperCluster;
 use crate::rollout::{self, Act, Decision, Plan, Restart, step_message};
 use crate::status::{self, reason};
@@ -110,7 +110,31 @@ async fn restart_member(
         .view
         .member(restart.ordinal)
         .and_then(|m| m.pod.as_ref()?.uid.clone());
-    match evict(ctx, &id.namespace, &pod, uid).await {
+    let namespace = &id.namespace;
+    if target.in_service {
+        // The PodDisruptionBudget is asked first (a dry run), so a refused eviction never takes
+        // the member out of its Services.
+        if let Err(e) = evict(ctx, namespace, &pod, uid.clone(), true).await {
+            return Ok(not_evicted(pod, e));
+        }
+        if let Err(e) = withdraw::set_in_service(ctx, namespace, &pod, uid.as_deref(), false).await
+        {
+            tracing::warn!(pod = %pod, error = %e, "cannot take the member out of its Services; not evicting");
+            return Ok(Act::EvictionFailed {
+                error: format!("taking {pod} out of its Services failed: {e}"),
+                pod,
+            });
+        }
+        match withdraw::wait_out_of_services(ctx, id, &pod).await {
+            Some(took) => {
+                tracing::info!(pod = %pod, ms = took.as_millis() as u64, "member out of its Services")
+            }
+            None => {
+                tracing::info!(pod = %pod, "the Services still list the member; evicting anyway")
+            }
+        }
+    }
+    match evict(ctx, namespace, &pod, uid.clone(), false).await {
         Ok(_) => {
             ctx.metrics.restarts.get_or_create(&id.labels()).inc();
             tracing::info!(pod = %pod, why = %restart.why, "evicted member for a rolling restart");
@@ -125,28 +149,46 @@ async fn restart_member(
             .await;
             Ok(Act::Evicted(pod))
         }
-        Err(kube::Error::Api(s)) if s.code == 429 => {
-            tracing::info!(pod = %pod, "eviction refused by the PodDisruptionBudget; will retry");
-            Ok(Act::EvictionRefused(pod))
-        }
         Err(e) => {
-            tracing::warn!(pod = %pod, error = %e, "eviction failed; will retry");
-            Ok(Act::EvictionFailed {
-                pod,
-                error: e.to_string(),
-            })
+            if target.in_service
+                && let Err(put_back) =
+                    withdraw::set_in_service(ctx, namespace, &pod, uid.as_deref(), true).await
+            {
+                // The next pass puts it back (`withdraw::restore`).
+                tracing::warn!(pod = %pod, error = %put_back, "cannot put the member back in its Services yet");
+            }
+            Ok(not_evicted(pod, e))
         }
     }
 }
 
-/// Evicts `pod` only if it still has `uid`. The Eviction object is sent as the API defines it:
-/// kube 5's `Api::evict` serializes its options as `delete_options`, which the API server does
-/// not read, so a precondition given there would silently not apply.
+/// What an eviction the API server did not carry out means for the rollout.
+fn not_evicted(pod: String, e: kube::Error) -> Act {
+    match e {
+        kube::Error::Api(s) if s.code == 429 => {
+            tracing::info!(pod = %pod, "eviction refused by the PodDisruptionBudget; will retry");
+            Act::EvictionRefused(pod)
+        }
+        e => {
+            tracing::warn!(pod = %pod, error = %e, "eviction failed; will retry");
+            Act::EvictionFailed {
+                pod,
+                error: e.to_string(),
+            }
+        }
+    }
+}
+
+/// Evicts `pod` only if it still has `uid`; with `dry_run`, only asks whether the eviction would
+/// be allowed. The Eviction object is sent as the API defines it: kube 5's `Api::evict`
+/// serializes its options as `delete_options`, which the API server does not read, so a
+/// precondition given there would silently not apply.
 async fn evict(
     ctx: &Context,
     namespace: &str,
     pod: &str,
     uid: Option<String>,
+    dry_run: bool,
 ) -> Result<(), kube::Error> {
     let eviction = Eviction {
         metadata: ObjectMeta {
@@ -159,14 +201,17 @@ async fn evict(
                 uid,
                 resource_version: None,
             }),
+            // Both here and in the query, as the API server requires them to agree.
+            dry_run: dry_run.then(|| vec!["All".to_string()]),
             ..DeleteOptions::default()
         }),
     };
     let mut body = serde_json::to_value(&eviction).map_err(kube::Error::SerdeError)?;
     body["apiVersion"] = "policy/v1".into();
     body["kind"] = "Eviction".into();
+    let query = if dry_run { "?dryRun=All" } else { "" };
     let request = http::Request::post(format!(
-        "/api/v1/namespaces/{namespace}/pods/{pod}/eviction"
+        "/api/v1/namespaces/{namespace}/pods/{pod}/eviction{query}"
     ))
     .header(http::header::CONTENT_TYPE, "application/json")
     .body(serde_json::to_vec(&body).map_err(kube::Error::SerdeError)?)

@@ -13,6 +13,7 @@ pub mod membership;
 pub mod observe;
 pub mod reconcile;
 pub mod status;
+pub mod withdraw;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -59,6 +60,8 @@ pub enum Error {
     GetStatefulSet { source: kube::Error },
     #[error("failed to list pods: {source}")]
     ListPods { source: kube::Error },
+    #[error("failed to put member {pod} back in its Services: {source}")]
+    RestoreInService { pod: String, source: kube::Error },
     #[error("failed to patch status: {source}")]
     PatchStatus { source: kube::Error },
     #[error("object is missing {0}")]
@@ -78,7 +81,9 @@ impl Error {
             | Error::ApplyConfigMap { .. }
             | Error::ApplyNetworkPolicy { .. }
             | Error::ApplyStatefulSet { .. } => "apply",
-            Error::GetStatefulSet { .. } | Error::ListPods { .. } => "observe",
+            Error::GetStatefulSet { .. }
+            | Error::ListPods { .. }
+            | Error::RestoreInService { .. } => "observe",
             Error::PatchStatus { .. } => "status",
             Error::MissingField(_) => "object",
             Error::Tls(e) => e.category(),

@@ -39,6 +39,9 @@ pub struct Target {
     pub strategy: UpdateStrategy,
     /// How the members' client port is reached: TLS with the cluster's CA, or plaintext.
     pub tls: Option<crate::tls::ClientTls>,
+    /// The Services select members by [`names::IN_SERVICE_LABEL`]: a member is taken out of
+    /// them before its eviction, and one left out is put back.
+    pub in_service: bool,
 }
 
 impl Target {
@@ -51,6 +54,7 @@ impl Target {
             cluster_domain: spec.cluster_domain.clone(),
             strategy: spec.update_strategy.clone(),
             tls: None,
+            in_service: members.services_select_in_service,
         }
     }
 
@@ -77,6 +81,7 @@ impl Target {
             cluster_domain: zk.spec.cluster_domain.clone(),
             strategy: zk.spec.update_strategy.clone(),
             tls: None,
+            in_service: crate::render::members::services_select_in_service(sts),
         }
     }
 }
@@ -90,6 +95,9 @@ pub async fn observe(
     sts: &StatefulSet,
 ) -> Result<Observation, Error> {
     let pods = pods(ctx, id).await?;
+    if target.in_service {
+        super::withdraw::restore(ctx, id, &pods).await?;
+    }
     let addresses = member_addresses(
         &id.name,
         &id.namespace,

@@ -4,6 +4,7 @@
 
 use std::collections::BTreeMap;
 
+use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::ConfigMap;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 
@@ -26,6 +27,10 @@ pub struct Members {
     /// The server being added, if any: it boots from [`Self::boot`] whatever its volume holds,
     /// so a volume left by an earlier membership never brings back an old configuration.
     pub joiner: Option<ServerId>,
+    /// The Services select members by [`crate::names::IN_SERVICE_LABEL`] (see
+    /// [`crate::names::SERVICES_SELECT_IN_SERVICE_ANNOTATION`]): true for a new cluster, and
+    /// for an existing one once every pod runs a template that carries the label.
+    pub services_select_in_service: bool,
 }
 
 impl Members {
@@ -40,8 +45,44 @@ impl Members {
             },
             super_digest,
             joiner: None,
+            services_select_in_service: true,
         }
     }
+}
+
+/// Whether the Services of a cluster whose StatefulSet is `sts` select members by
+/// [`names::IN_SERVICE_LABEL`]: once they do (the StatefulSet carries
+/// [`names::SERVICES_SELECT_IN_SERVICE_ANNOTATION`]) they keep doing so; before, only when the
+/// StatefulSet's current template carries the label and every pod runs it. A cluster created
+/// before the label existed therefore rolls once (the template changed) before its Services
+/// select by the label, and no member ever drops out of its name for lack of it.
+pub fn services_select_in_service(sts: &StatefulSet) -> bool {
+    let annotated = sts
+        .metadata
+        .annotations
+        .as_ref()
+        .and_then(|a| a.get(names::SERVICES_SELECT_IN_SERVICE_ANNOTATION))
+        .is_some_and(|v| v == names::IN_SERVICE);
+    if annotated {
+        return true;
+    }
+    let Some(spec) = sts.spec.as_ref() else {
+        return false;
+    };
+    let labelled = spec
+        .template
+        .metadata
+        .as_ref()
+        .and_then(|m| m.labels.as_ref())
+        .and_then(|l| l.get(names::IN_SERVICE_LABEL))
+        .is_some_and(|v| v == names::IN_SERVICE);
+    let status = sts.status.as_ref();
+    let current = status.and_then(|s| s.observed_generation) == sts.metadata.generation
+        && sts.metadata.generation.is_some();
+    let replicas = spec.replicas.unwrap_or(1);
+    let updated = status.and_then(|s| s.updated_replicas).unwrap_or(0);
+    let existing = status.map(|s| s.replicas).unwrap_or(0);
+    labelled && current && updated >= replicas && existing == updated
 }
 
 /// The membership the spec asks for: participants `1..=replicas` at their ordinal DNS names.

@@ -45,8 +45,8 @@ pub fn render_with(
     owner: Option<&OwnerReference>,
 ) -> DesiredObjects {
     DesiredObjects {
-        headless_service: services::headless(v, owner),
-        client_service: services::client(v, owner),
+        headless_service: services::headless(v, members.services_select_in_service, owner),
+        client_service: services::client(v, members.services_select_in_service, owner),
         pdb: pdb::pdb(v, owner),
         members: members::configmap(v, members, owner),
         network_policy: netpol::network_policy(v, operator_namespace, owner),
@@ -103,6 +103,118 @@ mod tests {
         }))
         .unwrap();
         render(&validate(&zk).unwrap(), None)
+    }
+
+    #[test]
+    fn services_select_members_in_service_once_every_pod_carries_the_label() {
+        use crate::names::{IN_SERVICE, IN_SERVICE_LABEL, SERVICES_SELECT_IN_SERVICE_ANNOTATION};
+        use members::services_select_in_service;
+        let in_service = |o: &k8s_openapi::api::core::v1::Service| {
+            let selector = o.spec.as_ref().unwrap().selector.clone().unwrap();
+            selector.get(IN_SERVICE_LABEL).map(String::as_str) == Some(IN_SERVICE)
+        };
+        // A new cluster: the pods carry the label from the start, the Services select by it.
+        let d = rendered(serde_json::json!({}));
+        let template = d.statefulset.spec.clone().unwrap().template;
+        let labels = template.metadata.unwrap().labels.unwrap();
+        assert_eq!(
+            labels.get(IN_SERVICE_LABEL).map(String::as_str),
+            Some(IN_SERVICE)
+        );
+        assert!(in_service(&d.headless_service) && in_service(&d.client_service));
+        // Neither the StatefulSet's selector nor the PDB's: the member being evicted is still
+        // counted by the PDB and owned by its StatefulSet.
+        let sts_selector = d
+            .statefulset
+            .spec
+            .clone()
+            .unwrap()
+            .selector
+            .match_labels
+            .unwrap();
+        assert!(!sts_selector.contains_key(IN_SERVICE_LABEL));
+        let pdb_selector = d
+            .pdb
+            .spec
+            .clone()
+            .unwrap()
+            .selector
+            .unwrap()
+            .match_labels
+            .unwrap();
+        assert!(!pdb_selector.contains_key(IN_SERVICE_LABEL));
+
+        // A StatefulSet of an operator that did not know the label: not until it rolled.
+        let mut sts = d.statefulset.clone();
+        sts.metadata.annotations = None;
+        sts.metadata.generation = Some(4);
+        let mut old_template = sts.spec.clone().unwrap();
+        old_template
+            .template
+            .metadata
+            .as_mut()
+            .unwrap()
+            .labels
+            .as_mut()
+            .unwrap()
+            .remove(IN_SERVICE_LABEL);
+        let status = |observed: i64, updated: i32| {
+            Some(k8s_openapi::api::apps::v1::StatefulSetStatus {
+                observed_generation: Some(observed),
+                replicas: 3,
+                updated_replicas: Some(updated),
+                ..Default::default()
+            })
+        };
+        let mut old = sts.clone();
+        old.spec = Some(old_template);
+        old.status = status(4, 3);
+        assert!(
+            !services_select_in_service(&old),
+            "template without the label"
+        );
+        sts.status = status(4, 2);
+        assert!(
+            !services_select_in_service(&sts),
+            "one pod still runs the old template"
+        );
+        sts.status = status(3, 3);
+        assert!(
+            !services_select_in_service(&sts),
+            "the new template not observed yet"
+        );
+        sts.status = status(4, 3);
+        assert!(
+            services_select_in_service(&sts),
+            "every pod runs the labelled template"
+        );
+        // Once annotated, it stays so, even in the middle of the next rollout.
+        sts.metadata.annotations = Some(std::collections::BTreeMap::from([(
+            SERVICES_SELECT_IN_SERVICE_ANNOTATION.to_string(),
+            IN_SERVICE.to_string(),
+        )]));
+        sts.status = status(4, 0);
+        assert!(services_select_in_service(&sts));
+        assert_eq!(
+            d.statefulset.metadata.annotations.unwrap()[SERVICES_SELECT_IN_SERVICE_ANNOTATION],
+            IN_SERVICE
+        );
+        // Rendered without it: the Services select every member, the StatefulSet is not marked.
+        let v = validate(
+            &serde_json::from_value(serde_json::json!({
+                "apiVersion": "zookeeper.ensemble.dev/v1alpha1",
+                "kind": "ZookeeperCluster",
+                "metadata": {"name": "zk", "namespace": "ns", "uid": "u-1"},
+                "spec": {},
+            }))
+            .unwrap(),
+        )
+        .unwrap();
+        let mut m = Members::initial(&v, None);
+        m.services_select_in_service = false;
+        let d = render_with(&v, &m, None, None);
+        assert!(!in_service(&d.headless_service) && !in_service(&d.client_service));
+        assert!(d.statefulset.metadata.annotations.is_none());
     }
 
     fn hash(d: &DesiredObjects) -> String {

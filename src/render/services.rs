@@ -4,7 +4,7 @@
 use k8s_openapi::api::core::v1::{Service, ServicePort, ServiceSpec};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 
-use super::labels::{object_meta, selector_labels};
+use super::labels::{object_meta, service_selector_labels};
 use crate::names;
 use crate::validate::ValidatedCluster;
 
@@ -24,7 +24,9 @@ fn port(name: &str, port: i32) -> ServicePort {
 /// other while they are still forming a quorum (they cannot be Ready before that). With metrics
 /// on it also names each member's metrics port, so a ServiceMonitor (or Prometheus' endpoints
 /// discovery) finds every member, Ready or not.
-pub fn headless(v: &ValidatedCluster, owner: Option<&OwnerReference>) -> Service {
+/// With `in_service`, only members carrying [`crate::names::IN_SERVICE_LABEL`] have a name, so
+/// a member taken out before its eviction stops resolving while its address still answers.
+pub fn headless(v: &ValidatedCluster, in_service: bool, owner: Option<&OwnerReference>) -> Service {
     let p = &v.spec.ports;
     let mut ports = vec![
         port("server", p.server),
@@ -44,7 +46,7 @@ pub fn headless(v: &ValidatedCluster, owner: Option<&OwnerReference>) -> Service
         spec: Some(ServiceSpec {
             cluster_ip: Some("None".to_string()),
             publish_not_ready_addresses: Some(true),
-            selector: Some(selector_labels(&v.name)),
+            selector: Some(service_selector_labels(&v.name, in_service)),
             ports: Some(ports),
             ..Default::default()
         }),
@@ -53,12 +55,12 @@ pub fn headless(v: &ValidatedCluster, owner: Option<&OwnerReference>) -> Service
 }
 
 /// Client Service: a cluster IP in front of the Ready members.
-pub fn client(v: &ValidatedCluster, owner: Option<&OwnerReference>) -> Service {
+pub fn client(v: &ValidatedCluster, in_service: bool, owner: Option<&OwnerReference>) -> Service {
     Service {
         metadata: object_meta(names::client_service(&v.name), &v.namespace, &v.name, owner),
         spec: Some(ServiceSpec {
             type_: Some("ClusterIP".to_string()),
-            selector: Some(selector_labels(&v.name)),
+            selector: Some(service_selector_labels(&v.name, in_service)),
             ports: Some(vec![port("client", v.spec.ports.client)]),
             ..Default::default()
         }),

@@ -250,6 +250,10 @@ fn pod_template(v: &ValidatedCluster, members: &Members) -> PodTemplateSpec {
     let s = &v.spec;
     let mut pod_labels = s.pod.labels.clone();
     pod_labels.extend(labels(&v.name));
+    pod_labels.insert(
+        names::IN_SERVICE_LABEL.to_string(),
+        names::IN_SERVICE.to_string(),
+    );
     let non_empty = |m: &BTreeMap<String, String>| (!m.is_empty()).then(|| m.clone());
     let mut template = PodTemplateSpec {
         metadata: Some(ObjectMeta {
@@ -403,8 +407,15 @@ pub fn statefulset(
         }),
         ..Default::default()
     };
+    let mut metadata = object_meta(v.name.clone(), &v.namespace, &v.name, owner);
+    if members.services_select_in_service {
+        metadata.annotations = Some(BTreeMap::from([(
+            names::SERVICES_SELECT_IN_SERVICE_ANNOTATION.to_string(),
+            names::IN_SERVICE.to_string(),
+        )]));
+    }
     StatefulSet {
-        metadata: object_meta(v.name.clone(), &v.namespace, &v.name, owner),
+        metadata,
         spec: Some(StatefulSetSpec {
             replicas: Some(members.replicas),
             service_name: Some(names::headless_service(&v.name)),
