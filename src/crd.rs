@@ -666,6 +666,14 @@ pub struct UpdateStrategy {
     /// The rollout itself keeps waiting (restarting another member could cost the quorum).
     #[schemars(range(min = 30, max = 86400))]
     pub progress_deadline_seconds: i32,
+    /// Seconds clients may keep a member's old address after it restarts (a restart gives the
+    /// member a new pod IP; the JVM caches a resolved name for 30 s by default, and DNS caches
+    /// add their own TTL). The leader, whose restart makes every client reconnect, is
+    /// restarted only once the member restarted before it has had its new address this long,
+    /// so that no reconnecting client dials an address that is gone and waits out its connect
+    /// timeout. 0 restarts the leader as soon as the others serve.
+    #[schemars(range(min = 0, max = 600))]
+    pub client_address_cache_seconds: i32,
 }
 
 impl Default for UpdateStrategy {
@@ -674,6 +682,7 @@ impl Default for UpdateStrategy {
             partition: 0,
             paused: false,
             progress_deadline_seconds: 600,
+            client_address_cache_seconds: 30,
         }
     }
 }

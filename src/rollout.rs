@@ -45,6 +45,9 @@ pub struct Observation {
     pub paused: bool,
     /// `spec.updateStrategy.progressDeadlineSeconds`: how long a member may take to come back.
     pub progress_deadline: Duration,
+    /// `spec.updateStrategy.clientAddressCacheSeconds`: how long after the last restart the
+    /// leader waits.
+    pub client_address_cache: Duration,
     /// The member pods that exist (any order).
     pub pods: Vec<PodFacts>,
     /// Each member's four-letter-word answers.
@@ -79,6 +82,9 @@ impl Observation {
             partition: strategy.partition.max(0) as u32,
             paused: strategy.paused,
             progress_deadline: Duration::from_secs(strategy.progress_deadline_seconds.max(0) as u64),
+            client_address_cache: Duration::from_secs(
+                strategy.client_address_cache_seconds.max(0) as u64
+            ),
             pods: pods
                 .iter()
                 .filter_map(|p| PodFacts::from_pod(&cluster, p))
@@ -273,6 +279,14 @@ pub enum WaitReason {
     /// A serving member reports a newer leadership term (zxid epoch) than the member that
     /// claims to lead: that leader is from an old term and an election is under way.
     TermsDiffer(Vec<(MemberName, u32)>),
+    /// The leader is due, but the member restarted before it got its new address less than
+    /// `clientAddressCacheSeconds` ago: clients may still hold its old one.
+    ClientsMayHoldOldAddress {
+        /// The member restarted last.
+        restarted: MemberName,
+        /// How long until the leader may go.
+        left: Duration,
+    },
     /// A member at the update revision has not rejoined yet.
     Rejoining {
         /// The member.
@@ -351,6 +365,9 @@ pub fn requeue_after(plan: &Plan, act: &Act, steady: Duration) -> Duration {
                 BUSY_RESYNC
             }
         }
+        Decision::Wait(WaitReason::ClientsMayHoldOldAddress { left, .. }) => {
+            (*left).max(Duration::from_millis(500))
+        }
         Decision::Wait(_) => Duration::from_secs(3),
         Decision::Blocked(_) => Duration::from_secs(10),
     }
@@ -404,6 +421,11 @@ impl fmt::Display for WaitReason {
             ),
             WaitReason::PodTerminating(p) => write!(f, "waiting for {p} to terminate"),
             WaitReason::PodMissing(p) => write!(f, "waiting for {p} to be recreated"),
+            WaitReason::ClientsMayHoldOldAddress { restarted, left } => write!(
+                f,
+                "restarting the leader in {} s: clients may still hold {restarted}'s old address (updateStrategy.clientAddressCacheSeconds)",
+                left.as_secs_f64().ceil() as u64
+            ),
             WaitReason::TermsDiffer(terms) => {
                 let list: Vec<String> = terms.iter().map(|(m, e)| format!("{m}: {e}")).collect();
                 write!(
@@ -525,6 +547,23 @@ pub fn plan(obs: &Observation) -> Plan {
         decision,
         view,
     }
+}
+
+/// How long the leader must still wait for clients to forget the old address of the member
+/// restarted last (the newest pod at the update revision), if at all.
+fn address_cache_wait(obs: &Observation, view: &EnsembleView) -> Option<WaitReason> {
+    if obs.client_address_cache.is_zero() {
+        return None;
+    }
+    let (restarted, created) = view
+        .members
+        .iter()
+        .filter(|m| m.updated)
+        .filter_map(|m| Some((m.name.clone(), m.pod.as_ref()?.created_at?)))
+        .max_by_key(|(_, created)| *created)?;
+    let since = obs.probed_at.duration_since(created).unwrap_or_default();
+    let left = obs.client_address_cache.checked_sub(since)?;
+    (!left.is_zero()).then_some(WaitReason::ClientsMayHoldOldAddress { restarted, left })
 }
 
 /// The member waited for, when it has been waited for past the progress deadline.
@@ -697,6 +736,14 @@ fn decide(obs: &Observation, view: &EnsembleView) -> Decision {
         }
     }
 
+    // The leader's restart makes every client reconnect: not while a client may still hold the
+    // old address of the member restarted before it.
+    if why == RestartReason::Leader
+        && let Some(wait) = address_cache_wait(obs, view)
+    {
+        return Decision::Wait(wait);
+    }
+
     Decision::Restart(Restart {
         ordinal: candidate.ordinal,
         pod: candidate.name.clone(),
@@ -864,6 +911,7 @@ mod tests {
             partition: 0,
             paused: false,
             progress_deadline: Duration::from_secs(600),
+            client_address_cache: Duration::ZERO,
             pods,
             probes,
             probed_at: t0(),
@@ -889,6 +937,62 @@ mod tests {
             m("leader", false),
             m("follower", false),
         ]
+    }
+
+    #[test]
+    fn the_leader_waits_until_clients_forgot_the_old_address_of_the_last_restarted() {
+        // zk-0 and zk-2 restarted and serve; zk-1 leads and is due.
+        let ms = vec![m("follower", true), m("leader", false), m("follower", true)];
+        let at = |secs_ago: u64, newest: u32| {
+            let mut o = obs(&ms, Some(2));
+            o.client_address_cache = Duration::from_secs(30);
+            for p in &mut o.pods {
+                if p.ordinal.0 == newest {
+                    p.created_at = Some(t0() - Duration::from_secs(secs_ago));
+                }
+            }
+            o
+        };
+        let o = at(10, 0);
+        let wait = WaitReason::ClientsMayHoldOldAddress {
+            restarted: name(0),
+            left: Duration::from_secs(20),
+        };
+        assert_eq!(decide(&o), Decision::Wait(wait));
+        let p = plan(&o);
+        assert_eq!(
+            requeue_after(&p, &Act::None, Duration::from_secs(300)),
+            Duration::from_secs(20),
+            "looked at again when the wait is over"
+        );
+        assert!(
+            step_message(&p).contains(
+                "restarting the leader in 20 s: clients may still hold zk-0's old address"
+            ),
+            "{}",
+            step_message(&p)
+        );
+        // The newest restarted pod counts, whichever ordinal it has.
+        assert!(matches!(
+            decide(&at(25, 2)),
+            Decision::Wait(WaitReason::ClientsMayHoldOldAddress { ref restarted, .. }) if *restarted == name(2)
+        ));
+        // Long enough ago: the leader goes.
+        assert_eq!(decide(&at(31, 0)), restart(1, RestartReason::Leader));
+        // 0 turns the wait off.
+        let mut o = at(1, 0);
+        o.client_address_cache = Duration::ZERO;
+        assert_eq!(decide(&o), restart(1, RestartReason::Leader));
+        // Followers never wait for it.
+        let followers = vec![
+            m("follower", true),
+            m("leader", false),
+            m("follower", false),
+        ];
+        let mut o = obs(&followers, Some(2));
+        o.client_address_cache = Duration::from_secs(30);
+        o.pods[0].created_at = Some(t0() - Duration::from_secs(5));
+        assert_eq!(decide(&o), restart(2, RestartReason::OutdatedFollower));
     }
 
     #[test]

@@ -256,6 +256,7 @@ impl Ensemble {
             partition,
             paused: false,
             progress_deadline: Duration::from_secs(600),
+            client_address_cache: Duration::ZERO,
             pods,
             probes,
             probed_at,
