@@ -516,11 +516,12 @@ fn eviction(dry_run: bool, answer: Reply) -> Exchange {
     )
 }
 
-/// zk-2 taken out of its Services (`in_service` false) or put back.
-fn in_service(in_service: bool) -> Exchange {
+/// Member `pod` taken out of its Services (`in_service` false) or put back, always with the
+/// UID it was observed with.
+fn in_service(pod: &'static str, in_service: bool) -> Exchange {
     expect(
         Method::PATCH,
-        format!("/api/v1/namespaces/{NS}/pods/zk-2"),
+        format!("/api/v1/namespaces/{NS}/pods/{pod}"),
         move |body| {
             let label = &body["metadata"]["labels"]["zookeeper.ensemble.dev/in-service"];
             let expected = if in_service {
@@ -529,10 +530,10 @@ fn in_service(in_service: bool) -> Exchange {
                 json!(null)
             };
             assert_eq!(label, &expected, "{body}");
-            assert_eq!(body["metadata"]["uid"], "uid-zk-2", "{body}");
+            assert_eq!(body["metadata"]["uid"], format!("uid-{pod}"), "{body}");
             (
                 StatusCode::OK,
-                json!({"kind": "Pod", "apiVersion": "v1", "metadata": {"name": "zk-2"}}),
+                json!({"kind": "Pod", "apiVersion": "v1", "metadata": {"name": pod}}),
             )
         },
     )
@@ -592,7 +593,7 @@ async fn an_outdated_follower_is_evicted_after_a_fresh_recheck() {
     let mut script = rollout_script();
     // Asked first, then out of the Services, which are read until they drop it, then evicted.
     script.push(eviction(true, accepted()));
-    script.push(in_service(false));
+    script.push(in_service("zk-2", false));
     script.push(endpoint_slices(&["zk-0", "zk-1", "zk-2"]));
     script.push(endpoint_slices(&["zk-0", "zk-1"]));
     script.push(eviction(false, accepted()));
@@ -648,13 +649,13 @@ async fn a_member_taken_out_whose_eviction_is_then_refused_is_put_back() {
     // The PDB allowed the dry run, then refused the eviction (another disruption came first).
     let mut script = rollout_script();
     script.push(eviction(true, accepted()));
-    script.push(in_service(false));
+    script.push(in_service("zk-2", false));
     script.push(endpoint_slices(&["zk-0", "zk-1"]));
     script.push(eviction(
         false,
         mock_api::status(StatusCode::TOO_MANY_REQUESTS, "TooManyRequests"),
     ));
-    script.push(in_service(true));
+    script.push(in_service("zk-2", true));
     script.push(status_patch());
     let writes = run(cluster(json!({}), None), script, healthy_prober()).await;
     assert_progressing(
@@ -678,24 +679,7 @@ async fn a_member_left_out_of_its_services_is_put_back_by_the_next_pass() {
         labels.remove("zookeeper.ensemble.dev/in-service");
         (StatusCode::OK, list)
     });
-    script.insert(
-        pods_at + 1,
-        expect(
-            Method::PATCH,
-            format!("/api/v1/namespaces/{NS}/pods/zk-1"),
-            |body| {
-                assert_eq!(
-                    body["metadata"]["labels"]["zookeeper.ensemble.dev/in-service"], "true",
-                    "{body}"
-                );
-                assert_eq!(body["metadata"]["uid"], "uid-zk-1", "{body}");
-                (
-                    StatusCode::OK,
-                    json!({"kind": "Pod", "apiVersion": "v1", "metadata": {"name": "zk-1"}}),
-                )
-            },
-        ),
-    );
+    script.insert(pods_at + 1, in_service("zk-1", true));
     script.push(status_patch());
     let writes = run(cluster(json!({}), None), script, healthy_prober()).await;
     assert!(

@@ -94,7 +94,7 @@ mod tests {
     use crate::names::RESTART_HASH_ANNOTATION;
     use crate::validate::validate;
 
-    fn rendered(spec: serde_json::Value) -> DesiredObjects {
+    fn validated(spec: serde_json::Value) -> ValidatedCluster {
         let zk: ZookeeperCluster = serde_json::from_value(serde_json::json!({
             "apiVersion": "zookeeper.ensemble.dev/v1alpha1",
             "kind": "ZookeeperCluster",
@@ -102,7 +102,11 @@ mod tests {
             "spec": spec,
         }))
         .unwrap();
-        render(&validate(&zk).unwrap(), None)
+        validate(&zk).unwrap()
+    }
+
+    fn rendered(spec: serde_json::Value) -> DesiredObjects {
+        render(&validated(spec), None)
     }
 
     #[test]
@@ -200,16 +204,7 @@ mod tests {
             IN_SERVICE
         );
         // Rendered without it: the Services select every member, the StatefulSet is not marked.
-        let v = validate(
-            &serde_json::from_value(serde_json::json!({
-                "apiVersion": "zookeeper.ensemble.dev/v1alpha1",
-                "kind": "ZookeeperCluster",
-                "metadata": {"name": "zk", "namespace": "ns", "uid": "u-1"},
-                "spec": {},
-            }))
-            .unwrap(),
-        )
-        .unwrap();
+        let v = validated(serde_json::json!({}));
         let mut m = Members::initial(&v, None);
         m.services_select_in_service = false;
         let d = render_with(&v, &m, None, None);
