@@ -379,6 +379,14 @@ pub struct TlsSpec {
     /// liveness probes use it; nothing outside the pod can reach it.
     #[schemars(range(min = 1, max = 65535))]
     pub loopback_port: i32,
+    /// Client identities the operator issues certificates for (needs `mutual: true` and the
+    /// operator's own CA, so no `secretName`). For each name the Secret `<cluster>-client-<name>`
+    /// holds `ca.crt`, `tls.crt`, `tls.key` (PKCS#8) and `keystore.pem` (key and certificate,
+    /// for ZooKeeper's Java client); the certificate's subject is `CN=<name>`, so ZooKeeper
+    /// authenticates the session as `x509:CN=<name>`, usable in ACLs. Renewed before it
+    /// expires; a name removed from the list loses its Secret.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub client_certificates: Vec<String>,
 }
 
 impl Default for TlsSpec {
@@ -388,6 +396,7 @@ impl Default for TlsSpec {
             mutual: false,
             secret_name: None,
             loopback_port: 2182,
+            client_certificates: Vec::new(),
         }
     }
 }

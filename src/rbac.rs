@@ -178,7 +178,9 @@ pub const SUPER_KEY_CREATE: Rule = Rule {
 };
 
 /// The clusters' TLS Secrets: `<name>-tls` written by server-side apply (a new CA, a renewed
-/// certificate), a user's Secret named in `spec.tls.secretName` read; and, with
+/// certificate), a user's Secret named in `spec.tls.secretName` read, the client certificates
+/// of `spec.tls.clientCertificates` (`<name>-client-<id>`) written the same way and deleted
+/// when their name leaves the spec (the names issued are recorded on `<name>-tls`); and, with
 /// `spec.clientAuth`, `<name>-operator-auth` (the operator's SASL user) written the same way
 /// and the users' Secret of `spec.clientAuth.secretName` read (checked and hashed, never
 /// written). Names vary per cluster, so the rule cannot name them; no `list` or `watch`, so no
@@ -186,7 +188,7 @@ pub const SUPER_KEY_CREATE: Rule = Rule {
 pub const TLS_SECRETS: Rule = Rule {
     api_group: "",
     resource: "secrets",
-    verbs: &["get", "create", "patch"],
+    verbs: &["get", "create", "patch", "delete"],
     resource_names: &[],
     scope: Scope::Watched,
 };
@@ -519,7 +521,7 @@ mod tests {
         for r in RULES.iter().filter(|r| r.resource == "secrets") {
             assert!(!r.verbs.contains(&"list") && !r.verbs.contains(&"watch"));
             if r.scope == Scope::Watched {
-                assert_eq!(r.verbs, ["get", "create", "patch"]);
+                assert_eq!(r.verbs, ["get", "create", "patch", "delete"]);
             } else {
                 assert_eq!(r.scope, Scope::OperatorNamespace);
                 assert!(r.verbs == ["get"] || r.verbs == ["create"], "{:?}", r.verbs);

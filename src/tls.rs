@@ -298,11 +298,17 @@ pub fn plan(
 /// The operator-managed Secret holding `material`, owned by the cluster.
 pub fn secret(v: &ValidatedCluster, material: &Material, owner: Option<&OwnerReference>) -> Secret {
     let mut meta = object_meta(managed_secret(&v.name), &v.namespace, &v.name, owner);
+    let mut annotations = BTreeMap::new();
     if let Ok(t) = not_after(&material.cert)
         && let Ok(text) = t.format(&time::format_description::well_known::Rfc3339)
     {
-        meta.annotations = Some(BTreeMap::from([(NOT_AFTER_ANNOTATION.to_string(), text)]));
+        annotations.insert(NOT_AFTER_ANNOTATION.to_string(), text);
     }
+    let ids = &v.spec.tls.client_certificates;
+    if !ids.is_empty() {
+        annotations.insert(CLIENT_CERTIFICATES_ANNOTATION.to_string(), ids.join(","));
+    }
+    meta.annotations = (!annotations.is_empty()).then_some(annotations);
     let mut data = BTreeMap::from([
         (
             CA_CERT.to_string(),
@@ -331,6 +337,160 @@ pub fn secret(v: &ValidatedCluster, material: &Material, owner: Option<&OwnerRef
 /// The pod-template annotation value for `material`: changes with the CA or the certificate.
 pub fn material_hash(material: &Material) -> String {
     names::short_hash(format!("{}{}", material.ca_cert, material.cert).as_bytes())
+}
+
+/// Secret key of a client's key store for ZooKeeper's Java client: the PKCS#8 key, then the
+/// certificate (`zookeeper.ssl.keyStore.type=PEM`).
+pub const KEYSTORE: &str = "keystore.pem";
+/// Annotation on the operator's `<cluster>-tls` Secret: the client identities whose Secrets
+/// the operator issued (comma-separated), so a name removed from the spec loses its Secret
+/// without the operator ever listing Secrets.
+pub const CLIENT_CERTIFICATES_ANNOTATION: &str = "zookeeper.ensemble.dev/client-certificates";
+
+/// The Secret holding the certificate of client identity `id` (`<cluster>-client-<id>`).
+pub fn client_secret(cluster: &str, id: &str) -> String {
+    format!("{cluster}-client-{id}")
+}
+
+/// The ACL identity ZooKeeper gives a session that presents the certificate of `id`.
+pub fn client_acl_id(id: &str) -> String {
+    format!("CN={id}")
+}
+
+/// PEM text of one client identity's certificate.
+#[derive(Clone, PartialEq, Eq)]
+pub struct ClientMaterial {
+    /// The CA that signed it (what the client trusts).
+    pub ca_cert: String,
+    /// The client certificate, subject `CN=<id>`.
+    pub cert: String,
+    /// Its key (PKCS#8).
+    pub key: String,
+}
+
+impl std::fmt::Debug for ClientMaterial {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClientMaterial")
+            .field("cert", &self.cert)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A client certificate for identity `id`, signed by the cluster's CA (`material` must hold
+/// the CA's key: the operator's own CA).
+pub fn issue_client(
+    material: &Material,
+    id: &str,
+    now: OffsetDateTime,
+) -> Result<ClientMaterial, TlsError> {
+    let ca_key = material
+        .ca_key
+        .as_deref()
+        .ok_or_else(|| TlsError::Material {
+            key: CA_KEY,
+            detail: "missing: client certificates need the operator's own CA".to_string(),
+        })?;
+    let signing_key = KeyPair::from_pem(ca_key).map_err(|e| TlsError::Material {
+        key: CA_KEY,
+        detail: e.to_string(),
+    })?;
+    let issuer = Issuer::from_ca_cert_pem(&material.ca_cert, signing_key).map_err(|e| {
+        TlsError::Material {
+            key: CA_CERT,
+            detail: e.to_string(),
+        }
+    })?;
+    let mut params = CertificateParams::default();
+    params.distinguished_name.push(DnType::CommonName, id);
+    params.is_ca = IsCa::ExplicitNoCa;
+    params.key_usages = vec![
+        KeyUsagePurpose::DigitalSignature,
+        KeyUsagePurpose::KeyEncipherment,
+    ];
+    params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+    params.not_before = now - time::Duration::hours(1);
+    params.not_after = now + CERT_VALIDITY;
+    let key = KeyPair::generate().map_err(generate("client key"))?;
+    let cert = params
+        .signed_by(&key, &issuer)
+        .map_err(generate("client certificate"))?;
+    Ok(ClientMaterial {
+        ca_cert: material.ca_cert.clone(),
+        cert: cert.pem(),
+        key: key.serialize_pem(),
+    })
+}
+
+/// What the Secret of client identity `id` must hold now, given what it holds: a new
+/// certificate when there is none, when it is not of the cluster's current CA, or when it is
+/// within [`RENEW_BEFORE`] of expiry. `Ok(None)`: keep it.
+pub fn plan_client(
+    material: &Material,
+    id: &str,
+    existing: Option<&BTreeMap<String, ByteString>>,
+    now: OffsetDateTime,
+) -> Result<Option<ClientMaterial>, TlsError> {
+    let text = |key: &str| {
+        existing
+            .and_then(|d| d.get(key))
+            .and_then(|b| String::from_utf8(b.0.clone()).ok())
+    };
+    let current_ok = match (text(CA_CERT), text(CERT), text(KEY), text(KEYSTORE)) {
+        (Some(ca), Some(cert), Some(_), Some(_)) => {
+            ca == material.ca_cert && not_after(&cert).map(|t| !due(t, now)).unwrap_or(false)
+        }
+        _ => false,
+    };
+    if current_ok {
+        return Ok(None);
+    }
+    issue_client(material, id, now).map(Some)
+}
+
+/// The Secret of client identity `id` holding `client`, owned by the cluster.
+pub fn client_secret_object(
+    v: &ValidatedCluster,
+    id: &str,
+    client: &ClientMaterial,
+    owner: Option<&OwnerReference>,
+) -> Secret {
+    let mut meta = object_meta(client_secret(&v.name, id), &v.namespace, &v.name, owner);
+    if let Ok(t) = not_after(&client.cert)
+        && let Ok(text) = t.format(&time::format_description::well_known::Rfc3339)
+    {
+        meta.annotations = Some(BTreeMap::from([(NOT_AFTER_ANNOTATION.to_string(), text)]));
+    }
+    let bytes = |s: &str| ByteString(s.as_bytes().to_vec());
+    Secret {
+        metadata: meta,
+        type_: Some("Opaque".to_string()),
+        data: Some(BTreeMap::from([
+            (CA_CERT.to_string(), bytes(&client.ca_cert)),
+            (CERT.to_string(), bytes(&client.cert)),
+            (KEY.to_string(), bytes(&client.key)),
+            (
+                KEYSTORE.to_string(),
+                bytes(&format!("{}{}", client.key, client.cert)),
+            ),
+        ])),
+        ..Default::default()
+    }
+}
+
+/// The client identities recorded on the operator's `<cluster>-tls` Secret.
+pub fn recorded_client_certificates(secret: &Secret) -> Vec<String> {
+    secret
+        .metadata
+        .annotations
+        .as_ref()
+        .and_then(|a| a.get(CLIENT_CERTIFICATES_ANNOTATION))
+        .map(|v| {
+            v.split(',')
+                .filter(|s| !s.is_empty())
+                .map(str::to_string)
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
 /// How the operator connects to a member's TLS client port: the cluster's CA, and, for
@@ -532,6 +692,81 @@ mod tests {
         // Just before the threshold nothing changes.
         let before = now() + CERT_VALIDITY - RENEW_BEFORE - time::Duration::hours(1);
         assert!(plan(&v, Some(&data), before).unwrap().is_none());
+    }
+
+    fn mutual_with_clients(ids: &[&str]) -> ValidatedCluster {
+        let mut v = cluster();
+        v.spec.tls.mutual = true;
+        v.spec.tls.client_certificates = ids.iter().map(|s| s.to_string()).collect();
+        v
+    }
+
+    #[test]
+    fn a_client_certificate_names_its_identity_and_is_signed_by_the_clusters_ca() {
+        let v = mutual_with_clients(&["alice"]);
+        let m = plan(&v, None, now()).unwrap().unwrap();
+        let c = plan_client(&m, "alice", None, now())
+            .unwrap()
+            .expect("issued");
+        assert_eq!(c.ca_cert, m.ca_cert);
+        let (_, pem) = x509_parser::pem::parse_x509_pem(c.cert.as_bytes()).unwrap();
+        let cert = pem.parse_x509().unwrap();
+        assert_eq!(cert.subject().to_string(), client_acl_id("alice"));
+        let (_, ca_pem) = x509_parser::pem::parse_x509_pem(m.ca_cert.as_bytes()).unwrap();
+        let ca = ca_pem.parse_x509().unwrap();
+        assert_eq!(cert.issuer(), ca.subject());
+        cert.verify_signature(Some(ca.public_key()))
+            .expect("signed by the cluster's CA");
+        assert_eq!(not_after(&c.cert).unwrap(), now() + CERT_VALIDITY);
+        // rustls takes it as a client identity.
+        ClientTls::new(&c.ca_cert, Some((&c.cert, &c.key))).unwrap();
+        // The Secret: the Java key store is the key, then the certificate; it round-trips.
+        let s = client_secret_object(&v, "alice", &c, None);
+        assert_eq!(s.metadata.name.as_deref(), Some("zk-client-alice"));
+        let data = s.data.unwrap();
+        assert_eq!(
+            data[KEYSTORE].0,
+            format!("{}{}", c.key, c.cert).into_bytes()
+        );
+        assert!(
+            plan_client(&m, "alice", Some(&data), now())
+                .unwrap()
+                .is_none()
+        );
+        // Near expiry, or of another CA (the cluster's CA was replaced): issued again.
+        let later = now() + CERT_VALIDITY - RENEW_BEFORE + time::Duration::hours(1);
+        assert!(
+            plan_client(&m, "alice", Some(&data), later)
+                .unwrap()
+                .is_some()
+        );
+        let other = issue(&v, &[], now()).unwrap();
+        let again = plan_client(&other, "alice", Some(&data), now())
+            .unwrap()
+            .unwrap();
+        assert_eq!(again.ca_cert, other.ca_cert);
+        // A user's CA has no key here: nothing to sign with.
+        let users = Material {
+            ca_key: None,
+            ..m.clone()
+        };
+        assert!(issue_client(&users, "alice", now()).is_err());
+    }
+
+    #[test]
+    fn the_clusters_secret_records_the_client_identities_issued() {
+        let v = mutual_with_clients(&["alice", "orders"]);
+        let m = plan(&v, None, now()).unwrap().unwrap();
+        let s = secret(&v, &m, None);
+        assert_eq!(recorded_client_certificates(&s), ["alice", "orders"]);
+        let none = secret(&cluster(), &m, None);
+        assert!(recorded_client_certificates(&none).is_empty());
+        assert!(
+            none.metadata
+                .annotations
+                .unwrap()
+                .contains_key(NOT_AFTER_ANNOTATION)
+        );
     }
 
     #[test]

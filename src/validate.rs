@@ -178,6 +178,7 @@ pub fn validate(zk: &ZookeeperCluster) -> Result<ValidatedCluster, InvalidSpec> 
                 .to_string(),
         );
     }
+    problems.extend(client_certificate_problems(tls));
     let auth = &spec.client_auth;
     match (&auth.enabled, &auth.secret_name) {
         (true, None) => problems.push(
@@ -375,6 +376,56 @@ pub fn parse_quantity(text: &str) -> Option<u64> {
     (bytes.is_finite() && bytes >= 0.0).then_some(bytes as u64)
 }
 
+/// The most client identities one cluster issues certificates for.
+pub const MAX_CLIENT_CERTIFICATES: usize = 32;
+
+/// What is wrong with `spec.tls.clientCertificates`.
+fn client_certificate_problems(tls: &crate::crd::TlsSpec) -> Vec<String> {
+    let names = &tls.client_certificates;
+    let mut problems = Vec::new();
+    if names.is_empty() {
+        return problems;
+    }
+    if !(tls.enabled && tls.mutual) {
+        problems.push(
+            "spec.tls.clientCertificates needs spec.tls.enabled: true and spec.tls.mutual: true (without mutual TLS ZooKeeper never asks a client for its certificate); set both or remove spec.tls.clientCertificates"
+                .to_string(),
+        );
+    }
+    if tls.secret_name.is_some() {
+        problems.push(
+            "spec.tls.clientCertificates are signed by the operator's own CA, but spec.tls.secretName brings certificates of your own CA; issue client certificates from your CA, or remove one of the two fields"
+                .to_string(),
+        );
+    }
+    if names.len() > MAX_CLIENT_CERTIFICATES {
+        problems.push(format!(
+            "spec.tls.clientCertificates lists {} names; at most {MAX_CLIENT_CERTIFICATES} are issued per cluster",
+            names.len()
+        ));
+    }
+    let mut seen = std::collections::BTreeSet::new();
+    for (i, name) in names.iter().enumerate() {
+        let bytes = name.as_bytes();
+        let valid = (1..=40).contains(&bytes.len())
+            && bytes
+                .iter()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || *b == b'-')
+            && bytes[0] != b'-'
+            && bytes[bytes.len() - 1] != b'-';
+        if !valid {
+            problems.push(format!(
+                "spec.tls.clientCertificates[{i}] '{name}': use 1 to 40 lowercase letters, digits and '-', starting and ending with a letter or digit (it names the Secret <cluster>-client-{name} and the identity x509:CN={name})"
+            ));
+        } else if !seen.insert(name) {
+            problems.push(format!(
+                "spec.tls.clientCertificates lists '{name}' twice; list each name once"
+            ));
+        }
+    }
+    problems
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -414,6 +465,41 @@ mod tests {
             serde_json::json!({"clientAuth": {"enabled": true, "secretName": "users"}}),
         ));
         assert!(on.is_ok(), "{on:?}");
+    }
+
+    #[test]
+    fn client_certificates_need_mutual_tls_the_operators_ca_and_plain_names() {
+        let err = problems(
+            serde_json::json!({"tls": {"enabled": true, "clientCertificates": ["alice"]}}),
+        );
+        assert!(
+            err.contains(
+                "spec.tls.clientCertificates needs spec.tls.enabled: true and spec.tls.mutual: true"
+            ),
+            "{err}"
+        );
+        let err = problems(serde_json::json!({"tls": {"enabled": true, "mutual": true,
+            "secretName": "mine", "clientCertificates": ["alice"]}}));
+        assert!(err.contains("remove one of the two fields"), "{err}");
+        let err = problems(serde_json::json!({"tls": {"enabled": true, "mutual": true,
+            "clientCertificates": ["alice", "Bob", "-x", "alice"]}}));
+        assert!(
+            err.contains("spec.tls.clientCertificates[1] 'Bob'"),
+            "{err}"
+        );
+        assert!(err.contains("spec.tls.clientCertificates[2] '-x'"), "{err}");
+        assert!(err.contains("lists 'alice' twice"), "{err}");
+        let many: Vec<String> = (0..=MAX_CLIENT_CERTIFICATES)
+            .map(|i| format!("app-{i}"))
+            .collect();
+        let err = problems(serde_json::json!({"tls": {"enabled": true, "mutual": true,
+            "clientCertificates": many}}));
+        assert!(err.contains("at most 32"), "{err}");
+        let ok = validate(&cluster(
+            serde_json::json!({"tls": {"enabled": true, "mutual": true,
+            "clientCertificates": ["alice", "orders-2"]}}),
+        ));
+        assert!(ok.is_ok(), "{ok:?}");
     }
 
     #[test]

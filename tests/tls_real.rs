@@ -2,8 +2,10 @@
 //! `start-zookeeper --tls_dir` writes, with a CA and certificate made by the operator's own
 //! code (`tls::issue`), mutual TLS on. The quorum forms over TLS; a TLS client with the cluster's
 //! certificate writes and reads; clients without TLS, or without a client certificate, are
-//! refused on the secure port; the operator's four-letter words and its reconfiguration client
-//! (remove a server, add it back) work over TLS.
+//! refused on the secure port; client certificates the operator issues (`tls::issue_client`)
+//! authenticate sessions as `x509:CN=<name>`, so an ACL naming one admits it and refuses another
+//! (and a certificate of another CA gets no session); the operator's four-letter words and its
+//! reconfiguration client (remove a server, add it back) work over TLS.
 //!
 //! Needs Java and the jars of `e2e/lib/zookeeper-dist.sh`; fails (never skips) without them.
 //! Members listen on 127.0.0.1-127.0.0.3, ports 21900 (TLS client), 21901 (plaintext client),
@@ -17,14 +19,14 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use zookeeper_client::{Acls, Client, CreateMode};
+use zookeeper_client::{Acl, Acls, AuthId, Client, CreateMode, Permission};
 use zookeeper_operator::crd::ZookeeperCluster;
 use zookeeper_operator::health::{
     MemberAddress, Mode, Ordinal, Outcome, ProbeConfig, WHITELIST, probe_ensemble,
 };
 use zookeeper_operator::membership::{MembershipStep, ServerId};
 use zookeeper_operator::reconfig::{Reconfigurer, SuperUser, member_config_version};
-use zookeeper_operator::tls::{self, ClientTls, Material};
+use zookeeper_operator::tls::{self, ClientMaterial, ClientTls, Material};
 use zookeeper_operator::validate::validate;
 
 const MEMBERS: usize = 3;
@@ -322,6 +324,66 @@ async fn a_tls_ensemble_forms_serves_tls_clients_only_and_the_operator_speaks_tl
     let (data, _) = client.get_data("/tls-proof").await.expect("read over TLS");
     assert_eq!(data, b"over tls");
 
+    // X.509 identities: the certificates the operator issues for `spec.tls.clientCertificates`
+    // make ZooKeeper authenticate a session as `x509:CN=<name>`, which ACLs name.
+    let now = time::OffsetDateTime::now_utc();
+    let alice = x509_session(&tls::issue_client(&material, "alice", now).unwrap()).await;
+    let bob = x509_session(&tls::issue_client(&material, "bob", now).unwrap()).await;
+    let alice_id = AuthId::new("x509", &tls::client_acl_id("alice"));
+    let only_alice = [Acl::new(Permission::ALL, alice_id.clone())];
+    alice
+        .create(
+            "/alice-only",
+            b"alice's",
+            &CreateMode::Persistent.with_acls(Acls::new(&only_alice)),
+        )
+        .await
+        .expect("alice creates a znode only x509:CN=alice may use");
+    let (acl, _) = alice
+        .get_acl("/alice-only")
+        .await
+        .expect("alice reads its ACL");
+    assert_eq!(acl, only_alice, "the ACL as ZooKeeper stored it");
+    let (data, _) = alice.get_data("/alice-only").await.expect("alice reads");
+    assert_eq!(data, b"alice's");
+    assert_eq!(
+        bob.get_data("/alice-only").await.unwrap_err(),
+        zookeeper_client::Error::NoAuth,
+        "bob's certificate must not read alice's znode"
+    );
+    assert_eq!(
+        bob.set_data("/alice-only", b"bob's", None)
+            .await
+            .unwrap_err(),
+        zookeeper_client::Error::NoAuth
+    );
+    // The members' certificate (the operator's identity) is not alice either.
+    assert_eq!(
+        client.get_data("/alice-only").await.unwrap_err(),
+        zookeeper_client::Error::NoAuth
+    );
+    // A certificate for "alice" from another cluster's CA gets no session at all.
+    let impostor = tls::issue_client(&stranger, "alice", now).unwrap();
+    let impostor_session = tokio::time::timeout(
+        Duration::from_secs(8),
+        Client::connector()
+            .with_session_timeout(Duration::from_secs(4))
+            .with_fail_eagerly()
+            .with_tls(client_tls(&impostor).zookeeper_options().unwrap())
+            .secure_connect(&connect_string()),
+    )
+    .await;
+    assert!(
+        !matches!(impostor_session, Ok(Ok(_))),
+        "a certificate of another CA got a session"
+    );
+    let logs = ens.logs();
+    assert!(
+        logs.contains("Authenticated Id 'CN=alice' for scheme 'x509'"),
+        "{}",
+        ens.tail()
+    );
+
     // A plaintext client on the secure port gets no session.
     let plain_session = tokio::time::timeout(
         Duration::from_secs(8),
@@ -358,6 +420,21 @@ async fn a_tls_ensemble_forms_serves_tls_clients_only_and_the_operator_speaks_tl
         }
         tokio::time::sleep(Duration::from_millis(300)).await;
     }
+}
+
+/// The client side of a client certificate: the cluster's CA, the certificate as identity.
+fn client_tls(c: &ClientMaterial) -> ClientTls {
+    ClientTls::new(&c.ca_cert, Some((&c.cert, &c.key))).expect("client certificate")
+}
+
+/// A TLS session presenting client certificate `c`.
+async fn x509_session(c: &ClientMaterial) -> Client {
+    Client::connector()
+        .with_session_timeout(Duration::from_secs(10))
+        .with_tls(client_tls(c).zookeeper_options().unwrap())
+        .secure_connect(&connect_string())
+        .await
+        .expect("a TLS session with a client certificate")
 }
 
 /// Reads the committed configuration over TLS through members 1 and 2 (the ones that stay) and,

@@ -14,7 +14,10 @@ use kube::Client;
 use kube::api::{Api, Patch, PatchParams};
 use time::OffsetDateTime;
 
-use super::{ClientTls, TlsError, material_hash, not_after, plan, read, secret, secret_name};
+use super::{
+    ClientTls, Material, TlsError, client_secret, client_secret_object, material_hash, not_after,
+    plan, plan_client, read, recorded_client_certificates, secret, secret_name,
+};
 use crate::names::MANAGER;
 use crate::validate::ValidatedCluster;
 
@@ -48,6 +51,14 @@ pub enum TlsStepError {
         /// Why.
         source: kube::Error,
     },
+    /// The API refused to delete the Secret of a client identity removed from the spec.
+    #[error("failed to delete the client certificate secret {name}: {source}")]
+    DeleteSecret {
+        /// The Secret.
+        name: String,
+        /// Why.
+        source: kube::Error,
+    },
     /// The user's Secret does not exist.
     #[error(
         "spec.tls.secretName {name}: no such Secret in namespace {namespace}; create it with PEM ca.crt, tls.crt and tls.key, or remove spec.tls.secretName to let the operator issue the certificates"
@@ -72,7 +83,9 @@ impl TlsStepError {
     /// A bounded label for metrics and Events.
     pub fn category(&self) -> &'static str {
         match self {
-            TlsStepError::ReadSecret { .. } | TlsStepError::ApplySecret { .. } => "apply",
+            TlsStepError::ReadSecret { .. }
+            | TlsStepError::ApplySecret { .. }
+            | TlsStepError::DeleteSecret { .. } => "apply",
             TlsStepError::MissingUserSecret { .. } | TlsStepError::Material { .. } => "tls",
         }
     }
@@ -111,28 +124,100 @@ pub async fn prepare(
             })?;
         read(&data).map_err(material_err)?
     } else {
+        let recorded = live
+            .as_ref()
+            .map(recorded_client_certificates)
+            .unwrap_or_default();
+        let desired_ids = &cluster.spec.tls.client_certificates;
+        // Identities removed from the spec lose their Secret first, so the record below never
+        // forgets a Secret that still exists.
+        for id in recorded.iter().filter(|id| !desired_ids.contains(id)) {
+            delete_client_secret(&api, &client_secret(&cluster.name, id)).await?;
+        }
         let data = live.and_then(|s| s.data);
-        match plan(cluster, data.as_ref(), now).map_err(material_err)? {
-            Some(fresh) => {
-                let desired = secret(cluster, &fresh, Some(owner));
+        let apply = |material: Material| {
+            let desired = secret(cluster, &material, Some(owner));
+            let (api, name) = (api.clone(), name.clone());
+            async move {
                 api.patch(
                     &name,
                     &PatchParams::apply(MANAGER).force(),
                     &Patch::Apply(&desired),
                 )
                 .await
-                .map_err(|source| TlsStepError::ApplySecret {
-                    name: name.clone(),
-                    source,
-                })?;
-                fresh
+                .map_err(|source| TlsStepError::ApplySecret { name, source })?;
+                Ok::<_, TlsStepError>(material)
             }
-            None => read(&data.unwrap_or_default()).map_err(material_err)?,
+        };
+        let material = match plan(cluster, data.as_ref(), now).map_err(material_err)? {
+            Some(fresh) => apply(fresh).await?,
+            None => {
+                let current = read(&data.unwrap_or_default()).map_err(material_err)?;
+                if recorded != *desired_ids {
+                    // Record the identities issued from now on (the material stays).
+                    apply(current).await?
+                } else {
+                    current
+                }
+            }
+        };
+        for id in desired_ids {
+            issue_client_secret(&api, cluster, owner, &material, id, now).await?;
         }
+        material
     };
     Ok(Some(Prepared {
         client: ClientTls::of(&material, cluster.spec.tls.mutual).map_err(material_err)?,
         material_hash: material_hash(&material),
         not_after: not_after(&material.cert).ok(),
     }))
+}
+
+/// Keeps the Secret of client identity `id` holding a certificate of the cluster's current CA
+/// that is not near expiry: one read, and a write only when [`plan_client`] says so.
+async fn issue_client_secret(
+    api: &Api<Secret>,
+    cluster: &ValidatedCluster,
+    owner: &OwnerReference,
+    material: &Material,
+    id: &str,
+    now: OffsetDateTime,
+) -> Result<(), TlsStepError> {
+    let name = client_secret(&cluster.name, id);
+    let live = api
+        .get_opt(&name)
+        .await
+        .map_err(|source| TlsStepError::ReadSecret {
+            name: name.clone(),
+            source,
+        })?;
+    let data = live.and_then(|s| s.data);
+    let planned =
+        plan_client(material, id, data.as_ref(), now).map_err(|source| TlsStepError::Material {
+            name: name.clone(),
+            source,
+        })?;
+    if let Some(fresh) = planned {
+        let desired = client_secret_object(cluster, id, &fresh, Some(owner));
+        api.patch(
+            &name,
+            &PatchParams::apply(MANAGER).force(),
+            &Patch::Apply(&desired),
+        )
+        .await
+        .map_err(|source| TlsStepError::ApplySecret { name, source })?;
+    }
+    Ok(())
+}
+
+/// Deletes the Secret of a client identity no longer in the spec (gone already: fine).
+async fn delete_client_secret(api: &Api<Secret>, name: &str) -> Result<(), TlsStepError> {
+    match api.delete(name, &Default::default()).await {
+        Ok(_) => Ok(()),
+        Err(kube::Error::Api(e)) if e.code == 404 => Ok(()),
+        Err(source) => Err(TlsStepError::DeleteSecret {
+            name: name.to_string(),
+            source,
+        }),
+    }
 }

@@ -89,7 +89,7 @@ truth and tests/chart.rs fails when these differ from it.
   verbs: ["create"]
 - apiGroups: [""]
   resources: ["secrets"]
-  verbs: ["get", "create", "patch"]
+  verbs: ["get", "create", "patch", "delete"]
 {{- end }}
 
 {{/* The one cluster-scoped permission: read this operator's own CRD at start. */}}
