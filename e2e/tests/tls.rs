@@ -4,15 +4,14 @@
 //! Java client with the CA from the Secret and a certificate writes and reads through the
 //! client Service over TLS while one without a certificate is refused, a plaintext client gets no
 //! answer on the client port and the plaintext port is closed to anyone outside the pod, and
-//! every member logs that its quorum runs over TLS.
-//!
-//! Wired into the e2e binary (`mod tls;` in e2e/tests/operator.rs) together with the reconcile's
-//! TLS step (`tls::apply::prepare`, the TLS client handed to the probes and the reconfiguration,
-//! read/create/patch of Secrets in the RBAC table): until then `spec.tls.enabled` is refused and
-//! this test is not compiled.
+//! every member logs that its quorum runs over TLS. Then `spec.tls.clientCertificates`: an
+//! application pod mounting the Secrets the operator issued connects as `x509:CN=alice` and
+//! `x509:CN=bob`; an ACL for alice admits her and refuses him; a name removed from the list
+//! loses its Secret and the members do not roll.
 
 use std::time::{Duration, Instant};
 
+use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::{Pod, Secret};
 use kube::Client;
 use kube::api::{Api, LogParams};
@@ -25,8 +24,13 @@ use super::{TestNamespace, apply_cluster, client, log, member_pods, spec, wait_s
 
 /// Runs `kubectl exec` in a member; its output, or the failure.
 fn exec(ns: &str, pod: &str, command: &str) -> Result<String, String> {
+    exec_in(ns, pod, "zookeeper", command)
+}
+
+/// Runs `kubectl exec` in `container` of `pod`; its output, or the failure.
+fn exec_in(ns: &str, pod: &str, container: &str, command: &str) -> Result<String, String> {
     let script = format!(
-        "set -euo pipefail\neval \"$(e2e/cluster env)\"\nkubectl -n {ns} exec {pod} -c zookeeper -- bash -c {}",
+        "set -euo pipefail\neval \"$(e2e/cluster env)\"\nkubectl -n {ns} exec {pod} -c {container} -- bash -c {}",
         shell_quote(command)
     );
     let out = std::process::Command::new("bash")
@@ -116,7 +120,8 @@ async fn tls_cluster_serves_tls_clients_only() {
         &client,
         &ns,
         name,
-        spec(json!({"tls": {"enabled": true, "mutual": true}})),
+        spec(json!({"tls": {"enabled": true, "mutual": true,
+            "clientCertificates": ["alice", "bob"]}})),
     )
     .await
     .expect("apply a spec.tls cluster");
@@ -226,5 +231,171 @@ async fn tls_cluster_serves_tls_clients_only() {
         !plain_text.contains("written-over-tls"),
         "a plaintext client read the znode: {plain_text}"
     );
+    client_certificates(&client, &ns, name).await;
     drop(guard);
+}
+
+/// ZooKeeper's Java client in the application pod, as identity `id`: the CA and the key store
+/// from the Secret `zk-client-<id>` mounted at `/etc/zk-<id>`, through the client Service.
+fn app_cli(ns: &str, id: &str, args: &str) -> String {
+    let out = exec_in(
+        ns,
+        "app",
+        "app",
+        &format!(
+            "timeout 40 java -Xmx48m -Dzookeeper.clientCnxnSocket=org.apache.zookeeper.ClientCnxnSocketNetty \
+             -Dzookeeper.client.secure=true -Dzookeeper.ssl.trustStore.location=/etc/zk-{id}/ca.crt \
+             -Dzookeeper.ssl.trustStore.type=PEM -Dzookeeper.ssl.keyStore.location=/etc/zk-{id}/keystore.pem \
+             -Dzookeeper.ssl.keyStore.type=PEM -cp '/opt/zookeeper/lib/*' \
+             org.apache.zookeeper.ZooKeeperMain -server zk-cs.{ns}.svc.cluster.local:2181 {args}"
+        ),
+    );
+    match out {
+        Ok(t) | Err(t) => t,
+    }
+}
+
+/// `spec.tls.clientCertificates` end to end: the operator issues `zk-client-alice` and
+/// `zk-client-bob` (owned by the cluster, recorded on `zk-tls`); an application pod that mounts
+/// them connects as `x509:CN=alice` and `x509:CN=bob` through the client Service; an ACL naming
+/// alice admits alice and refuses bob; bob removed from the list loses his Secret, without a
+/// roll of the members.
+async fn client_certificates(client: &Client, ns: &str, name: &str) {
+    let secrets = Api::<Secret>::namespaced(client.clone(), ns);
+    for id in ["alice", "bob"] {
+        let s = secrets
+            .get(&format!("{name}-client-{id}"))
+            .await
+            .unwrap_or_else(|e| panic!("the operator issues {name}-client-{id}: {e}"));
+        let owners = s.metadata.owner_references.clone().unwrap_or_default();
+        assert!(
+            owners
+                .iter()
+                .any(|o| o.kind == "ZookeeperCluster" && o.name == name),
+            "{owners:?}"
+        );
+        let data = s.data.clone().unwrap_or_default();
+        for key in ["ca.crt", "tls.crt", "tls.key", "keystore.pem"] {
+            assert!(data.contains_key(key), "{name}-client-{id} lacks {key}");
+        }
+    }
+    let sts = Api::<StatefulSet>::namespaced(client.clone(), ns)
+        .get(name)
+        .await
+        .expect("the StatefulSet");
+    let generation = sts.metadata.generation;
+    let image = sts
+        .spec
+        .as_ref()
+        .unwrap()
+        .template
+        .spec
+        .as_ref()
+        .unwrap()
+        .containers[0]
+        .image
+        .clone()
+        .expect("the members' image");
+    // An application pod with the two identities' Secrets mounted, as users mount them.
+    let app: Pod = serde_json::from_value(json!({
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": "app"},
+        "spec": {
+            "terminationGracePeriodSeconds": 0,
+            "securityContext": {"runAsNonRoot": true, "runAsUser": 1000, "runAsGroup": 1000,
+                "seccompProfile": {"type": "RuntimeDefault"}},
+            "containers": [{
+                "securityContext": {"allowPrivilegeEscalation": false,
+                    "capabilities": {"drop": ["ALL"]}},
+                "name": "app",
+                "image": image,
+                "imagePullPolicy": "IfNotPresent",
+                "command": ["sleep", "3600"],
+                "volumeMounts": [
+                    {"name": "alice", "mountPath": "/etc/zk-alice", "readOnly": true},
+                    {"name": "bob", "mountPath": "/etc/zk-bob", "readOnly": true}
+                ]
+            }],
+            "volumes": [
+                {"name": "alice", "secret": {"secretName": format!("{name}-client-alice")}},
+                {"name": "bob", "secret": {"secretName": format!("{name}-client-bob")}}
+            ]
+        }
+    }))
+    .unwrap();
+    let pods = Api::<Pod>::namespaced(client.clone(), ns);
+    pods.create(&Default::default(), &app)
+        .await
+        .expect("create the application pod");
+    super::wait_until("the application pod runs", Duration::from_secs(120), || {
+        let pods = pods.clone();
+        async move {
+            let p = pods.get("app").await.ok()?;
+            (p.status?.phase.as_deref() == Some("Running")).then_some(())
+        }
+    })
+    .await;
+    let t = Instant::now();
+    let created = app_cli(
+        ns,
+        "alice",
+        "create /alice-only alices-data x509:CN=alice:cdrwa",
+    );
+    assert!(created.contains("Created /alice-only"), "{created}");
+    let acl = app_cli(ns, "alice", "getAcl /alice-only");
+    assert!(acl.contains("'x509,'CN=alice"), "{acl}");
+    let read = app_cli(ns, "alice", "get /alice-only");
+    assert!(read.contains("alices-data"), "{read}");
+    let denied = app_cli(ns, "bob", "get /alice-only");
+    assert!(
+        !denied.contains("alices-data") && denied.contains("Insufficient permission"),
+        "bob read alice's znode: {denied}"
+    );
+    log(format!(
+        "FIGURE x509 identities: alice created, read and bob was refused in {:.1} s",
+        t.elapsed().as_secs_f64()
+    ));
+    // Bob leaves the list: his Secret goes, alice's stays, the members do not roll.
+    let certs = spec(json!({"tls": {"enabled": true, "mutual": true,
+        "clientCertificates": ["alice"]}}));
+    super::apply_cluster(client, ns, name, certs)
+        .await
+        .expect("remove bob from spec.tls.clientCertificates");
+    let t = Instant::now();
+    super::wait_until("bob's Secret is deleted", Duration::from_secs(60), || {
+        let secrets = secrets.clone();
+        let bob = format!("{name}-client-bob");
+        async move { secrets.get_opt(&bob).await.ok()?.is_none().then_some(()) }
+    })
+    .await;
+    log(format!(
+        "FIGURE a client certificate's Secret deleted {:.1} s after its name left the spec",
+        t.elapsed().as_secs_f64()
+    ));
+    assert!(
+        secrets
+            .get_opt(&format!("{name}-client-alice"))
+            .await
+            .unwrap()
+            .is_some()
+    );
+    let recorded = secrets.get(&format!("{name}-tls")).await.unwrap();
+    assert_eq!(
+        recorded
+            .metadata
+            .annotations
+            .unwrap_or_default()
+            .get("zookeeper.ensemble.dev/client-certificates")
+            .map(String::as_str),
+        Some("alice")
+    );
+    let after = Api::<StatefulSet>::namespaced(client.clone(), ns)
+        .get(name)
+        .await
+        .unwrap();
+    assert_eq!(
+        after.metadata.generation, generation,
+        "client certificates must not roll the members"
+    );
 }
