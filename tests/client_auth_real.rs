@@ -10,12 +10,15 @@
 //! sessions (reading the configuration, a member's version, the reconfiguration session) speak
 //! TLS and log in, a TLS client with a login writes and one without is refused.
 //!
-//! The script's refusals (bad passwords, duplicate users, a super user that is no user) run
-//! without a JVM.
+//! Quorum SASL (`--quorum_auth_dir`, with mutual TLS): a member with a wrong password is kept
+//! out of the quorum, with the right one it joins; client certificates still work beside it.
+//!
+//! The script's refusals (bad passwords, duplicate users, a super user that is no user, a
+//! missing or unusable quorum password) run without a JVM.
 //!
 //! Needs Java and the jars of `e2e/lib/zookeeper-dist.sh`; fails (never skips) without them.
-//! Members listen on 127.0.0.6-127.0.0.8, ports 22000 (TLS client, second ensemble), 22001
-//! (client), 22002 (quorum) and 22003 (election).
+//! Members listen on 127.0.0.6-127.0.0.8 (the quorum SASL ensemble on 127.0.0.11-127.0.0.13),
+//! ports 22000 (TLS client), 22001 (client), 22002 (quorum) and 22003 (election).
 
 #[path = "support/dist.rs"]
 mod dist;
@@ -289,6 +292,32 @@ fn the_script_refuses_users_it_cannot_write_safely() {
         stderr.contains("--super_user needs --client_auth_dir"),
         "{stderr}"
     );
+    // The quorum password: present, non-empty, one line.
+    for (i, (password, want)) in [
+        (None, "has no readable password file"),
+        (Some(""), "the password is empty"),
+        (Some("pw\n"), "the password has a line break"),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let dir = tmp.path().join(format!("quorum-{i}"));
+        fs::create_dir_all(&dir).unwrap();
+        if let Some(password) = password {
+            fs::write(dir.join("password"), password).unwrap();
+        }
+        let root = tmp.path().join(format!("zk-quorum-{i}"));
+        let (out, _) = run_script(
+            &root,
+            0,
+            &membership,
+            &[format!("--quorum_auth_dir={}", dir.display())],
+        );
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{stderr}");
+        assert!(stderr.contains(want), "want {want:?} in {stderr}");
+        assert!(!root.join("auth/jaas.conf").exists());
+    }
 }
 
 struct Ensemble {
@@ -351,51 +380,8 @@ impl Ensemble {
             let root = tmp.path().join(format!("zk-{i}"));
             let mut flags = auth_flags(&users_dir, &operator_dir);
             flags.extend(tls_flags.iter().cloned());
-            let (out, args) = run_script(&root, i, &membership, &flags);
-            assert!(
-                out.status.success(),
-                "start-zookeeper: {}",
-                String::from_utf8_lossy(&out.stderr)
-            );
-            // All members share one machine: the quorum ports bind the member's own address,
-            // not every address (the script's quorumListenOnAllIPs is for pods); with TLS the
-            // client ports too (the script binds the secure one on every address, the plaintext
-            // one on 127.0.0.1).
-            let cfg_path = root.join("conf/zoo.cfg");
-            let cfg = fs::read_to_string(&cfg_path).unwrap();
+            let (child, log, cfg) = spawn_member(&root, i, &h, &membership, &flags, user);
             assert!(cfg.contains("enforce.auth.enabled=true"), "{cfg}");
-            fs::write(
-                &cfg_path,
-                cfg.replace("quorumListenOnAllIPs=true", "quorumListenOnAllIPs=false")
-                    .replace(
-                        "secureClientPortAddress=0.0.0.0",
-                        &format!("secureClientPortAddress={h}"),
-                    )
-                    .replace(
-                        "clientPortAddress=127.0.0.1",
-                        &format!("clientPortAddress={h}"),
-                    ),
-            )
-            .unwrap();
-            assert_eq!(
-                args.last(),
-                Some(&cfg_path.display().to_string()),
-                "{args:?}"
-            );
-            let log = root.join("zookeeper.log");
-            let out = fs::File::create(&log).expect("log");
-            // The recorded command line; the digest super user is what the operator renders
-            // into SERVER_JVMFLAGS besides.
-            let child = Command::new("java")
-                .arg(user.server_flag())
-                .arg("-XX:+UseSerialGC")
-                .arg("-XX:TieredStopAtLevel=1")
-                .args(&args)
-                .stdin(Stdio::null())
-                .stdout(out.try_clone().expect("log handle"))
-                .stderr(out)
-                .spawn()
-                .expect("start java");
             members.push((child, log));
         }
         Self { members, _tmp: tmp }
@@ -416,6 +402,62 @@ impl Ensemble {
         let lines: Vec<&str> = logs.lines().rev().take(80).collect();
         lines.into_iter().rev().collect::<Vec<_>>().join("\n")
     }
+}
+
+/// Runs start-zookeeper for member `ordinal` (address `h`) with `flags`, then the real JVM with
+/// the command line it recorded; returns the JVM, its log and the `zoo.cfg` the script wrote.
+fn spawn_member(
+    root: &Path,
+    ordinal: usize,
+    h: &str,
+    membership: &Path,
+    flags: &[String],
+    user: &SuperUser,
+) -> (Child, PathBuf, String) {
+    let (out, args) = run_script(root, ordinal, membership, flags);
+    assert!(
+        out.status.success(),
+        "start-zookeeper: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // All members share one machine: the quorum ports bind the member's own address, not
+    // every address (the script's quorumListenOnAllIPs is for pods); with TLS the client ports
+    // too (the script binds the secure one on every address, the plaintext one on 127.0.0.1).
+    let cfg_path = root.join("conf/zoo.cfg");
+    let cfg = fs::read_to_string(&cfg_path).unwrap();
+    fs::write(
+        &cfg_path,
+        cfg.replace("quorumListenOnAllIPs=true", "quorumListenOnAllIPs=false")
+            .replace(
+                "secureClientPortAddress=0.0.0.0",
+                &format!("secureClientPortAddress={h}"),
+            )
+            .replace(
+                "clientPortAddress=127.0.0.1",
+                &format!("clientPortAddress={h}"),
+            ),
+    )
+    .unwrap();
+    assert_eq!(
+        args.last(),
+        Some(&cfg_path.display().to_string()),
+        "{args:?}"
+    );
+    let log = root.join("zookeeper.log");
+    let out = fs::File::create(&log).expect("log");
+    // The recorded command line; the digest super user is what the operator renders into
+    // SERVER_JVMFLAGS besides.
+    let child = Command::new("java")
+        .arg(user.server_flag())
+        .arg("-XX:+UseSerialGC")
+        .arg("-XX:TieredStopAtLevel=1")
+        .args(&args)
+        .stdin(Stdio::null())
+        .stdout(out.try_clone().expect("log handle"))
+        .stderr(out)
+        .spawn()
+        .expect("start java");
+    (child, log, cfg)
 }
 
 fn connect_string() -> String {
@@ -763,4 +805,206 @@ async fn reconfigure(user: &SuperUser, step: Option<MembershipStep>) -> Committe
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
     panic!("reconfiguration with SASL ({step:?}) did not succeed within 30 s: {last}");
+}
+
+/// Members of the quorum-authentication ensemble: their own addresses, so it can run beside
+/// the client-authentication one.
+fn quorum_host(i: usize) -> String {
+    format!("127.0.0.{}", i + 11)
+}
+
+/// Quorum SASL on real parts: three members from what `start-zookeeper --quorum_auth_dir`
+/// writes, with mutual TLS on (the JVM-wide switch DIGEST-MD5 needs must not break client
+/// certificates). A member with a wrong password is kept out while the two others form the
+/// quorum; restarted with the right one it joins; the operator's four-letter words over mutual
+/// TLS and a client certificate's session still work.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn quorum_sasl_admits_only_members_with_the_password() {
+    let tmp = tempdir();
+    let zk: ZookeeperCluster = serde_json::from_value(serde_json::json!({
+        "apiVersion": "zookeeper.ensemble.dev/v1alpha1",
+        "kind": "ZookeeperCluster",
+        "metadata": {"name": "zk", "namespace": "quorum-auth-test"},
+        "spec": {"tls": {"enabled": true, "mutual": true}},
+    }))
+    .unwrap();
+    let v = validate(&zk).expect("a valid TLS spec");
+    let extra: Vec<String> = (0..MEMBERS).map(quorum_host).collect();
+    let material = tls::issue(&v, &extra, time::OffsetDateTime::now_utc()).unwrap();
+    let tls_dir = tmp.path().join("tls");
+    fs::create_dir_all(&tls_dir).unwrap();
+    fs::write(tls_dir.join(tls::CA_CERT), &material.ca_cert).unwrap();
+    fs::write(tls_dir.join(tls::CERT), &material.cert).unwrap();
+    fs::write(tls_dir.join(tls::KEY), &material.key).unwrap();
+    let password_dir = |name: &str, password: &str| {
+        let dir = tmp.path().join(name);
+        fs::create_dir_all(&dir).unwrap();
+        fs::write(dir.join("password"), password).unwrap();
+        dir
+    };
+    let right = password_dir("quorum", r#"q"uo\rum${user.home}"#);
+    let wrong = password_dir("wrong", "not-the-quorum-password");
+    let membership = tmp.path().join("members/boot.cfg");
+    fs::create_dir_all(membership.parent().unwrap()).unwrap();
+    let servers: String = (0..MEMBERS)
+        .map(|j| {
+            let h = quorum_host(j);
+            format!(
+                "server.{}={h}:{PEER}:{ELECTION}:participant;{h}:{CLIENT}\n",
+                j + 1
+            )
+        })
+        .collect();
+    fs::write(&membership, servers).unwrap();
+    let user = SuperUser::new("quorum-auth-test");
+    let start = |i: usize, quorum: &Path, run: &str| {
+        let h = quorum_host(i);
+        let flags = vec![
+            format!("--quorum_auth_dir={}", quorum.display()),
+            format!("--tls_dir={}", tls_dir.display()),
+            format!("--secure_client_port={SECURE}"),
+            "--tls_client_auth=need".to_string(),
+        ];
+        let root = tmp.path().join(format!("zk-{i}-{run}"));
+        // The data directory survives a restart, as a member's volume does.
+        let (child, log, cfg) = spawn_member(&root, i, &h, &membership, &flags, &user);
+        for line in [
+            "quorum.auth.enableSasl=true",
+            "quorum.auth.learnerRequireSasl=true",
+            "quorum.auth.serverRequireSasl=true",
+            "ssl.clientHostnameVerification=false",
+        ] {
+            assert!(cfg.contains(line), "zoo.cfg lacks {line}: {cfg}");
+        }
+        let jaas = fs::read_to_string(root.join("auth/jaas.conf")).unwrap();
+        assert!(
+            jaas.contains("QuorumServer {") && jaas.contains("QuorumLearner {"),
+            "{jaas}"
+        );
+        (child, log)
+    };
+    // Killed on every way out, a failed assertion included.
+    struct Members(Vec<(Child, PathBuf)>);
+    impl Drop for Members {
+        fn drop(&mut self) {
+            for (child, _) in &mut self.0 {
+                let _ = child.kill();
+                let _ = child.wait();
+            }
+        }
+    }
+    let mut members = Members(vec![
+        start(0, &right, "a"),
+        start(1, &right, "a"),
+        start(2, &wrong, "a"),
+    ]);
+    let operator = ClientTls::of(&material, true).unwrap();
+    let addresses = |n: usize| -> Vec<(Ordinal, MemberAddress)> {
+        (0..n)
+            .map(|i| {
+                (
+                    Ordinal(i as u32),
+                    MemberAddress::new(quorum_host(i), SECURE).with_tls(operator.clone()),
+                )
+            })
+            .collect()
+    };
+    let config = ProbeConfig {
+        timeout: Duration::from_secs(3),
+        concurrency: MEMBERS,
+    };
+    let logs = |members: &[(Child, PathBuf)]| -> String {
+        members
+            .iter()
+            .map(|(_, log)| fs::read_to_string(log).unwrap_or_default())
+            .collect()
+    };
+    let serving = |probes: &[zookeeper_operator::health::MemberProbe]| -> Vec<Mode> {
+        probes
+            .iter()
+            .filter_map(|p| p.srvr.serving().map(|s| s.mode))
+            .collect()
+    };
+    // Members 1 and 2 (the right password) form the quorum; member 3 stays out.
+    let started = Instant::now();
+    let deadline = Instant::now() + Duration::from_secs(90);
+    loop {
+        let modes = serving(&probe_ensemble(addresses(2), config).await);
+        if modes.len() == 2 && modes.contains(&Mode::Leader) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "members 1 and 2 formed no quorum with quorum SASL: {modes:?}\n{}",
+            logs(&members.0)
+        );
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    eprintln!(
+        "FIGURE quorum SASL: two members serving {:.1} s after the JVMs started",
+        started.elapsed().as_secs_f64()
+    );
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let probes = probe_ensemble(addresses(3), config).await;
+    assert!(
+        probes[2].srvr.serving().is_none(),
+        "a member with the wrong quorum password serves: {probes:?}"
+    );
+    let text = logs(&members.0);
+    assert!(
+        text.contains("QuorumLearner will use DIGEST-MD5 as SASL mechanism"),
+        "{text}"
+    );
+    // Kept out by the password: the others refuse its login.
+    assert!(text.contains("Failed to authenticate using SASL"), "{text}");
+    // Restarted with the password, member 3 joins as a follower.
+    let (mut child, _) = members.0.pop().unwrap();
+    let _ = child.kill();
+    let _ = child.wait();
+    members.0.push(start(2, &right, "b"));
+    let rejoined = Instant::now();
+    let deadline = Instant::now() + Duration::from_secs(90);
+    loop {
+        let modes = serving(&probe_ensemble(addresses(3), config).await);
+        if modes.len() == 3 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "member 3 with the right password did not join: {modes:?}\n{}",
+            logs(&members.0)
+        );
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    eprintln!(
+        "FIGURE quorum SASL: member 3 serving {:.1} s after its restart with the password",
+        rejoined.elapsed().as_secs_f64()
+    );
+    // A session with a client certificate (mutual TLS, the CA alone decides) still works.
+    let alice = tls::issue_client(&material, "alice", time::OffsetDateTime::now_utc()).unwrap();
+    let session = Client::connector()
+        .with_session_timeout(Duration::from_secs(10))
+        .with_tls(
+            ClientTls::new(&alice.ca_cert, Some((&alice.cert, &alice.key)))
+                .unwrap()
+                .zookeeper_options()
+                .unwrap(),
+        )
+        .secure_connect(
+            &(0..MEMBERS)
+                .map(|i| format!("{}:{SECURE}", quorum_host(i)))
+                .collect::<Vec<_>>()
+                .join(","),
+        )
+        .await
+        .expect("a client certificate's session beside quorum SASL");
+    session
+        .create(
+            "/quorum-auth",
+            b"ok",
+            &CreateMode::Persistent.with_acls(Acls::anyone_all()),
+        )
+        .await
+        .expect("write");
+    drop(members);
 }
