@@ -164,6 +164,16 @@ pub struct ZookeeperClusterSpec {
     #[x_kube(validation = Rule::new("!has(self.secretName) || self.secretName.matches('^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$')").message("spec.clientAuth.secretName must be the name of a Secret in the cluster's namespace (lowercase letters, digits, '-' and '.')"))]
     pub client_auth: ClientAuthSpec,
 
+    /// Quorum authentication with SASL DIGEST-MD5 (off by default): a member must prove it
+    /// holds the cluster's quorum password before it may follow the leader or take part in an
+    /// election, so a process that reaches the quorum ports without it cannot join. The
+    /// operator creates the password once (Secret `<name>-quorum-auth`, key `password`, owned by
+    /// the cluster) and never changes it. Works with or without `spec.tls`. Cannot be turned on
+    /// or off for an existing cluster: create a new cluster with the setting you want.
+    #[serde(default)]
+    #[x_kube(validation = Rule::new("self.enabled == oldSelf.enabled").message("spec.quorumAuth.enabled cannot change after creation: during the rolling restart the members with it and those without it could not form a quorum together; create a new cluster with the setting you want"))]
+    pub quorum_auth: QuorumAuthSpec,
+
     /// DNS domain of the Kubernetes cluster (the kubelet's `clusterDomain`). The members address
     /// each other, and the operator probes them, as `<name>-<i>.<name>-hs.<namespace>.svc.<domain>`;
     /// a domain the cluster's DNS does not serve leaves every member unreachable.
@@ -416,6 +426,15 @@ pub struct ClientAuthSpec {
     /// never a password) and rolls the members when its name or content changes.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub secret_name: Option<String>,
+}
+
+/// SASL DIGEST-MD5 authentication between the members.
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase", default)]
+pub struct QuorumAuthSpec {
+    /// Require every member to authenticate to its peers with the cluster's quorum password
+    /// (ZooKeeper's `quorum.auth.enableSasl`, `learnerRequireSasl` and `serverRequireSasl`).
+    pub enabled: bool,
 }
 
 /// Persistent storage of each member.
@@ -1002,6 +1021,21 @@ mod tests {
         assert_eq!(format!("{:?}", mutual.validate_cel_update(&tls)), "Ok(())");
         let bad = cluster(serde_json::json!({"tls": {"enabled": true, "secretName": "My Certs"}}));
         assert!(cel_errors(&bad).contains("spec.tls.secretName"));
+    }
+
+    #[test]
+    fn quorum_auth_is_off_by_default_and_cannot_flip_on_a_running_cluster() {
+        let plain = cluster(serde_json::json!({}));
+        assert!(!plain.spec.quorum_auth.enabled);
+        let on = cluster(serde_json::json!({"quorumAuth": {"enabled": true}}));
+        assert_eq!(cel_errors(&on), "");
+        for (old, new) in [(&plain, &on), (&on, &plain)] {
+            let err = format!("{:?}", new.validate_cel_update(old).unwrap_err());
+            assert!(
+                err.contains("spec.quorumAuth.enabled cannot change"),
+                "{err}"
+            );
+        }
     }
 
     #[test]

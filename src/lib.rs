@@ -13,6 +13,7 @@ pub mod health;
 pub mod membership;
 pub mod metrics;
 pub mod names;
+pub mod quorum_auth;
 pub mod rbac;
 pub mod reconfig;
 pub mod render;

@@ -180,7 +180,8 @@ pub const SUPER_KEY_CREATE: Rule = Rule {
 /// The clusters' TLS Secrets: `<name>-tls` written by server-side apply (a new CA, a renewed
 /// certificate), a user's Secret named in `spec.tls.secretName` read, the client certificates
 /// of `spec.tls.clientCertificates` (`<name>-client-<id>`) written the same way and deleted
-/// when their name leaves the spec (the names issued are recorded on `<name>-tls`); and, with
+/// when their name leaves the spec (the names issued are recorded on `<name>-tls`); with
+/// `spec.quorumAuth`, `<name>-quorum-auth` (the quorum password) created once and read; and, with
 /// `spec.clientAuth`, `<name>-operator-auth` (the operator's SASL user) written the same way
 /// and the users' Secret of `spec.clientAuth.secretName` read (checked and hashed, never
 /// written). Names vary per cluster, so the rule cannot name them; no `list` or `watch`, so no

@@ -185,6 +185,11 @@ pub fn validate(zk: &ZookeeperCluster) -> Result<ValidatedCluster, InvalidSpec> 
             "spec.clientAuth.enabled needs spec.clientAuth.secretName: the Secret whose keys are the user names and whose values are their passwords (kubectl create secret generic NAME --from-literal=USER=PASSWORD)"
                 .to_string(),
         ),
+        (_, Some(secret)) if *secret == crate::quorum_auth::secret_name(&name) => {
+            problems.push(format!(
+                "spec.clientAuth.secretName '{secret}' is the Secret the operator keeps the quorum password in; name another Secret"
+            ))
+        }
         (_, Some(secret)) if *secret == crate::names::operator_auth_secret(&name) => {
             problems.push(format!(
                 "spec.clientAuth.secretName '{secret}' is the Secret the operator keeps its own user in; name another Secret"

@@ -121,7 +121,7 @@ async fn tls_cluster_serves_tls_clients_only() {
         &ns,
         name,
         spec(json!({"tls": {"enabled": true, "mutual": true,
-            "clientCertificates": ["alice", "bob"]}})),
+            "clientCertificates": ["alice", "bob"]}, "quorumAuth": {"enabled": true}})),
     )
     .await
     .expect("apply a spec.tls cluster");
@@ -232,6 +232,7 @@ async fn tls_cluster_serves_tls_clients_only() {
         "a plaintext client read the znode: {plain_text}"
     );
     client_certificates(&client, &ns, name).await;
+    quorum_auth(&client, &ns, name).await;
     drop(guard);
 }
 
@@ -358,7 +359,7 @@ async fn client_certificates(client: &Client, ns: &str, name: &str) {
     ));
     // Bob leaves the list: his Secret goes, alice's stays, the members do not roll.
     let certs = spec(json!({"tls": {"enabled": true, "mutual": true,
-        "clientCertificates": ["alice"]}}));
+        "clientCertificates": ["alice"]}, "quorumAuth": {"enabled": true}}));
     super::apply_cluster(client, ns, name, certs)
         .await
         .expect("remove bob from spec.tls.clientCertificates");
@@ -397,5 +398,69 @@ async fn client_certificates(client: &Client, ns: &str, name: &str) {
     assert_eq!(
         after.metadata.generation, generation,
         "client certificates must not roll the members"
+    );
+}
+
+/// `spec.quorumAuth` on the same cluster: the operator created `zk-quorum-auth` (owned by the
+/// cluster), every member logs in to its peers with DIGEST-MD5 (the quorum formed, so they
+/// were admitted), and a member deleted and started again authenticates anew and rejoins.
+async fn quorum_auth(client: &Client, ns: &str, name: &str) {
+    let secret = Api::<Secret>::namespaced(client.clone(), ns)
+        .get(&format!("{name}-quorum-auth"))
+        .await
+        .expect("the operator creates the quorum Secret");
+    let owners = secret.metadata.owner_references.clone().unwrap_or_default();
+    assert!(
+        owners
+            .iter()
+            .any(|o| o.kind == "ZookeeperCluster" && o.name == name),
+        "{owners:?}"
+    );
+    let password = secret.data.unwrap_or_default()["password"].0.clone();
+    assert_eq!(password.len(), 64, "a random hex password");
+    for pod in member_pods(client, ns, name).await {
+        let pod_name = pod.metadata.name.clone().unwrap();
+        let logs = pod_logs(client, ns, &pod_name).await;
+        assert!(
+            logs.contains("quorum.auth.enableSasl=true"),
+            "{pod_name} was not configured for quorum SASL"
+        );
+        assert!(
+            logs.contains("will use DIGEST-MD5 as SASL mechanism"),
+            "{pod_name} logs no quorum SASL login"
+        );
+    }
+    // A member restarted: it authenticates again and the ensemble is whole again.
+    let pods = Api::<Pod>::namespaced(client.clone(), ns);
+    let old = pods.get(&format!("{name}-0")).await.unwrap();
+    let old_uid = old.metadata.uid.clone();
+    pods.delete(&format!("{name}-0"), &Default::default())
+        .await
+        .expect("delete member 0");
+    let t = Instant::now();
+    super::wait_until(
+        "member 0 is back and the ensemble whole",
+        Duration::from_secs(180),
+        || async {
+            let zk = super::cluster(client, ns, name).await;
+            let p = pods.get(&format!("{name}-0")).await.ok()?;
+            let members = &zk.status.as_ref()?.members;
+            (p.metadata.uid != old_uid
+                && members.len() == 3
+                && members
+                    .iter()
+                    .all(|m| m.mode == "leader" || m.mode == "follower"))
+            .then_some(())
+        },
+    )
+    .await;
+    log(format!(
+        "FIGURE quorum SASL: a deleted member rejoined {:.1} s after its deletion",
+        t.elapsed().as_secs_f64()
+    ));
+    let logs = pod_logs(client, ns, &format!("{name}-0")).await;
+    assert!(
+        logs.contains("will use DIGEST-MD5 as SASL mechanism"),
+        "the restarted member logs no quorum SASL login"
     );
 }

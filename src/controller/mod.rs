@@ -70,6 +70,8 @@ pub enum Error {
     Tls(#[from] crate::tls::apply::TlsStepError),
     #[error(transparent)]
     ClientAuth(#[from] crate::client_auth::ClientAuthError),
+    #[error(transparent)]
+    QuorumAuth(#[from] crate::quorum_auth::QuorumAuthError),
 }
 
 impl Error {
@@ -88,6 +90,7 @@ impl Error {
             Error::MissingField(_) => "object",
             Error::Tls(e) => e.category(),
             Error::ClientAuth(e) => e.category(),
+            Error::QuorumAuth(e) => e.category(),
         }
     }
 }

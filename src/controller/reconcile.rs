@@ -73,6 +73,10 @@ async fn reconcile_cluster(zk: &ZookeeperCluster, ctx: &Context) -> Result<Actio
         Ok(hash) => hash,
         Err(e) => return write_status::hold(ctx, zk, &id, Err(e.into()), &now).await,
     };
+    // The quorum password, before any member could need it.
+    if let Err(e) = crate::quorum_auth::prepare(&ctx.client, &cluster, &id.owner).await {
+        return write_status::hold(ctx, zk, &id, Err(e.into()), &now).await;
+    }
     let members = membership::prepare(ctx, &id, &cluster, &uid, tls_client.as_ref()).await?;
     let mut desired = render_with(
         &cluster,

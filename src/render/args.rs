@@ -63,6 +63,9 @@ pub fn start_zookeeper(v: &ValidatedCluster) -> Vec<String> {
             format!("--super_user={}", crate::names::OPERATOR_USER),
         ]);
     }
+    if v.spec.quorum_auth.enabled {
+        args.push(format!("--quorum_auth_dir={}", crate::quorum_auth::DIR));
+    }
     args
 }
 

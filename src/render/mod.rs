@@ -234,6 +234,44 @@ mod tests {
     }
 
     #[test]
+    fn quorum_auth_mounts_the_quorum_password_and_passes_the_flag() {
+        let plain = rendered(serde_json::json!({}));
+        assert!(!args(&plain).iter().any(|a| a.contains("quorum_auth")));
+        assert!(
+            !pod(&plain)
+                .volumes
+                .as_ref()
+                .unwrap()
+                .iter()
+                .any(|v| v.name == "quorum-auth")
+        );
+        let on = rendered(serde_json::json!({"quorumAuth": {"enabled": true}}));
+        assert_eq!(
+            args(&on).last().map(String::as_str),
+            Some("--quorum_auth_dir=/etc/zookeeper/quorum-auth")
+        );
+        let volume = pod(&on)
+            .volumes
+            .clone()
+            .unwrap()
+            .into_iter()
+            .find(|v| v.name == "quorum-auth")
+            .expect("the quorum Secret's volume");
+        let secret = volume.secret.unwrap();
+        assert_eq!(secret.secret_name.as_deref(), Some("zk-quorum-auth"));
+        assert_eq!(secret.default_mode, Some(0o440));
+        let mount = pod(&on).containers[0]
+            .volume_mounts
+            .clone()
+            .unwrap()
+            .into_iter()
+            .find(|m| m.name == "quorum-auth")
+            .expect("the quorum Secret's mount");
+        assert_eq!(mount.mount_path, "/etc/zookeeper/quorum-auth");
+        assert_eq!(mount.read_only, Some(true));
+    }
+
+    #[test]
     fn client_auth_mounts_both_secrets_and_passes_the_flags() {
         let plain = rendered(serde_json::json!({}));
         assert!(

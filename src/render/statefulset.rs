@@ -28,6 +28,8 @@ pub const DATA_VOLUME: &str = "datadir";
 pub const MEMBERS_VOLUME: &str = "members";
 /// Name of the writable /tmp volume (the root filesystem is read-only).
 pub const TMP_VOLUME: &str = "tmp";
+/// Name of the volume of the quorum password (with `spec.quorumAuth.enabled`).
+pub const QUORUM_AUTH_VOLUME: &str = "quorum-auth";
 /// Name of the volume of the TLS Secret (with `spec.tls.enabled`).
 pub const TLS_VOLUME: &str = "tls";
 /// Name of the volume of the client users' Secret (with `spec.clientAuth.enabled`).
@@ -99,9 +101,22 @@ fn topology_spread(v: &ValidatedCluster) -> Option<Vec<TopologySpreadConstraint>
     }])
 }
 
-/// With `spec.clientAuth.enabled`, the two Secret volumes of the SASL users: (volume, Secret,
-/// mount directory) of the users' Secret and of the operator's own user.
+/// The Secret volumes of passwords: (volume, Secret, mount directory). With
+/// `spec.clientAuth.enabled`, the users' Secret and the operator's own user; with
+/// `spec.quorumAuth.enabled`, the quorum password.
 fn client_auth_volumes(v: &ValidatedCluster) -> Vec<(&'static str, String, &'static str)> {
+    let mut volumes = client_users_volumes(v);
+    if v.spec.quorum_auth.enabled {
+        volumes.push((
+            QUORUM_AUTH_VOLUME,
+            crate::quorum_auth::secret_name(&v.name),
+            crate::quorum_auth::DIR,
+        ));
+    }
+    volumes
+}
+
+fn client_users_volumes(v: &ValidatedCluster) -> Vec<(&'static str, String, &'static str)> {
     let auth = &v.spec.client_auth;
     match (&auth.enabled, &auth.secret_name) {
         (true, Some(users)) => vec![
