@@ -33,6 +33,21 @@ use crate::validate::ValidatedCluster;
 pub const CA_CERT: &str = "ca.crt";
 /// Secret key of the CA's private key (operator-managed CA only).
 pub const CA_KEY: &str = "ca.key";
+/// Secret key of the signing CA's certificate while `ca.crt` trusts two CAs (a CA rotation).
+pub const ISSUER_CERT: &str = "issuer.crt";
+/// Secret keys of the next CA during the first roll of a CA rotation.
+pub const NEXT_CA_CERT: &str = "next-ca.crt";
+/// See [`NEXT_CA_CERT`].
+pub const NEXT_CA_KEY: &str = "next-ca.key";
+/// Annotation on the operator's Secret: the phase of a CA rotation in progress
+/// (`trust-both`, then `signed-by-new`); absent when none is.
+pub const CA_ROTATION_ANNOTATION: &str = "zookeeper.ensemble.dev/ca-rotation";
+/// Annotation on a ZookeeperCluster asking for a new CA: any new value starts one rotation.
+pub const ROTATE_CA_ANNOTATION: &str = "zookeeper.ensemble.dev/rotate-ca";
+/// Annotation on the operator's Secret: the value of [`ROTATE_CA_ANNOTATION`] last acted on.
+pub const CA_ROTATED_FOR_ANNOTATION: &str = "zookeeper.ensemble.dev/ca-rotated-for";
+/// A CA this close to expiry is replaced, by the rotation's three rolls.
+pub const CA_RENEW_BEFORE: Duration = Duration::from_secs(365 * 24 * 3600);
 /// Secret key of the members' certificate (PEM).
 pub const CERT: &str = "tls.crt";
 /// Secret key of the members' private key (PKCS#8 PEM).
@@ -137,6 +152,9 @@ pub struct Material {
     pub ca_cert: String,
     /// The CA's key; `None` for a user's Secret (the operator then never issues).
     pub ca_key: Option<String>,
+    /// The certificate of the CA that signs (whose key is `ca_key`) when `ca_cert` trusts more
+    /// than that one CA (a CA rotation); `None`: `ca_cert` is the issuer.
+    pub issuer_cert: Option<String>,
     /// The members' certificate.
     pub cert: String,
     /// The members' key.
@@ -152,11 +170,29 @@ impl std::fmt::Debug for Material {
     }
 }
 
-fn ca_params(cluster: &str, namespace: &str, now: OffsetDateTime) -> CertificateParams {
+impl Material {
+    /// The certificate of the CA that signs.
+    pub fn issuer(&self) -> &str {
+        self.issuer_cert.as_deref().unwrap_or(&self.ca_cert)
+    }
+}
+
+/// A CA's parameters. Its name carries a hash of its key: two CAs of one cluster (old and new,
+/// both trusted during a rotation) must differ in name, or a TLS peer looking a certificate's
+/// issuer up by name may check it against the wrong one.
+fn ca_params(
+    cluster: &str,
+    namespace: &str,
+    key: &KeyPair,
+    now: OffsetDateTime,
+) -> CertificateParams {
     let mut params = CertificateParams::default();
     params.distinguished_name.push(
         DnType::CommonName,
-        format!("{cluster}.{namespace} ZooKeeper CA"),
+        format!(
+            "{cluster}.{namespace} ZooKeeper CA {}",
+            names::short_hash(key.public_key_pem().as_bytes())
+        ),
     );
     params
         .distinguished_name
@@ -199,7 +235,7 @@ pub fn issue(
     now: OffsetDateTime,
 ) -> Result<Material, TlsError> {
     let ca_key = KeyPair::generate().map_err(generate("CA key"))?;
-    let ca = ca_params(&v.name, &v.namespace, now)
+    let ca = ca_params(&v.name, &v.namespace, &ca_key, now)
         .self_signed(&ca_key)
         .map_err(generate("CA certificate"))?;
     let ca_cert = ca.pem();
@@ -215,22 +251,37 @@ pub fn reissue(
     extra_sans: &[String],
     now: OffsetDateTime,
 ) -> Result<Material, TlsError> {
-    let signing_key = KeyPair::from_pem(ca_key).map_err(|e| TlsError::Material {
+    reissue_trusting(v, ca_cert, None, ca_key, extra_sans, now)
+}
+
+/// A new members' certificate signed by `issuer` (default: `trust`, a single CA) with
+/// `issuer_key`, the members trusting `trust` (one CA, or during a rotation two).
+pub fn reissue_trusting(
+    v: &ValidatedCluster,
+    trust: &str,
+    issuer: Option<&str>,
+    issuer_key: &str,
+    extra_sans: &[String],
+    now: OffsetDateTime,
+) -> Result<Material, TlsError> {
+    let signing_key = KeyPair::from_pem(issuer_key).map_err(|e| TlsError::Material {
         key: CA_KEY,
         detail: e.to_string(),
     })?;
-    let issuer =
-        Issuer::from_ca_cert_pem(ca_cert, signing_key).map_err(|e| TlsError::Material {
+    let issuer_pem = issuer.unwrap_or(trust);
+    let signer =
+        Issuer::from_ca_cert_pem(issuer_pem, signing_key).map_err(|e| TlsError::Material {
             key: CA_CERT,
             detail: e.to_string(),
         })?;
     let key = KeyPair::generate().map_err(generate("members' key"))?;
     let cert = member_params(v, member_sans(v, extra_sans), now)?
-        .signed_by(&key, &issuer)
+        .signed_by(&key, &signer)
         .map_err(generate("members' certificate"))?;
     Ok(Material {
-        ca_cert: ca_cert.to_string(),
-        ca_key: Some(ca_key.to_string()),
+        ca_cert: trust.to_string(),
+        ca_key: Some(issuer_key.to_string()),
+        issuer_cert: issuer.filter(|i| *i != trust).map(str::to_string),
         cert: cert.pem(),
         key: key.serialize_pem(),
     })
@@ -265,37 +316,222 @@ pub fn read(data: &BTreeMap<String, ByteString>) -> Result<Material, TlsError> {
     Ok(Material {
         ca_cert: text(CA_CERT)?,
         ca_key: text(CA_KEY).ok(),
+        issuer_cert: text(ISSUER_CERT).ok(),
         cert: text(CERT)?,
         key: text(KEY)?,
     })
 }
 
-/// What the operator-managed Secret must hold now, given what it holds (`None`: no Secret
-/// yet, or one the operator cannot read). `Ok(None)`: keep it as it is.
+/// A CA rotation in progress, as the operator's Secret records it. A new CA takes three rolls of
+/// the members, each quorum-safe: members of two neighbouring phases always trust each other.
+#[derive(Clone, PartialEq, Eq)]
+pub enum CaRotation {
+    /// First roll: the members trust the current and the next CA; the current one still signs.
+    TrustBoth {
+        /// The next CA's certificate.
+        next_cert: String,
+        /// Its key.
+        next_key: String,
+    },
+    /// Second roll: the next CA signs the members' certificate; both are still trusted. (The
+    /// third roll trusts the new CA alone and ends the rotation.)
+    SignedByNew,
+}
+
+impl std::fmt::Debug for CaRotation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            CaRotation::TrustBoth { .. } => "TrustBoth",
+            CaRotation::SignedByNew => "SignedByNew",
+        })
+    }
+}
+
+impl CaRotation {
+    /// The value of [`CA_ROTATION_ANNOTATION`].
+    pub fn phase(&self) -> &'static str {
+        match self {
+            CaRotation::TrustBoth { .. } => "trust-both",
+            CaRotation::SignedByNew => "signed-by-new",
+        }
+    }
+}
+
+/// What the operator-managed Secret holds: the material, a CA rotation in progress, and the
+/// rotation request last acted on.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Managed {
+    /// The members' material (`ca_cert` is what they trust).
+    pub material: Material,
+    /// A CA rotation in progress.
+    pub rotation: Option<CaRotation>,
+    /// The value of [`ROTATE_CA_ANNOTATION`] a rotation was last started for.
+    pub rotated_for: Option<String>,
+}
+
+impl Managed {
+    /// Material with no rotation in progress.
+    pub fn steady(material: Material) -> Self {
+        Self {
+            material,
+            rotation: None,
+            rotated_for: None,
+        }
+    }
+}
+
+/// What an operator-managed Secret holds; `None` when it holds no usable material or no CA key.
+pub fn read_managed(secret: &Secret) -> Option<Managed> {
+    let data = secret.data.as_ref()?;
+    let material = read(data).ok()?;
+    material.ca_key.as_ref()?;
+    let annotations = secret.metadata.annotations.clone().unwrap_or_default();
+    let text = |key: &str| {
+        data.get(key)
+            .and_then(|b| String::from_utf8(b.0.clone()).ok())
+    };
+    let rotation = match annotations.get(CA_ROTATION_ANNOTATION).map(String::as_str) {
+        Some("trust-both") => Some(CaRotation::TrustBoth {
+            next_cert: text(NEXT_CA_CERT)?,
+            next_key: text(NEXT_CA_KEY)?,
+        }),
+        Some("signed-by-new") => Some(CaRotation::SignedByNew),
+        _ => None,
+    };
+    Some(Managed {
+        material,
+        rotation,
+        rotated_for: annotations.get(CA_ROTATED_FOR_ANNOTATION).cloned(),
+    })
+}
+
+/// What the operator-managed Secret must hold now, given what it holds (`None`: no Secret yet,
+/// or one the operator cannot read), the rotation a user asked for (the value of
+/// [`ROTATE_CA_ANNOTATION`]) and the material hash every member runs with (`None` while a roll
+/// is under way). `Ok(None)`: keep it as it is.
 ///
 /// - no Secret, or no usable CA in it: a new CA and certificate (members roll onto them);
+/// - a rotation in progress moves on once every member runs the Secret's current material:
+///   trust both CAs -> the new CA signs -> trust the new CA alone (each a roll);
+/// - a CA within [`CA_RENEW_BEFORE`] of expiry, or a new rotation request: a rotation starts;
 /// - a certificate within [`RENEW_BEFORE`] of expiry: a new certificate from the same CA.
 pub fn plan(
     v: &ValidatedCluster,
-    existing: Option<&BTreeMap<String, ByteString>>,
+    existing: Option<&Secret>,
     now: OffsetDateTime,
-) -> Result<Option<Material>, TlsError> {
-    let Some(current) = existing.and_then(|d| read(d).ok()) else {
-        return issue(v, &[], now).map(Some);
+    request: Option<&str>,
+    members_run: Option<&str>,
+) -> Result<Option<Managed>, TlsError> {
+    let Some(current) = existing.and_then(read_managed) else {
+        let mut fresh = Managed::steady(issue(v, &[], now)?);
+        fresh.rotated_for = request.map(str::to_string);
+        return Ok(Some(fresh));
     };
-    let Some(ca_key) = current.ca_key.as_deref() else {
-        return issue(v, &[], now).map(Some);
+    let m = &current.material;
+    let ca_key = m.ca_key.as_deref().unwrap_or_default();
+    let rolled = members_run == Some(material_hash(m).as_str());
+    let expiring = not_after(&m.cert).map(|t| due(t, now)).unwrap_or(true);
+    let renewed =
+        |m: &Material| reissue_trusting(v, &m.ca_cert, m.issuer_cert.as_deref(), ca_key, &[], now);
+    let next = match &current.rotation {
+        Some(CaRotation::TrustBoth {
+            next_cert,
+            next_key,
+        }) if rolled => Managed {
+            material: reissue_trusting(v, &m.ca_cert, Some(next_cert), next_key, &[], now)?,
+            rotation: Some(CaRotation::SignedByNew),
+            rotated_for: current.rotated_for.clone(),
+        },
+        Some(CaRotation::SignedByNew) if rolled => {
+            // Every member presents a certificate of the new CA: trust it alone.
+            let issuer = m.issuer().to_string();
+            Managed {
+                material: Material {
+                    ca_cert: issuer,
+                    issuer_cert: None,
+                    ..m.clone()
+                },
+                rotation: None,
+                rotated_for: current.rotated_for.clone(),
+            }
+        }
+        Some(_) if expiring => Managed {
+            material: renewed(m)?,
+            ..current.clone()
+        },
+        Some(_) => return Ok(None),
+        None => {
+            let ca_expiring = not_after(m.issuer())
+                .map(|t| t - now < CA_RENEW_BEFORE)
+                .unwrap_or(true);
+            let requested = request.is_some_and(|r| Some(r) != current.rotated_for.as_deref());
+            if ca_expiring || requested {
+                let next_key = KeyPair::generate().map_err(generate("CA key"))?;
+                let next_cert = ca_params(&v.name, &v.namespace, &next_key, now)
+                    .self_signed(&next_key)
+                    .map_err(generate("CA certificate"))?
+                    .pem();
+                let base = if expiring { renewed(m)? } else { m.clone() };
+                let issuer = base.issuer().to_string();
+                Managed {
+                    material: Material {
+                        ca_cert: format!("{issuer}{next_cert}"),
+                        issuer_cert: Some(issuer),
+                        ..base
+                    },
+                    rotation: Some(CaRotation::TrustBoth {
+                        next_cert,
+                        next_key: next_key.serialize_pem(),
+                    }),
+                    rotated_for: request.map(str::to_string).or(current.rotated_for.clone()),
+                }
+            } else if expiring {
+                Managed {
+                    material: renewed(m)?,
+                    ..current.clone()
+                }
+            } else {
+                return Ok(None);
+            }
+        }
     };
-    let expiring = not_after(&current.cert)
-        .map(|t| due(t, now))
-        .unwrap_or(true);
-    if expiring {
-        return reissue(v, &current.ca_cert, ca_key, &[], now).map(Some);
-    }
-    Ok(None)
+    Ok(Some(next))
 }
 
-/// The operator-managed Secret holding `material`, owned by the cluster.
+/// The operator-managed Secret holding `managed`, owned by the cluster.
+pub fn managed_secret_object(
+    v: &ValidatedCluster,
+    managed: &Managed,
+    owner: Option<&OwnerReference>,
+) -> Secret {
+    let mut s = secret(v, &managed.material, owner);
+    let annotations = s.metadata.annotations.get_or_insert_with(BTreeMap::new);
+    if let Some(r) = &managed.rotation {
+        annotations.insert(CA_ROTATION_ANNOTATION.to_string(), r.phase().to_string());
+    }
+    if let Some(token) = &managed.rotated_for {
+        annotations.insert(CA_ROTATED_FOR_ANNOTATION.to_string(), token.clone());
+    }
+    if let Some(CaRotation::TrustBoth {
+        next_cert,
+        next_key,
+    }) = &managed.rotation
+    {
+        let data = s.data.get_or_insert_with(BTreeMap::new);
+        data.insert(
+            NEXT_CA_CERT.to_string(),
+            ByteString(next_cert.clone().into_bytes()),
+        );
+        data.insert(
+            NEXT_CA_KEY.to_string(),
+            ByteString(next_key.clone().into_bytes()),
+        );
+    }
+    s
+}
+
+/// The operator-managed Secret holding `material` (no rotation in progress), owned by the
+/// cluster.
 pub fn secret(v: &ValidatedCluster, material: &Material, owner: Option<&OwnerReference>) -> Secret {
     let mut meta = object_meta(managed_secret(&v.name), &v.namespace, &v.name, owner);
     let mut annotations = BTreeMap::new();
@@ -325,6 +561,12 @@ pub fn secret(v: &ValidatedCluster, material: &Material, owner: Option<&OwnerRef
     ]);
     if let Some(ca_key) = &material.ca_key {
         data.insert(CA_KEY.to_string(), ByteString(ca_key.clone().into_bytes()));
+    }
+    if let Some(issuer) = &material.issuer_cert {
+        data.insert(
+            ISSUER_CERT.to_string(),
+            ByteString(issuer.clone().into_bytes()),
+        );
     }
     Secret {
         metadata: meta,
@@ -394,7 +636,7 @@ pub fn issue_client(
         key: CA_KEY,
         detail: e.to_string(),
     })?;
-    let issuer = Issuer::from_ca_cert_pem(&material.ca_cert, signing_key).map_err(|e| {
+    let issuer = Issuer::from_ca_cert_pem(material.issuer(), signing_key).map_err(|e| {
         TlsError::Material {
             key: CA_CERT,
             detail: e.to_string(),
@@ -636,6 +878,19 @@ mod tests {
         v
     }
 
+    /// `plan` for a Secret holding `data` and no rotation, its material.
+    fn plan_m(
+        v: &ValidatedCluster,
+        data: Option<&BTreeMap<String, ByteString>>,
+        now: OffsetDateTime,
+    ) -> Result<Option<Material>, TlsError> {
+        let secret = data.map(|d| Secret {
+            data: Some(d.clone()),
+            ..Default::default()
+        });
+        plan(v, secret.as_ref(), now, None, None).map(|m| m.map(|m| m.material))
+    }
+
     fn now() -> OffsetDateTime {
         OffsetDateTime::from_unix_timestamp(1_800_000_000).unwrap()
     }
@@ -662,7 +917,7 @@ mod tests {
     #[test]
     fn a_new_cluster_gets_a_ca_and_a_certificate_it_signed() {
         let v = cluster();
-        let m = plan(&v, None, now()).unwrap().expect("a new Secret");
+        let m = plan_m(&v, None, now()).unwrap().expect("a new Secret");
         assert!(m.ca_cert.contains("BEGIN CERTIFICATE") && m.key.contains("BEGIN PRIVATE KEY"));
         assert!(m.ca_key.is_some());
         let t = not_after(&m.cert).unwrap();
@@ -675,23 +930,23 @@ mod tests {
         assert!(s.metadata.annotations.unwrap()[NOT_AFTER_ANNOTATION].starts_with("2027-"));
         let data = s.data.unwrap();
         assert_eq!(read(&data).unwrap(), m);
-        assert!(plan(&v, Some(&data), now()).unwrap().is_none());
+        assert!(plan_m(&v, Some(&data), now()).unwrap().is_none());
     }
 
     #[test]
     fn a_certificate_near_expiry_is_reissued_by_the_same_ca() {
         let v = cluster();
-        let m = plan(&v, None, now()).unwrap().unwrap();
+        let m = plan_m(&v, None, now()).unwrap().unwrap();
         let data = secret(&v, &m, None).data.unwrap();
         let later = now() + CERT_VALIDITY - RENEW_BEFORE + time::Duration::hours(1);
-        let renewed = plan(&v, Some(&data), later).unwrap().expect("renewed");
+        let renewed = plan_m(&v, Some(&data), later).unwrap().expect("renewed");
         assert_eq!(renewed.ca_cert, m.ca_cert);
         assert_ne!(renewed.cert, m.cert);
         assert_ne!(material_hash(&renewed), material_hash(&m));
         assert_eq!(not_after(&renewed.cert).unwrap(), later + CERT_VALIDITY);
         // Just before the threshold nothing changes.
         let before = now() + CERT_VALIDITY - RENEW_BEFORE - time::Duration::hours(1);
-        assert!(plan(&v, Some(&data), before).unwrap().is_none());
+        assert!(plan_m(&v, Some(&data), before).unwrap().is_none());
     }
 
     fn mutual_with_clients(ids: &[&str]) -> ValidatedCluster {
@@ -704,7 +959,7 @@ mod tests {
     #[test]
     fn a_client_certificate_names_its_identity_and_is_signed_by_the_clusters_ca() {
         let v = mutual_with_clients(&["alice"]);
-        let m = plan(&v, None, now()).unwrap().unwrap();
+        let m = plan_m(&v, None, now()).unwrap().unwrap();
         let c = plan_client(&m, "alice", None, now())
             .unwrap()
             .expect("issued");
@@ -756,7 +1011,7 @@ mod tests {
     #[test]
     fn the_clusters_secret_records_the_client_identities_issued() {
         let v = mutual_with_clients(&["alice", "orders"]);
-        let m = plan(&v, None, now()).unwrap().unwrap();
+        let m = plan_m(&v, None, now()).unwrap().unwrap();
         let s = secret(&v, &m, None);
         assert_eq!(recorded_client_certificates(&s), ["alice", "orders"]);
         let none = secret(&cluster(), &m, None);
@@ -769,11 +1024,109 @@ mod tests {
         );
     }
 
+    fn signed_by(cert: &str, ca: &str) -> bool {
+        let (_, pem) = x509_parser::pem::parse_x509_pem(cert.as_bytes()).unwrap();
+        let cert = pem.parse_x509().unwrap();
+        let (_, ca_pem) = x509_parser::pem::parse_x509_pem(ca.as_bytes()).unwrap();
+        let ca = ca_pem.parse_x509().unwrap();
+        cert.verify_signature(Some(ca.public_key())).is_ok()
+    }
+
+    fn certificates(bundle: &str) -> usize {
+        bundle.matches("-----BEGIN CERTIFICATE-----").count()
+    }
+
+    #[test]
+    fn a_ca_rotation_takes_three_rolls_each_trusted_by_its_neighbours() {
+        let v = mutual_with_clients(&["alice"]);
+        let m0 = plan(&v, None, now(), None, None).unwrap().unwrap();
+        assert_eq!(m0.rotation, None);
+        let old_ca = m0.material.ca_cert.clone();
+        let s0 = managed_secret_object(&v, &m0, None);
+        assert!(plan(&v, Some(&s0), now(), None, None).unwrap().is_none());
+        // A request starts the rotation: trust both, the old CA still signs, same certificate.
+        let m1 = plan(&v, Some(&s0), now(), Some("r1"), None)
+            .unwrap()
+            .unwrap();
+        assert!(matches!(m1.rotation, Some(CaRotation::TrustBoth { .. })));
+        assert_eq!(certificates(&m1.material.ca_cert), 2);
+        assert!(m1.material.ca_cert.starts_with(&old_ca));
+        assert_eq!(m1.material.issuer(), old_ca);
+        assert_eq!(m1.material.cert, m0.material.cert);
+        assert_ne!(material_hash(&m1.material), material_hash(&m0.material));
+        ClientTls::of(&m1.material, true).unwrap();
+        let s1 = managed_secret_object(&v, &m1, None);
+        assert_eq!(read_managed(&s1).as_ref(), Some(&m1));
+        // Nothing moves while the members are not all on it.
+        for run in [None, Some(material_hash(&m0.material))] {
+            assert!(
+                plan(&v, Some(&s1), now(), Some("r1"), run.as_deref())
+                    .unwrap()
+                    .is_none()
+            );
+        }
+        // Rolled: the new CA signs; both still trusted.
+        let h1 = material_hash(&m1.material);
+        let m2 = plan(&v, Some(&s1), now(), Some("r1"), Some(&h1))
+            .unwrap()
+            .unwrap();
+        assert_eq!(m2.rotation, Some(CaRotation::SignedByNew));
+        assert_eq!(m2.material.ca_cert, m1.material.ca_cert);
+        let Some(CaRotation::TrustBoth { next_cert, .. }) = &m1.rotation else {
+            unreachable!()
+        };
+        assert!(signed_by(&m2.material.cert, next_cert));
+        assert!(!signed_by(&m2.material.cert, &old_ca));
+        assert_eq!(m2.material.issuer(), next_cert.as_str());
+        // A client certificate issued now is of the new CA and trusts both.
+        let alice = issue_client(&m2.material, "alice", now()).unwrap();
+        assert!(signed_by(&alice.cert, next_cert));
+        assert_eq!(alice.ca_cert, m2.material.ca_cert);
+        let s2 = managed_secret_object(&v, &m2, None);
+        assert_eq!(read_managed(&s2).as_ref(), Some(&m2));
+        assert!(!s2.data.as_ref().unwrap().contains_key(NEXT_CA_KEY));
+        // Rolled again: the new CA alone; the rotation is over and not started again.
+        let h2 = material_hash(&m2.material);
+        let m3 = plan(&v, Some(&s2), now(), Some("r1"), Some(&h2))
+            .unwrap()
+            .unwrap();
+        assert_eq!(m3.rotation, None);
+        assert_eq!(&m3.material.ca_cert, next_cert);
+        assert_eq!(m3.material.cert, m2.material.cert);
+        assert_eq!(m3.rotated_for.as_deref(), Some("r1"));
+        let s3 = managed_secret_object(&v, &m3, None);
+        let h3 = material_hash(&m3.material);
+        assert!(
+            plan(&v, Some(&s3), now(), Some("r1"), Some(&h3))
+                .unwrap()
+                .is_none()
+        );
+        // A new request value starts another.
+        let again = plan(&v, Some(&s3), now(), Some("r2"), Some(&h3))
+            .unwrap()
+            .unwrap();
+        assert!(matches!(again.rotation, Some(CaRotation::TrustBoth { .. })));
+    }
+
+    #[test]
+    fn a_ca_near_expiry_is_rotated_and_an_expiring_certificate_renewed_on_the_way() {
+        let v = cluster();
+        let m0 = plan(&v, None, now(), None, None).unwrap().unwrap();
+        let s0 = managed_secret_object(&v, &m0, None);
+        let late = now() + CA_VALIDITY - CA_RENEW_BEFORE + time::Duration::days(1);
+        let m1 = plan(&v, Some(&s0), late, None, None).unwrap().unwrap();
+        assert!(matches!(m1.rotation, Some(CaRotation::TrustBoth { .. })));
+        // The members' certificate had expired long before: renewed by the old CA.
+        assert_ne!(m1.material.cert, m0.material.cert);
+        assert!(signed_by(&m1.material.cert, &m0.material.ca_cert));
+        assert_eq!(not_after(&m1.material.cert).unwrap(), late + CERT_VALIDITY);
+    }
+
     #[test]
     fn unreadable_material_is_replaced() {
         let v = cluster();
         let broken = BTreeMap::from([(CA_CERT.to_string(), ByteString(b"junk".to_vec()))]);
-        assert!(plan(&v, Some(&broken), now()).unwrap().is_some());
+        assert!(plan_m(&v, Some(&broken), now()).unwrap().is_some());
         assert!(ClientTls::new("junk", None).is_err());
     }
 }

@@ -5,7 +5,9 @@
 //! refused on the secure port; client certificates the operator issues (`tls::issue_client`)
 //! authenticate sessions as `x509:CN=<name>`, so an ACL naming one admits it and refuses another
 //! (and a certificate of another CA gets no session); the operator's four-letter words and its
-//! reconfiguration client (remove a server, add it back) work over TLS.
+//! reconfiguration client (remove a server, add it back) work over TLS. A second ensemble
+//! (127.0.0.21-127.0.0.23) goes through a CA rotation as `tls::plan` phases it, one member
+//! restart at a time, without losing its quorum or a write.
 //!
 //! Needs Java and the jars of `e2e/lib/zookeeper-dist.sh`; fails (never skips) without them.
 //! Members listen on 127.0.0.1-127.0.0.3, ports 21900 (TLS client), 21901 (plaintext client),
@@ -87,6 +89,33 @@ fn tls_config(host: &str, tls_dir: &Path, keystore: &Path, client_auth: &str) ->
     lines
 }
 
+/// A member's JVM on `cfg`, its output appended to `log`.
+fn java_member(cfg: &Path, log: &Path, user: &SuperUser) -> Child {
+    let out = fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(log)
+        .expect("log");
+    Command::new("java")
+        .args([
+            "-Xmx128m",
+            "-XX:+UseSerialGC",
+            "-XX:TieredStopAtLevel=1",
+            "-Dzookeeper.console.threshold=INFO",
+            &format!("-Dzookeeper.4lw.commands.whitelist={WHITELIST}"),
+            &user.server_flag(),
+        ])
+        .arg("-cp")
+        .arg(dist::classpath(&dist::dist()))
+        .arg("org.apache.zookeeper.server.quorum.QuorumPeerMain")
+        .arg(cfg)
+        .stdin(Stdio::null())
+        .stdout(out.try_clone().expect("log handle"))
+        .stderr(out)
+        .spawn()
+        .expect("start java")
+}
+
 struct Ensemble {
     members: Vec<(Child, PathBuf)>,
     _tmp: tempfile::TempDir,
@@ -103,7 +132,6 @@ impl Drop for Ensemble {
 
 impl Ensemble {
     fn start(material: &Material, user: &SuperUser) -> Self {
-        let dist = dist::dist();
         let tmp = tempfile::tempdir().expect("temporary directory");
         let tls_dir = tmp.path().join("tls");
         fs::create_dir_all(&tls_dir).expect("tls directory");
@@ -146,25 +174,7 @@ impl Ensemble {
             cfg.push_str(&tls_config(&h, &tls_dir, &keystore, "need"));
             fs::write(dir.join("zoo.cfg"), cfg).expect("zoo.cfg");
             let log = dir.join("zookeeper.log");
-            let out = fs::File::create(&log).expect("log");
-            let child = Command::new("java")
-                .args([
-                    "-Xmx128m",
-                    "-XX:+UseSerialGC",
-                    "-XX:TieredStopAtLevel=1",
-                    "-Dzookeeper.console.threshold=INFO",
-                    &format!("-Dzookeeper.4lw.commands.whitelist={WHITELIST}"),
-                    &user.server_flag(),
-                ])
-                .arg("-cp")
-                .arg(dist::classpath(&dist))
-                .arg("org.apache.zookeeper.server.quorum.QuorumPeerMain")
-                .arg(dir.join("zoo.cfg"))
-                .stdin(Stdio::null())
-                .stdout(out.try_clone().expect("log handle"))
-                .stderr(out)
-                .spawn()
-                .expect("start java");
+            let child = java_member(&dir.join("zoo.cfg"), &log, user);
             members.push((child, log));
         }
         Self { members, _tmp: tmp }
@@ -480,4 +490,281 @@ async fn reconfigure(
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
     panic!("reconfiguration over TLS ({step:?}) did not succeed within 30 s: {last}");
+}
+
+/// Members of the CA-rotation ensemble: their own addresses, beside the other test's.
+fn rotation_host(i: usize) -> String {
+    format!("127.0.0.{}", i + 21)
+}
+
+/// One member of the rotation ensemble: its directory (the data survives restarts, as a
+/// member's volume does), its log and its JVM.
+struct RotatingMember {
+    dir: PathBuf,
+    log: PathBuf,
+    child: Option<Child>,
+}
+
+impl Drop for RotatingMember {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+impl RotatingMember {
+    /// (Re)starts the member with `material` (a new TLS directory each time, as a restarted
+    /// pod mounts the Secret's current content).
+    fn start(&mut self, i: usize, material: &Material, generation: usize, user: &SuperUser) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        let h = rotation_host(i);
+        let tls_dir = self.dir.join(format!("tls-{generation}"));
+        fs::create_dir_all(&tls_dir).unwrap();
+        fs::write(tls_dir.join(tls::CA_CERT), &material.ca_cert).unwrap();
+        fs::write(tls_dir.join(tls::CERT), &material.cert).unwrap();
+        fs::write(tls_dir.join(tls::KEY), &material.key).unwrap();
+        let keystore = tls_dir.join("keystore.pem");
+        fs::write(&keystore, format!("{}{}", material.key, material.cert)).unwrap();
+        let data = self.dir.join("data");
+        if !data.exists() {
+            fs::create_dir_all(&data).unwrap();
+            fs::write(data.join("myid"), format!("{}\n", i + 1)).unwrap();
+            let dynamic: String = (0..MEMBERS)
+                .map(|j| {
+                    let h = rotation_host(j);
+                    format!(
+                        "server.{}={h}:{PEER}:{ELECTION}:participant;{h}:{PLAIN}\n",
+                        j + 1
+                    )
+                })
+                .collect();
+            fs::write(self.dir.join("zoo.cfg.dynamic.0"), dynamic).unwrap();
+        }
+        let mut cfg = format!(
+            "tickTime=2000\ninitLimit=10\nsyncLimit=5\ndataDir={}\nclientPort={PLAIN}\n\
+             admin.enableServer=false\nreconfigEnabled=true\nstandaloneEnabled=false\n\
+             dynamicConfigFile={}\n",
+            data.display(),
+            self.dir.join("zoo.cfg.dynamic.0").display()
+        );
+        cfg.push_str(&tls_config(&h, &tls_dir, &keystore, "need"));
+        let cfg_path = self.dir.join(format!("zoo-{generation}.cfg"));
+        fs::write(&cfg_path, cfg).unwrap();
+        self.child = Some(java_member(&cfg_path, &self.log, user));
+    }
+}
+
+/// A CA rotation on real parts: the three materials `tls::plan` hands out for a rotation
+/// (trust both CAs; the new CA signs; the new CA alone) reach a running 3-member mutual-TLS
+/// ensemble one member at a time, as the operator's rolls do. Before every restart the other two
+/// serve and after it all three do, each restarted member having rejoined over TLS with peers of
+/// the neighbouring phase; a session with the operator's current identity writes at every step
+/// and every earlier write is still there; at the end a certificate of the old CA is refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_ca_rotation_rolls_a_running_ensemble_without_losing_its_quorum() {
+    let zk: ZookeeperCluster = serde_json::from_value(serde_json::json!({
+        "apiVersion": "zookeeper.ensemble.dev/v1alpha1",
+        "kind": "ZookeeperCluster",
+        "metadata": {"name": "zk", "namespace": "rotation-test"},
+        "spec": {"tls": {"enabled": true, "mutual": true}},
+    }))
+    .unwrap();
+    let v = validate(&zk).unwrap();
+    let extra: Vec<String> = (0..MEMBERS).map(rotation_host).collect();
+    let now = time::OffsetDateTime::now_utc();
+    // The members' certificate must name 127.0.0.21-23 (the probes below address the members
+    // by IP): issued with those SANs, and reissued with them when the planner's phase reissues
+    // (the planner itself names the cluster's DNS names only).
+    let steady = tls::Managed::steady(tls::issue(&v, &extra, now).unwrap());
+    let user = SuperUser::new("rotation-test-secret");
+    let tmp = tempfile::tempdir().unwrap();
+    let mut members: Vec<RotatingMember> = (0..MEMBERS)
+        .map(|i| {
+            let dir = tmp.path().join(format!("zk-{i}"));
+            fs::create_dir_all(&dir).unwrap();
+            RotatingMember {
+                log: dir.join("zookeeper.log"),
+                dir,
+                child: None,
+            }
+        })
+        .collect();
+    for (i, m) in members.iter_mut().enumerate() {
+        m.start(i, &steady.material, 0, &user);
+    }
+    let log_paths: Vec<PathBuf> = members.iter().map(|m| m.log.clone()).collect();
+    let logs = |paths: &[PathBuf]| -> String {
+        paths
+            .iter()
+            .map(|p| fs::read_to_string(p).unwrap_or_default())
+            .collect::<String>()
+            .lines()
+            .rev()
+            .take(80)
+            .collect::<Vec<_>>()
+            .into_iter()
+            .rev()
+            .collect::<Vec<_>>()
+            .join("\n")
+    };
+    let config = ProbeConfig {
+        timeout: Duration::from_secs(3),
+        concurrency: MEMBERS,
+    };
+    // Serving members, probed with the operator's identity of `material`.
+    let serving = |material: &Material, which: Vec<usize>| {
+        let operator = ClientTls::of(material, true).unwrap();
+        async move {
+            let addresses = which.iter().map(|&i| {
+                (
+                    Ordinal(i as u32),
+                    MemberAddress::new(rotation_host(i), SECURE).with_tls(operator.clone()),
+                )
+            });
+            probe_ensemble(addresses, config)
+                .await
+                .iter()
+                .filter_map(|p| p.srvr.serving().map(|s| s.mode))
+                .collect::<Vec<_>>()
+        }
+    };
+    let wait_serving = |material: Material, which: Vec<usize>, what: String| {
+        let paths = &log_paths;
+        async move {
+            let deadline = Instant::now() + Duration::from_secs(90);
+            loop {
+                let modes = serving(&material, which.clone()).await;
+                if modes.len() == which.len() && modes.contains(&Mode::Leader) {
+                    return;
+                }
+                assert!(
+                    Instant::now() < deadline,
+                    "{what}: {modes:?}\n{}",
+                    logs(paths)
+                );
+                tokio::time::sleep(Duration::from_millis(300)).await;
+            }
+        }
+    };
+    wait_serving(
+        steady.material.clone(),
+        vec![0, 1, 2],
+        "the ensemble did not form".into(),
+    )
+    .await;
+    let connect: String = (0..MEMBERS)
+        .map(|i| format!("{}:{SECURE}", rotation_host(i)))
+        .collect::<Vec<_>>()
+        .join(",");
+    let write = |material: &Material, step: usize| {
+        let tls = ClientTls::of(material, true).unwrap();
+        let connect = connect.clone();
+        async move {
+            let client = Client::connector()
+                .with_session_timeout(Duration::from_secs(10))
+                .with_tls(tls.zookeeper_options().unwrap())
+                .secure_connect(&connect)
+                .await
+                .unwrap_or_else(|e| panic!("a session at step {step}: {e}"));
+            client
+                .create(
+                    &format!("/rotation-{step}"),
+                    b"kept",
+                    &CreateMode::Persistent.with_acls(Acls::anyone_all()),
+                )
+                .await
+                .unwrap_or_else(|e| panic!("a write at step {step}: {e}"));
+            for earlier in 0..=step {
+                client
+                    .get_data(&format!("/rotation-{earlier}"))
+                    .await
+                    .unwrap_or_else(|e| panic!("write {earlier} lost by step {step}: {e}"));
+            }
+        }
+    };
+    write(&steady.material, 0).await;
+
+    // The operator's planner through the rotation; each phase rolled one member at a time.
+    let mut current = steady.clone();
+    let mut step = 0;
+    let started = Instant::now();
+    let request = Some("rotate-1");
+    for phase in ["trust both CAs", "the new CA signs", "the new CA alone"] {
+        let secret = tls::managed_secret_object(&v, &current, None);
+        let hash = tls::material_hash(&current.material);
+        let mut next = tls::plan(&v, Some(&secret), now, request, Some(&hash))
+            .unwrap()
+            .unwrap_or_else(|| panic!("{phase}: the planner did not move on"));
+        if next.material.cert != current.material.cert {
+            // Reissued (the new CA signs): with the test's addresses as SANs too.
+            let issuer = next.material.issuer().to_string();
+            let signing = next.material.ca_key.clone().unwrap();
+            let trust = next.material.ca_cert.clone();
+            next.material = tls::reissue_trusting(
+                &v,
+                &trust,
+                (issuer != trust).then_some(issuer.as_str()),
+                &signing,
+                &extra,
+                now,
+            )
+            .unwrap();
+        }
+        for i in [0, 1, 2] {
+            let others: Vec<usize> = (0..MEMBERS).filter(|&j| j != i).collect();
+            step += 1;
+            members[i].start(i, &next.material, step, &user);
+            // The two others keep the quorum while this one restarts ...
+            wait_serving(
+                current.material.clone(),
+                others,
+                format!("{phase}: quorum lost while member {i} restarted"),
+            )
+            .await;
+            // ... and it rejoins with peers of the neighbouring phase.
+            wait_serving(
+                next.material.clone(),
+                vec![0, 1, 2],
+                format!("{phase}: member {i} did not rejoin"),
+            )
+            .await;
+            write(&next.material, step).await;
+        }
+        current = next;
+    }
+    eprintln!(
+        "FIGURE CA rotation: 3 rolls of 3 members on bare processes in {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
+    assert_eq!(current.rotation, None);
+    assert_eq!(
+        current
+            .material
+            .ca_cert
+            .matches("BEGIN CERTIFICATE")
+            .count(),
+        1
+    );
+    assert!(!current.material.ca_cert.contains(&steady.material.ca_cert));
+    // The old CA's certificate is no longer accepted.
+    let old = ClientTls::of(&steady.material, true).unwrap();
+    let probes = probe_ensemble(
+        (0..MEMBERS).map(|i| {
+            (
+                Ordinal(i as u32),
+                MemberAddress::new(rotation_host(i), SECURE).with_tls(old.clone()),
+            )
+        }),
+        config,
+    )
+    .await;
+    assert!(
+        probes.iter().all(|p| p.srvr.serving().is_none()),
+        "the old CA is still trusted: {probes:?}"
+    );
 }

@@ -57,6 +57,9 @@ async fn reconcile_cluster(zk: &ZookeeperCluster, ctx: &Context) -> Result<Actio
         &cluster,
         &id.owner,
         time::OffsetDateTime::now_utc(),
+        zk.annotations()
+            .get(crate::tls::ROTATE_CA_ANNOTATION)
+            .map(String::as_str),
     )
     .await?;
     let tls_client = tls.as_ref().map(|t| t.client.clone());

@@ -8,6 +8,7 @@
 //! `set_tls_material_hash(&mut desired.statefulset, &tls.material_hash)`; probe addresses
 //! `.with_tls(tls.client.clone())`; reconfiguration through `Reconfigurer::connect_over`.
 
+use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use kube::Client;
@@ -15,8 +16,9 @@ use kube::api::{Api, Patch, PatchParams};
 use time::OffsetDateTime;
 
 use super::{
-    ClientTls, Material, TlsError, client_secret, client_secret_object, material_hash, not_after,
-    plan, plan_client, read, recorded_client_certificates, secret, secret_name,
+    ClientTls, MATERIAL_HASH_ANNOTATION, Managed, Material, TlsError, client_secret,
+    client_secret_object, managed_secret_object, material_hash, not_after, plan, plan_client, read,
+    read_managed, recorded_client_certificates, secret_name,
 };
 use crate::names::MANAGER;
 use crate::validate::ValidatedCluster;
@@ -92,11 +94,13 @@ impl TlsStepError {
 }
 
 /// Reads (and for the operator's CA, writes) the cluster's TLS Secret; `None` when TLS is off.
+/// `rotate_request` is the cluster's [`super::ROTATE_CA_ANNOTATION`], if any.
 pub async fn prepare(
     client: &Client,
     cluster: &ValidatedCluster,
     owner: &OwnerReference,
     now: OffsetDateTime,
+    rotate_request: Option<&str>,
 ) -> Result<Option<Prepared>, TlsStepError> {
     if !cluster.spec.tls.enabled {
         return Ok(None);
@@ -134,9 +138,23 @@ pub async fn prepare(
         for id in recorded.iter().filter(|id| !desired_ids.contains(id)) {
             delete_client_secret(&api, &client_secret(&cluster.name, id)).await?;
         }
-        let data = live.and_then(|s| s.data);
-        let apply = |material: Material| {
-            let desired = secret(cluster, &material, Some(owner));
+        let current = live.as_ref().and_then(read_managed);
+        // A CA rotation moves on only once every member runs the Secret's material: read the
+        // StatefulSet then (only then).
+        let members_run = match current.as_ref().and_then(|c| c.rotation.as_ref()) {
+            Some(_) => Api::<StatefulSet>::namespaced(client.clone(), &cluster.namespace)
+                .get_opt(&cluster.name)
+                .await
+                .map_err(|source| TlsStepError::ReadSecret {
+                    name: format!("statefulset {}", cluster.name),
+                    source,
+                })?
+                .as_ref()
+                .and_then(material_all_members_run),
+            None => None,
+        };
+        let apply = |managed: Managed| {
+            let desired = managed_secret_object(cluster, &managed, Some(owner));
             let (api, name) = (api.clone(), name.clone());
             async move {
                 api.patch(
@@ -146,19 +164,26 @@ pub async fn prepare(
                 )
                 .await
                 .map_err(|source| TlsStepError::ApplySecret { name, source })?;
-                Ok::<_, TlsStepError>(material)
+                Ok::<_, TlsStepError>(managed.material)
             }
         };
-        let material = match plan(cluster, data.as_ref(), now).map_err(material_err)? {
-            Some(fresh) => apply(fresh).await?,
-            None => {
-                let current = read(&data.unwrap_or_default()).map_err(material_err)?;
-                if recorded != *desired_ids {
-                    // Record the identities issued from now on (the material stays).
-                    apply(current).await?
-                } else {
-                    current
-                }
+        let planned = plan(
+            cluster,
+            live.as_ref(),
+            now,
+            rotate_request,
+            members_run.as_deref(),
+        )
+        .map_err(material_err)?;
+        let material = match (planned, current) {
+            (Some(fresh), _) => apply(fresh).await?,
+            (None, Some(current)) if recorded != *desired_ids => {
+                // Record the identities issued from now on (the material stays).
+                apply(current).await?
+            }
+            (None, Some(current)) => current.material,
+            (None, None) => {
+                read(&live.and_then(|s| s.data).unwrap_or_default()).map_err(material_err)?
             }
         };
         for id in desired_ids {
@@ -220,4 +245,27 @@ async fn delete_client_secret(api: &Api<Secret>, name: &str) -> Result<(), TlsSt
             source,
         }),
     }
+}
+
+/// The TLS material hash every member runs with: the StatefulSet's template carries it, the
+/// controller has seen that template, and every pod is of it and Ready. `None` while a roll is
+/// under way.
+pub fn material_all_members_run(sts: &StatefulSet) -> Option<String> {
+    let spec = sts.spec.as_ref()?;
+    let hash = spec
+        .template
+        .metadata
+        .as_ref()?
+        .annotations
+        .as_ref()?
+        .get(MATERIAL_HASH_ANNOTATION)?
+        .clone();
+    let status = sts.status.as_ref()?;
+    let replicas = spec.replicas.unwrap_or(1);
+    let current =
+        sts.metadata.generation.is_some() && status.observed_generation == sts.metadata.generation;
+    let updated = status.updated_replicas.unwrap_or(0);
+    let ready = status.ready_replicas.unwrap_or(0);
+    (current && updated >= replicas && status.replicas == updated && ready >= replicas)
+        .then_some(hash)
 }
