@@ -233,6 +233,7 @@ async fn tls_cluster_serves_tls_clients_only() {
     );
     client_certificates(&client, &ns, name).await;
     quorum_auth(&client, &ns, name).await;
+    ca_rotation(&client, &ns, name).await;
     drop(guard);
 }
 
@@ -466,4 +467,94 @@ async fn quorum_auth(client: &Client, ns: &str, name: &str) {
         "FIGURE quorum SASL: a deleted member rejoined {:.1} s after its deletion",
         t.elapsed().as_secs_f64()
     ));
+}
+
+/// A CA rotation asked for with the cluster's annotation: the operator goes through its three
+/// steps (seen on `zk-tls`), each a roll of the members, and ends with the new CA alone; the
+/// cluster is whole and ZooKeeper's Java client, with the new CA and certificate the restarted
+/// members mounted, reads the znode written before the rotation.
+async fn ca_rotation(client: &Client, ns: &str, name: &str) {
+    use zookeeper_operator::tls;
+    let secrets = Api::<Secret>::namespaced(client.clone(), ns);
+    let tls_secret = format!("{name}-tls");
+    let before = secrets.get(&tls_secret).await.unwrap();
+    let old_ca = before.data.clone().unwrap_or_default()["ca.crt"].0.clone();
+    Api::<ZookeeperCluster>::namespaced(client.clone(), ns)
+        .patch(
+            name,
+            &kube::api::PatchParams::default(),
+            &kube::api::Patch::Merge(json!({"metadata": {"annotations": {
+                tls::ROTATE_CA_ANNOTATION: "e2e-1"}}})),
+        )
+        .await
+        .expect("annotate the cluster for a CA rotation");
+    let t = Instant::now();
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+    let sts_api = Api::<StatefulSet>::namespaced(client.clone(), ns);
+    super::wait_until(
+        "the CA rotation is done and every member runs the new CA",
+        Duration::from_secs(900),
+        || {
+            let (secrets, sts_api, seen, tls_secret) = (
+                secrets.clone(),
+                sts_api.clone(),
+                seen.clone(),
+                tls_secret.clone(),
+            );
+            async move {
+                let s = secrets.get(&tls_secret).await.ok()?;
+                let annotations = s.metadata.annotations.clone().unwrap_or_default();
+                let phase = annotations.get(tls::CA_ROTATION_ANNOTATION).cloned();
+                if let Some(p) = &phase {
+                    let mut seen = seen.lock().unwrap();
+                    if seen.last() != Some(p) {
+                        log(format!("CA rotation step {p}"));
+                        seen.push(p.clone());
+                    }
+                }
+                if phase.is_some()
+                    || annotations
+                        .get(tls::CA_ROTATED_FOR_ANNOTATION)
+                        .map(String::as_str)
+                        != Some("e2e-1")
+                {
+                    return None;
+                }
+                let material = tls::read(s.data.as_ref()?).ok()?;
+                let sts = sts_api.get(name).await.ok()?;
+                (tls::apply::material_all_members_run(&sts) == Some(tls::material_hash(&material)))
+                    .then_some(())
+            }
+        },
+    )
+    .await;
+    log(format!(
+        "FIGURE CA rotation: three rolls of 3 members done {:.1} s after the annotation",
+        t.elapsed().as_secs_f64()
+    ));
+    assert_eq!(
+        *seen.lock().unwrap(),
+        ["trust-both", "signed-by-new"],
+        "the rotation's steps, in order"
+    );
+    let after = secrets.get(&tls_secret).await.unwrap();
+    let new_ca = after.data.unwrap_or_default()["ca.crt"].0.clone();
+    assert_ne!(new_ca, old_ca);
+    assert_eq!(
+        String::from_utf8_lossy(&new_ca)
+            .matches("BEGIN CERTIFICATE")
+            .count(),
+        1,
+        "the old CA is no longer trusted"
+    );
+    let zk = wait_settled(client, ns, name, Duration::from_secs(120)).await;
+    let members = &zk.status.as_ref().unwrap().members;
+    assert!(
+        members
+            .iter()
+            .all(|m| m.mode == "leader" || m.mode == "follower"),
+        "{members:?}"
+    );
+    let read = zk_cli(ns, "zk-2", true, "get /tls-e2e").expect("get over TLS with the new CA");
+    assert!(read.contains("written-over-tls"), "{read}");
 }

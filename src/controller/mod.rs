@@ -399,8 +399,9 @@ pub async fn run(
     let managed = watcher::Config::default().labels(&names::managed_selector());
     let member_pods =
         watcher::Config::default().labels(&format!("{}={}", names::NAME_LABEL, names::APP_NAME));
-    // Only spec changes (a new generation) of the cluster itself trigger a reconcile: the
-    // operator's own status writes (members' zxids move with every client write) must not.
+    // Only spec changes (a new generation) of the cluster itself, and a CA rotation asked for
+    // with its annotation, trigger a reconcile: the operator's own status writes (members'
+    // zxids move with every client write) must not.
     let (reader, writer) = reflector::store();
     let metrics = ctx.metrics.clone();
     let cluster_changes = watcher(clusters, watcher::Config::default().any_semantic())
@@ -416,7 +417,7 @@ pub async fn run(
             }
         })
         .applied_objects()
-        .predicate_filter(predicates::generation, Default::default());
+        .predicate_filter(spec_or_ca_rotation, Default::default());
     // Every watch event that asks for a pass of a cluster the store holds is counted as waiting
     // until the pass starts (the operator's queue depth and wait).
     let asked = {
@@ -481,4 +482,54 @@ pub async fn run(
         .run(reconcile::reconcile, error_policy, ctx)
         .for_each(|_| futures::future::ready(()))
         .await;
+}
+
+/// What a cluster's change must alter to trigger a pass: its generation (the spec) or the value
+/// of [`crate::tls::ROTATE_CA_ANNOTATION`] (a CA rotation asked for, acted on at once rather
+/// than at the next resync).
+fn spec_or_ca_rotation<K: Resource>(obj: &K) -> Option<u64> {
+    use std::hash::{Hash, Hasher};
+    let generation = predicates::generation(obj)?;
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    generation.hash(&mut h);
+    obj.meta()
+        .annotations
+        .as_ref()
+        .and_then(|a| a.get(crate::tls::ROTATE_CA_ANNOTATION))
+        .hash(&mut h);
+    Some(h.finish())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cluster(generation: i64, rotate: Option<&str>, status_note: &str) -> ZookeeperCluster {
+        let mut zk: ZookeeperCluster = serde_json::from_value(serde_json::json!({
+            "apiVersion": "zookeeper.ensemble.dev/v1alpha1",
+            "kind": "ZookeeperCluster",
+            "metadata": {"name": "zk", "namespace": "ns", "generation": generation,
+                "annotations": {"note": status_note}},
+            "spec": {},
+        }))
+        .unwrap();
+        if let Some(r) = rotate {
+            zk.metadata
+                .annotations
+                .get_or_insert_with(Default::default)
+                .insert(crate::tls::ROTATE_CA_ANNOTATION.to_string(), r.to_string());
+        }
+        zk
+    }
+
+    #[test]
+    fn a_pass_follows_the_spec_or_a_ca_rotation_request_nothing_else() {
+        let base = spec_or_ca_rotation(&cluster(1, None, "a"));
+        assert_eq!(base, spec_or_ca_rotation(&cluster(1, None, "b")));
+        assert_ne!(base, spec_or_ca_rotation(&cluster(2, None, "a")));
+        let asked = spec_or_ca_rotation(&cluster(1, Some("r1"), "a"));
+        assert_ne!(base, asked);
+        assert_ne!(asked, spec_or_ca_rotation(&cluster(1, Some("r2"), "a")));
+        assert_eq!(asked, spec_or_ca_rotation(&cluster(1, Some("r1"), "b")));
+    }
 }
