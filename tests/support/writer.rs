@@ -27,11 +27,21 @@ pub struct Writer {
 impl Writer {
     /// Connects and starts writing.
     pub async fn start(connect_string: &str) -> Self {
-        let client = zookeeper_client::Client::connector()
-            .with_session_timeout(Duration::from_secs(20))
-            .connect(connect_string)
-            .await
-            .expect("writer connects to the ensemble");
+        Self::start_with(connect_string, None).await
+    }
+
+    /// Connects (over TLS with `tls`) and starts writing.
+    pub async fn start_with(
+        connect_string: &str,
+        tls: Option<zookeeper_client::TlsOptions>,
+    ) -> Self {
+        let connector =
+            zookeeper_client::Client::connector().with_session_timeout(Duration::from_secs(20));
+        let client = match tls {
+            Some(tls) => connector.with_tls(tls).secure_connect(connect_string).await,
+            None => connector.connect(connect_string).await,
+        }
+        .expect("writer connects to the ensemble");
         let persistent = zookeeper_client::CreateMode::Persistent
             .with_acls(zookeeper_client::Acls::anyone_all());
         match client.create("/writes", b"", &persistent).await {
