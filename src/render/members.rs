@@ -76,13 +76,20 @@ pub fn services_select_in_service(sts: &StatefulSet) -> bool {
         .and_then(|m| m.labels.as_ref())
         .and_then(|l| l.get(names::IN_SERVICE_LABEL))
         .is_some_and(|v| v == names::IN_SERVICE);
-    let status = sts.status.as_ref();
+    labelled && all_pods_updated(sts)
+}
+
+/// Whether the StatefulSet controller has seen the current template and every pod is of it.
+pub fn all_pods_updated(sts: &StatefulSet) -> bool {
+    let (Some(spec), status) = (sts.spec.as_ref(), sts.status.as_ref()) else {
+        return false;
+    };
     let current = status.and_then(|s| s.observed_generation) == sts.metadata.generation
         && sts.metadata.generation.is_some();
     let replicas = spec.replicas.unwrap_or(1);
     let updated = status.and_then(|s| s.updated_replicas).unwrap_or(0);
     let existing = status.map(|s| s.replicas).unwrap_or(0);
-    labelled && current && updated >= replicas && existing == updated
+    current && updated >= replicas && existing == updated
 }
 
 /// The membership the spec asks for: participants `1..=replicas` at their ordinal DNS names.

@@ -260,12 +260,7 @@ pub fn material_all_members_run(sts: &StatefulSet) -> Option<String> {
         .as_ref()?
         .get(MATERIAL_HASH_ANNOTATION)?
         .clone();
-    let status = sts.status.as_ref()?;
-    let replicas = spec.replicas.unwrap_or(1);
-    let current =
-        sts.metadata.generation.is_some() && status.observed_generation == sts.metadata.generation;
-    let updated = status.updated_replicas.unwrap_or(0);
-    let ready = status.ready_replicas.unwrap_or(0);
-    (current && updated >= replicas && status.replicas == updated && ready >= replicas)
+    let ready = sts.status.as_ref()?.ready_replicas.unwrap_or(0);
+    (crate::render::members::all_pods_updated(sts) && ready >= spec.replicas.unwrap_or(1))
         .then_some(hash)
 }
