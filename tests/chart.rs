@@ -828,6 +828,13 @@ fn versions_agree_everywhere() {
             ),
         ),
         (
+            "e2e/tools/kube-router/go.mod",
+            format!(
+                "require github.com/cloudnativelabs/kube-router/v2 {}\n",
+                versions::KUBE_ROUTER_VERSION
+            ),
+        ),
+        (
             "deploy/helm/zookeeper-operator/Chart.yaml",
             format!("appVersion: \"{}\"\n", versions::OPERATOR_VERSION),
         ),

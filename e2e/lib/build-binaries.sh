@@ -11,6 +11,8 @@
 #                                                  (the chart tests build their helm this way)
 #   e2e/lib/build-binaries.sh prometheus           Prometheus and promtool (not part of "everything":
 #                                                  e2e/monitoring-test asks for them)
+#   e2e/lib/build-binaries.sh kube-router          kube-router (not part of "everything": e2e/cluster
+#                                                  firewall on asks for it)
 set -euo pipefail
 source "$(dirname "$0")/common.sh"
 mkdir -p "$BIN_CACHE"
@@ -20,7 +22,7 @@ JOBS=${ZKOP_BUILD_JOBS:-2}
 export CGO_ENABLED=0 GOFLAGS=-buildvcs=false
 
 components=(kubernetes etcd coredns helm)
-on_request=(prometheus)
+on_request=(prometheus kube-router)
 if (($#)); then
   for c in "$@"; do
     [[ " ${components[*]} ${on_request[*]} " == *" $c "* ]] || die "unknown component $c; usage: $0 [${components[*]} ${on_request[*]}]"
@@ -113,6 +115,18 @@ build_prometheus() {
   record "prometheus-$PROMETHEUS_VERSION" $((SECONDS - start))
 }
 
+# kube-router for its NetworkPolicy firewall alone (e2e/cluster firewall on); the same binary has
+# the router and service proxy, which are never started here.
+build_kube-router() {
+  have kube-router && return
+  log "building kube-router $KUBE_ROUTER_VERSION (-p $JOBS): $(estimate "kube-router-$KUBE_ROUTER_VERSION" "a few minutes on 2 cores")"
+  local start=$SECONDS d; d=$(dirname "$(bin kube-router)"); mkdir -p "$d"
+  (cd "$E2E_DIR/tools/kube-router" && go_logged "kube-router $KUBE_ROUTER_VERSION" "$GO_LOGS/kube-router-$KUBE_ROUTER_VERSION.log" \
+    go build -p "$JOBS" -trimpath -ldflags "-s -w" -o "$d/kube-router" github.com/cloudnativelabs/kube-router/v2/cmd/kube-router) \
+    || die "go build of kube-router failed; read $GO_LOGS/kube-router-$KUBE_ROUTER_VERSION.log (its end is above), fix, then rerun: $0 kube-router"
+  record "kube-router-$KUBE_ROUTER_VERSION" $((SECONDS - start))
+}
+
 # one line before a run that builds anything: which builds, roughly how long in all
 todo=() total=0 unknown=false
 for c in "${components[@]}"; do
@@ -122,6 +136,7 @@ for c in "${components[@]}"; do
     coredns) b=coredns key=coredns-$COREDNS_VERSION ;;
     helm) b=helm key=helm-$HELM_VERSION ;;
     prometheus) b=promtool key=prometheus-$PROMETHEUS_VERSION; have prometheus || b=prometheus ;;
+    kube-router) b=kube-router key=kube-router-$KUBE_ROUTER_VERSION ;;
   esac
   have "$b" && continue
   todo+=("$c")
