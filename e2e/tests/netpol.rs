@@ -290,11 +290,16 @@ async fn network_policy_is_enforced_and_the_operator_still_probes_and_rolls() {
         t.elapsed().as_secs_f64()
     ));
 
-    let image = member_pods(&client, &ns, name).await[0]
-        .spec
-        .as_ref()
-        .unwrap()
-        .containers[0]
+    let pods = member_pods(&client, &ns, name).await;
+    let nodes: Vec<String> = pods
+        .iter()
+        .map(|p| {
+            let node = p.spec.as_ref().and_then(|s| s.node_name.clone());
+            format!("{} on {}", p.name_any(), node.unwrap_or_default())
+        })
+        .collect();
+    log(format!("netpol enforced: members {nodes:?}"));
+    let image = pods[0].spec.as_ref().unwrap().containers[0]
         .image
         .clone()
         .expect("the members' image");
