@@ -248,25 +248,12 @@ fn reach(ns: &str, pod: &str, host: &str, port: u16) -> Result<String, String> {
     let inner = format!(
         "exec 3<>/dev/tcp/{host}/{port} || exit 7; printf srvr >&3; timeout 2 cat <&3; exit 0"
     );
-    let script = format!(
-        "set -euo pipefail\neval \"$(e2e/cluster env)\"\n\
-         kubectl -n {ns} exec {pod} -c probe -- timeout 3 bash -c '{inner}'"
-    );
-    let out = std::process::Command::new("bash")
-        .arg("-c")
-        .arg(&script)
-        .output()
-        .map_err(|e| e.to_string())?;
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    if out.status.success() {
-        Ok(text)
-    } else {
-        Err(text)
-    }
+    super::tls::exec_in(
+        ns,
+        pod,
+        "probe",
+        &format!("timeout 3 bash -c {}", super::tls::shell_quote(&inner)),
+    )
 }
 
 #[tokio::test]

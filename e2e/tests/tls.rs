@@ -32,7 +32,12 @@ fn exec(ns: &str, pod: &str, command: &str) -> Result<String, String> {
 }
 
 /// Runs `kubectl exec` in `container` of `pod`; its output, or the failure.
-fn exec_in(ns: &str, pod: &str, container: &str, command: &str) -> Result<String, String> {
+pub(super) fn exec_in(
+    ns: &str,
+    pod: &str,
+    container: &str,
+    command: &str,
+) -> Result<String, String> {
     let script = format!(
         "set -euo pipefail\neval \"$(e2e/cluster env)\"\nkubectl -n {ns} exec {pod} -c {container} -- bash -c {}",
         shell_quote(command)
@@ -54,7 +59,7 @@ fn exec_in(ns: &str, pod: &str, container: &str, command: &str) -> Result<String
     }
 }
 
-fn shell_quote(s: &str) -> String {
+pub(super) fn shell_quote(s: &str) -> String {
     format!("'{}'", s.replace('\'', "'\\''"))
 }
 
