@@ -66,6 +66,17 @@ def rss_mib(pid):
     return 0.0
 
 
+def rss_split(pid):
+    """The resident memory's parts (kB from /proc/PID/status): heap and stacks, mapped files."""
+    parts = {}
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            key, _, rest = line.partition(":")
+            if key in ("RssAnon", "RssFile", "RssShmem"):
+                parts[key] = int(rest.split()[0]) / 1024.0
+    return ", ".join(f"{k[3:].lower()} {v:.1f} MiB" for k, v in parts.items())
+
+
 def percentile(values, p):
     if not values:
         return float("nan")
@@ -330,6 +341,7 @@ def wave(a):
     steady_s = time.monotonic() - m0
     steady_cpu = (s1 - s0) / TICK / steady_s * 1000.0
     steady_rss = rss_mib(a.pid)
+    log(f"{a.kind} ({a.label}) at {a.first + a.count - 1} clusters, steady RSS {steady_rss:.1f} MiB: {rss_split(a.pid)}")
     depth = queue_depth(a.metrics)
     p1 = passes(a.metrics)
     # passes from the wave's first POST to the end of the steady window, per cluster of the wave
