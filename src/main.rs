@@ -96,8 +96,9 @@ fn init_tracing(format: LogFormat) {
 /// One malloc arena for the whole process. glibc gives each thread that allocates its own arena
 /// (up to 8 per core), and what one arena frees another cannot reuse: with the runtime's workers
 /// and the blocking threads that resolve members' names, the operator kept three arenas and
-/// 0.7 MiB more heap at 10 clusters than with one (e2e/bench scale, README: Scale). Allocation is
-/// a small part of an operator's work, so the lock the threads now share costs nothing measurable.
+/// 0.7 MiB more heap at 10 clusters than with one (e2e/bench scale, README: Scale). The threads now
+/// share one allocator lock; its CPU cost was not measured apart from the release build's
+/// opt-level (the two changed together; README: Scale gives their joint figures).
 #[cfg(all(target_os = "linux", target_env = "gnu"))]
 fn one_malloc_arena() {
     // SAFETY: mallopt only sets a glibc tunable; it is called before the runtime starts any

@@ -58,23 +58,19 @@ def cpu_ticks(pid):
     return int(fields[11]) + int(fields[12])  # utime, stime (fields 14 and 15)
 
 
-def rss_mib(pid):
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024.0
-    return 0.0
-
-
-def rss_split(pid):
-    """The resident memory's parts (kB from /proc/PID/status): heap and stacks, mapped files."""
-    parts = {}
+def status_mib(pid, *keys):
+    """Fields of /proc/PID/status given in kB (VmRSS, RssAnon, ...), in MiB, read at once."""
+    found = {}
     with open(f"/proc/{pid}/status") as f:
         for line in f:
             key, _, rest = line.partition(":")
-            if key in ("RssAnon", "RssFile", "RssShmem"):
-                parts[key] = int(rest.split()[0]) / 1024.0
-    return ", ".join(f"{k[3:].lower()} {v:.1f} MiB" for k, v in parts.items())
+            if key in keys:
+                found[key] = int(rest.split()[0]) / 1024.0
+    return found
+
+
+def rss_mib(pid):
+    return status_mib(pid, "VmRSS").get("VmRSS", 0.0)
 
 
 def percentile(values, p):
@@ -340,8 +336,10 @@ def wave(a):
     s1, w1 = cpu_ticks(a.pid), time.time()
     steady_s = time.monotonic() - m0
     steady_cpu = (s1 - s0) / TICK / steady_s * 1000.0
-    steady_rss = rss_mib(a.pid)
-    log(f"{a.kind} ({a.label}) at {a.first + a.count - 1} clusters, steady RSS {steady_rss:.1f} MiB: {rss_split(a.pid)}")
+    mem = status_mib(a.pid, "VmRSS", "RssAnon", "RssFile", "RssShmem")
+    steady_rss = mem.pop("VmRSS", 0.0)
+    parts = ", ".join(f"{k[3:].lower()} {v:.1f} MiB" for k, v in mem.items())
+    log(f"{a.kind} ({a.label}) at {a.first + a.count - 1} clusters, steady RSS {steady_rss:.1f} MiB: {parts}")
     depth = queue_depth(a.metrics)
     p1 = passes(a.metrics)
     # passes from the wave's first POST to the end of the steady window, per cluster of the wave
