@@ -1008,3 +1008,142 @@ async fn quorum_sasl_admits_only_members_with_the_password() {
         .expect("write");
     drop(members);
 }
+
+/// The two steps of turning TLS on (`--tls_transition`) and a member restarted into TLS whose
+/// learned configuration still names its old plaintext port: what the script writes, without a
+/// JVM (the three rolls on real members are the e2e test
+/// `tls_turned_on_for_a_running_plaintext_ensemble_under_load`).
+#[test]
+fn the_steps_of_turning_tls_on_take_both_on_every_port_and_a_moved_client_port_is_written_into_the_own_line()
+ {
+    let tmp = tempdir();
+    let tls_dir = tmp.path().join("tls");
+    fs::create_dir_all(&tls_dir).unwrap();
+    for f in [tls::CA_CERT, tls::CERT, tls::KEY] {
+        fs::write(tls_dir.join(f), "PEM").unwrap();
+    }
+    let tls_flag = format!("--tls_dir={}", tls_dir.display());
+    let membership = tmp.path().join("members/boot.cfg");
+    fs::create_dir_all(membership.parent().unwrap()).unwrap();
+    fs::write(
+        &membership,
+        (0..MEMBERS)
+            .map(|j| {
+                format!(
+                    "server.{}=zk-{j}.zk-hs:{PEER}:{ELECTION}:participant;{CLIENT}\n",
+                    j + 1
+                )
+            })
+            .collect::<String>(),
+    )
+    .unwrap();
+    for (step, quorum) in [
+        ("unified", "sslQuorum=false"),
+        ("quorum-tls", "sslQuorum=true"),
+    ] {
+        let root = tmp.path().join(format!("zk-{step}"));
+        let (out, _) = run_script(
+            &root,
+            0,
+            &membership,
+            &[tls_flag.clone(), format!("--tls_transition={step}")],
+        );
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let cfg = fs::read_to_string(root.join("conf/zoo.cfg")).unwrap();
+        for line in [
+            &format!("clientPort={CLIENT}"),
+            "serverCnxnFactory=org.apache.zookeeper.server.NettyServerCnxnFactory",
+            "client.portUnification=true",
+            "portUnification=true",
+            quorum,
+            "ssl.quorum.trustStore.type=PEM",
+            "ssl.keyStore.type=PEM",
+        ] {
+            assert!(cfg.lines().any(|l| l == line), "{step}: no {line} in {cfg}");
+        }
+        for absent in ["secureClientPort", "clientPortAddress"] {
+            assert!(!cfg.contains(absent), "{step}: {absent} in {cfg}");
+        }
+    }
+    // Refused: an unknown step, a step with a secure port, a step without certificates.
+    for (flags, want) in [
+        (
+            vec![tls_flag.clone(), "--tls_transition=half".to_string()],
+            "--tls_transition must be unified or quorum-tls",
+        ),
+        (
+            vec![
+                tls_flag.clone(),
+                "--tls_transition=unified".to_string(),
+                format!("--secure_client_port={SECURE}"),
+            ],
+            "leave out --secure_client_port",
+        ),
+        (
+            vec!["--tls_transition=unified".to_string()],
+            "need --tls_dir",
+        ),
+    ] {
+        let (out, _) = run_script(&tmp.path().join("refused"), 0, &membership, &flags);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{flags:?}: {stderr}");
+        assert!(stderr.contains(want), "want {want:?} in {stderr}");
+    }
+    // A member that learned a configuration naming its plaintext port on every address, then
+    // restarted into TLS (the plaintext port on the loopback's 22009): its own line moves, the
+    // others stay; once it names the port it has, nothing is rewritten.
+    let root = tmp.path().join("zk-moved");
+    let (out, _) = run_script(&root, 1, &membership, &[]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let dynamic = root.join("conf/zoo.cfg.dynamic.0");
+    let learned = fs::read_to_string(&dynamic).unwrap();
+    assert!(learned.contains(&format!(
+        "server.2=zk-1.zk-hs:{PEER}:{ELECTION}:participant;{CLIENT}"
+    )));
+    fs::write(
+        &dynamic,
+        learned.replace(&format!(";{CLIENT}"), &format!(";0.0.0.0:{CLIENT}")),
+    )
+    .unwrap();
+    let final_tls = [
+        tls_flag.clone(),
+        "--client_port=22009".to_string(),
+        format!("--secure_client_port={CLIENT}"),
+    ];
+    let (out, _) = run_script(&root, 1, &membership, &final_tls);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("client address of server.2 moves"),
+        "{stderr}"
+    );
+    let now = fs::read_to_string(&dynamic).unwrap();
+    assert!(
+        now.lines()
+            .any(|l| l
+                == format!("server.2=zk-1.zk-hs:{PEER}:{ELECTION}:participant;127.0.0.1:22009")),
+        "{now}"
+    );
+    for other in [1, 3] {
+        let line = format!(
+            "server.{other}=zk-{}.zk-hs:{PEER}:{ELECTION}:participant;0.0.0.0:{CLIENT}",
+            other - 1
+        );
+        assert!(now.lines().any(|l| l == line), "{line} in {now}");
+    }
+    let cfg = fs::read_to_string(root.join("conf/zoo.cfg")).unwrap();
+    assert!(cfg.contains("clientPortAddress=127.0.0.1") && cfg.contains("clientPort=22009"));
+    let (out, _) = run_script(&root, 1, &membership, &final_tls);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(!stderr.contains("moves"), "{stderr}");
+    assert_eq!(fs::read_to_string(&dynamic).unwrap(), now);
+}

@@ -49,11 +49,16 @@ fn tls_config(host: &str, tls_dir: &Path, keystore: &Path, client_auth: &str) ->
         Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/images/zookeeper/start-zookeeper"),
     )
     .expect("read start-zookeeper");
-    let body = script
-        .split_once("tls_config() {")
-        .and_then(|(_, rest)| rest.split_once("\n}"))
-        .expect("start-zookeeper defines tls_config()")
-        .0;
+    // The TLS lines proper and the stores they share with the steps of turning TLS on.
+    let function = |name: &str| {
+        script
+            .split_once(&format!("{name}() {{"))
+            .and_then(|(_, rest)| rest.split_once("\n}"))
+            .unwrap_or_else(|| panic!("start-zookeeper defines {name}()"))
+            .0
+            .to_string()
+    };
+    let body = function("tls_config") + &function("tls_stores");
     let mut lines = String::new();
     for line in body.lines() {
         let Some(entry) = line.trim().strip_prefix("echo \"") else {
