@@ -142,6 +142,24 @@ pub struct ServerSpec {
 }
 
 impl ServerSpec {
+    /// Whether `other` is this server with the same quorum and election addresses and role
+    /// (its client address may differ).
+    pub fn same_quorum_addresses(&self, other: &ServerSpec) -> bool {
+        (
+            self.id,
+            &self.host,
+            self.quorum_port,
+            self.election_port,
+            self.role,
+        ) == (
+            other.id,
+            &other.host,
+            other.quorum_port,
+            other.election_port,
+            other.role,
+        )
+    }
+
     /// The value after `server.N=`, as `reconfig -add` and the dynamic file take it:
     /// `host:2888:3888:participant;[address:]2181`.
     pub fn value(&self) -> String {
@@ -407,6 +425,10 @@ pub struct Health {
     pub synced_voting_followers: Option<u32>,
     /// The leader's count of synced non-voting followers (joiners not yet added).
     pub synced_non_voting_followers: Option<u32>,
+    /// Every member runs the StatefulSet's current pod template and is Ready. A member's new
+    /// client address is committed only then: a member that still runs the template before
+    /// would move its client port at once (ZooKeeper rebinds it when the committed line changes).
+    pub template_rolled: bool,
 }
 
 impl Health {
@@ -451,6 +473,8 @@ pub enum Change {
     Adding(MemberName),
     /// Removing this member.
     Removing(MemberName),
+    /// Committing this member's new client address (its quorum addresses and role stay).
+    Readdressing(MemberName),
 }
 
 impl fmt::Display for Change {
@@ -458,6 +482,7 @@ impl fmt::Display for Change {
         match self {
             Change::Adding(m) => write!(f, "adding {m}"),
             Change::Removing(m) => write!(f, "removing {m}"),
+            Change::Readdressing(m) => write!(f, "committing the client address of {m}"),
         }
     }
 }
@@ -488,8 +513,12 @@ pub enum WaitReason {
     /// The joiner does not serve as a non-voting follower yet, or the leader does not count it
     /// synced.
     JoinerNotSynced,
-    /// A committed server differs from the desired one with the same id (address or role):
-    /// the operator does not change a member's address.
+    /// A member's client address changes (a member restarted with the new address writes it
+    /// into its own line of the configuration it boots from); it is committed once every
+    /// member runs the current pod template. The rollout goes on meanwhile.
+    RollBeforeReaddress(MemberName),
+    /// A committed server differs from the desired one with the same id in its quorum
+    /// addresses or role: the operator does not change those.
     AddressChanged {
         /// The member.
         member: MemberName,
@@ -537,6 +566,11 @@ impl fmt::Display for Waiting {
             WaitReason::JoinerNotSynced => {
                 write!(f, "waiting for it to sync as a non-voting follower")
             }
+            WaitReason::RollBeforeReaddress(member) => write!(
+                f,
+                "waiting for every member to run the current pod template before committing \
+                 the new client address of {member}"
+            ),
             WaitReason::AddressChanged {
                 member,
                 committed,
@@ -544,7 +578,7 @@ impl fmt::Display for Waiting {
             } => write!(
                 f,
                 "{member} is committed as {committed} but desired as {desired}; \
-                 changing a member's address is not supported"
+                 changing a member's quorum addresses or role is not supported"
             ),
         }
     }
@@ -570,6 +604,8 @@ enum Pending {
     Add(ServerSpec),
     /// Ids to remove, highest first.
     Remove(Vec<ServerId>),
+    /// Only the client address differs: commit the desired line.
+    Readdress(ServerSpec),
     Mismatch(ServerId),
 }
 
@@ -580,7 +616,12 @@ fn pending(committed: &CommittedConfig, desired: &DesiredMembership) -> Pending 
         .find(|s| desired.servers.get(&s.id).is_some_and(|d| d != *s))
         .map(|s| s.id)
     {
-        return Pending::Mismatch(id);
+        let (c, d) = (&committed.servers[&id], &desired.servers[&id]);
+        return if c.same_quorum_addresses(d) {
+            Pending::Readdress(d.clone())
+        } else {
+            Pending::Mismatch(id)
+        };
     }
     let leaving: Vec<ServerId> = committed
         .servers
@@ -667,6 +708,10 @@ pub fn next_step(
             );
         }
         Pending::None => (None, None),
+        Pending::Readdress(ref s) if !health.template_rolled => {
+            return wait(None, WaitReason::RollBeforeReaddress(desired.name(s.id)));
+        }
+        Pending::Readdress(ref s) => (Some(Change::Readdressing(desired.name(s.id))), None),
         Pending::Add(ref s) => (Some(Change::Adding(desired.name(s.id))), None),
         Pending::Remove(ids) => {
             // The highest id that does not lead; the leader only when nothing else is left.
@@ -717,6 +762,8 @@ pub fn next_step(
     }
     match (pending(committed, desired), removing) {
         (_, Some(id)) => MembershipStep::Remove(id),
+        // The same server with its new client address: `reconfig -add` replaces its line.
+        (Pending::Readdress(s), None) => MembershipStep::Add(s),
         (Pending::Add(joiner), None) => {
             if health.mode(joiner.id) == Mode::Follower
                 && health.synced_non_voting_followers.unwrap_or(0) >= 1
@@ -778,7 +825,73 @@ mod tests {
         }
         h.synced_voting_followers = Some(voters.len().saturating_sub(1) as u32);
         h.synced_non_voting_followers = Some(u32::from(joiner.is_some()));
+        h.template_rolled = true;
         h
+    }
+
+    #[test]
+    fn a_new_client_address_is_committed_one_member_at_a_time_after_the_roll() {
+        let loopback = DesiredMembership::new(
+            "zk",
+            3,
+            MemberPorts {
+                client: 2182,
+                ..PORTS
+            },
+            |o| format!("zk-{o}.zk-hs"),
+            |_| Some("127.0.0.1".to_string()),
+        );
+        let mut c = committed(&[1, 2, 3], 7);
+        let mut h = healthy(&c, None, Some(ServerId(2)));
+        h.template_rolled = false;
+        assert_eq!(
+            next_step(&c, &loopback, &h),
+            MembershipStep::Wait(Waiting {
+                change: None,
+                reason: WaitReason::RollBeforeReaddress(loopback.name(ServerId(1))),
+            }),
+            "not before every member runs the template"
+        );
+        h.template_rolled = true;
+        for id in 1..=3 {
+            let want = loopback.servers[&ServerId(id)].clone();
+            assert_eq!(
+                next_step(&c, &loopback, &h),
+                MembershipStep::Add(want.clone())
+            );
+            assert!(
+                want.value().ends_with(";127.0.0.1:2182"),
+                "{}",
+                want.value()
+            );
+            c.servers.insert(ServerId(id), want);
+            c.version = ConfigVersion(c.version.0 + 1);
+            h = healthy(&c, None, Some(ServerId(2)));
+        }
+        assert_eq!(next_step(&c, &loopback, &h), MembershipStep::Done);
+        // A member that does not serve holds the change, as for any other.
+        let mut c = committed(&[1, 2, 3], 7);
+        let mut h = healthy(&c, None, None);
+        h.modes.insert(ServerId(3), Mode::Unreachable);
+        assert!(matches!(
+            next_step(&c, &loopback, &h),
+            MembershipStep::Wait(Waiting {
+                change: Some(Change::Readdressing(_)),
+                reason: WaitReason::NotServing(_)
+            })
+        ));
+        // Another quorum host is not a client address: never changed.
+        let mut moved = c.servers[&ServerId(2)].clone();
+        moved.host = "elsewhere".to_string();
+        c.servers.insert(ServerId(2), moved);
+        h.modes.insert(ServerId(3), Mode::Follower);
+        assert!(matches!(
+            next_step(&c, &desired(3), &h),
+            MembershipStep::Wait(Waiting {
+                change: None,
+                reason: WaitReason::AddressChanged { .. }
+            })
+        ));
     }
 
     #[test]
@@ -969,7 +1082,7 @@ mod tests {
         assert_eq!(
             next_step(&moved, &d, &healthy(&moved, None, None)).to_string_for_test(),
             "zk-1 is committed as elsewhere:2888:3888:participant;2181 but desired as \
-             zk-1.zk-hs:2888:3888:participant;2181; changing a member's address is not supported"
+             zk-1.zk-hs:2888:3888:participant;2181; changing a member's quorum addresses or role is not supported"
         );
     }
 
@@ -1074,6 +1187,7 @@ mod tests {
                     .collect(),
                 synced_voting_followers: synced,
                 synced_non_voting_followers: non_voting,
+                template_rolled: true,
             })
     }
 

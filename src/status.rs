@@ -76,6 +76,10 @@ pub mod reason {
     pub const MEMBER_ADDED: &str = "MemberAdded";
     /// Event: `reconfig` removed a server.
     pub const MEMBER_REMOVED: &str = "MemberRemoved";
+    /// Progressing: members' new client addresses are being committed (TLS turned on).
+    pub const RECONFIGURING: &str = "Reconfiguring";
+    /// Event: `reconfig` committed a member's new client address.
+    pub const CLIENT_ADDRESS_COMMITTED: &str = "ClientAddressCommitted";
     /// Event: a `reconfig` failed (it is retried).
     pub const RECONFIG_FAILED: &str = "ReconfigFailed";
 }

@@ -14,7 +14,7 @@ use k8s_openapi::api::apps::v1::StatefulSet;
 use kube::runtime::events::EventType;
 use sha2::Digest as _;
 
-use super::{ClusterId, Context, Error, observe};
+use super::{ClusterId, Context, Error};
 use crate::crd::ZookeeperClusterStatus;
 use crate::health::fourlw::member_addresses;
 use crate::health::{MemberAddress, MemberProbe, Ordinal};
@@ -230,13 +230,13 @@ fn connect_string(cluster: &ValidatedCluster, replicas: u32) -> String {
 /// configuration cannot be read, what runs stays as it is.
 pub async fn prepare(
     ctx: &Context,
-    id: &ClusterId,
     cluster: &ValidatedCluster,
     uid: &str,
     tls: Option<&ClientTls>,
+    running: Option<StatefulSet>,
 ) -> Result<Prepared, Error> {
     let digest = super_user(ctx, cluster, uid).map(|u| u.digest());
-    let Some(sts) = observe::statefulset(ctx, id).await? else {
+    let Some(sts) = running else {
         return Ok(Prepared {
             members: Members::initial(cluster, digest),
             committed: None,
@@ -345,8 +345,13 @@ pub fn annotate(
 /// off: its `server.N=` entries carry no client address); it learns no configuration until the
 /// rollout restarts it with the current template, so holding the rollout for it would wait
 /// forever once the committed configuration is read through a member that already runs it.
+/// The same holds while a member's new client address waits for the roll that brings it.
 fn rollout_may_act(w: &Waiting) -> bool {
-    w.change.is_none() && matches!(w.reason, WaitReason::ConfigNotLearned { has: None, .. })
+    w.change.is_none()
+        && matches!(
+            w.reason,
+            WaitReason::ConfigNotLearned { has: None, .. } | WaitReason::RollBeforeReaddress(_)
+        )
 }
 
 /// Whether `config` carries out `step`: the added server is in it, the removed one is not.
@@ -370,9 +375,15 @@ pub enum Scaling {
 }
 
 impl Scaling {
-    /// `ScalingUp` or `ScalingDown`.
+    /// `ScalingUp` or `ScalingDown`; `Reconfiguring` for a change of client addresses.
     pub fn reason(&self, committed: usize, desired: usize) -> &'static str {
-        if desired >= committed {
+        let readdressing = match self {
+            Scaling::Waiting(w) => matches!(w.change, Some(Change::Readdressing(_))),
+            Scaling::Stepped(s) | Scaling::Failed(s) => s.contains("client address"),
+        };
+        if readdressing {
+            reason::RECONFIGURING
+        } else if desired >= committed {
             reason::SCALING_UP
         } else {
             reason::SCALING_DOWN
@@ -426,12 +437,19 @@ pub async fn step(
         .map(|(sid, a)| (sid, a.with_sasl(operator_login(ctx, cluster, uid))))
         .collect();
     let versions = ctx.zookeeper.versions(addresses).await;
-    let health = Health::from_probes(probes, versions);
+    let mut health = Health::from_probes(probes, versions);
+    health.template_rolled = prepared
+        .statefulset
+        .as_ref()
+        .is_some_and(members::template_rolled);
     let step = next_step(committed, &desired, &health);
     let change = match &step {
         MembershipStep::Done => return None,
         MembershipStep::Wait(w) if rollout_may_act(w) => return None,
         MembershipStep::Wait(w) => return Some((Scaling::Waiting(w.clone()), sizes.0, sizes.1)),
+        MembershipStep::Add(s) if committed.servers.contains_key(&s.id) => {
+            Change::Readdressing(desired.name(s.id))
+        }
         MembershipStep::Add(s) => Change::Adding(desired.name(s.id)),
         MembershipStep::Remove(sid) => Change::Removing(desired.name(*sid)),
     };
@@ -482,10 +500,12 @@ pub async fn step(
             let (reason, verb) = match change {
                 Change::Adding(_) => (reason::MEMBER_ADDED, "Reconfigure"),
                 Change::Removing(_) => (reason::MEMBER_REMOVED, "Reconfigure"),
+                Change::Readdressing(_) => (reason::CLIENT_ADDRESS_COMMITTED, "Reconfigure"),
             };
             let done = match &change {
                 Change::Adding(m) => format!("added {m}"),
                 Change::Removing(m) => format!("removed {m}"),
+                Change::Readdressing(m) => format!("committed the new client address of {m}"),
             };
             let note = format!(
                 "{done}: configuration version {} has {} servers",
@@ -588,6 +608,7 @@ mod tests {
             ]),
             synced_voting_followers: Some(2),
             synced_non_voting_followers: Some(0),
+            template_rolled: true,
         };
         match next_step(&three, &desired, &health) {
             MembershipStep::Wait(w) => assert!(rollout_may_act(&w), "{w}"),
