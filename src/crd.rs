@@ -144,7 +144,7 @@ pub struct ZookeeperClusterSpec {
     /// `secureClientPort`), and the plaintext client port is bound to 127.0.0.1 only, for the
     /// pod's own probes. Cannot be turned on or off for an existing cluster (yet).
     #[serde(default)]
-    #[x_kube(validation = Rule::new("self.enabled == oldSelf.enabled").message("spec.tls.enabled cannot change after creation: switching a running ensemble between plaintext and TLS needs rolls this operator does not do yet; create a new cluster with the setting you want"))]
+    #[x_kube(validation = Rule::new("self.enabled || !oldSelf.enabled").message("spec.tls.enabled cannot be turned off once on: the operator turns TLS on for a running ensemble (three rolls) but not off; create a new cluster without TLS"))]
     #[x_kube(validation = Rule::new("!has(self.secretName) || self.secretName.matches('^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$')").message("spec.tls.secretName must be the name of a Secret in the cluster's namespace (lowercase letters, digits, '-' and '.')"))]
     pub tls: TlsSpec,
 
@@ -1006,17 +1006,19 @@ mod tests {
     }
 
     #[test]
-    fn tls_is_off_by_default_and_cannot_flip_on_a_running_cluster() {
+    fn tls_is_off_by_default_and_can_be_turned_on_but_not_off() {
         let plain = cluster(serde_json::json!({}));
         assert!(!plain.spec.tls.enabled && !plain.spec.tls.mutual);
         assert_eq!(plain.spec.tls.loopback_port, 2182);
         assert!(plain.spec.tls.secret_name.is_none());
         let tls = cluster(serde_json::json!({"tls": {"enabled": true}}));
         assert_eq!(cel_errors(&tls), "");
-        for (old, new) in [(&plain, &tls), (&tls, &plain)] {
-            let err = format!("{:?}", new.validate_cel_update(old).unwrap_err());
-            assert!(err.contains("spec.tls.enabled cannot change"), "{err}");
-        }
+        assert_eq!(format!("{:?}", tls.validate_cel_update(&plain)), "Ok(())");
+        let err = format!("{:?}", plain.validate_cel_update(&tls));
+        assert!(
+            err.contains("spec.tls.enabled cannot be turned off"),
+            "{err}"
+        );
         let mutual = cluster(serde_json::json!({"tls": {"enabled": true, "mutual": true}}));
         assert_eq!(format!("{:?}", mutual.validate_cel_update(&tls)), "Ok(())");
         let bad = cluster(serde_json::json!({"tls": {"enabled": true, "secretName": "My Certs"}}));

@@ -11,6 +11,7 @@
 //! one (mutual TLS).
 
 pub mod apply;
+pub mod transition;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;

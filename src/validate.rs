@@ -55,6 +55,10 @@ pub struct ValidatedCluster {
     /// Resources with the reference defaults filled in when the user gave none.
     pub resources: ResourceRequirements,
     pub heap: Heap,
+    /// How the members speak: plaintext, TLS, or one of the two steps between
+    /// ([`crate::tls::transition`]). From the spec (TLS or plaintext) until the reconcile
+    /// sets it from the running StatefulSet.
+    pub tls_mode: crate::tls::transition::TlsMode,
 }
 
 /// The reference ensemble's requests: 1Gi memory, 0.5 CPU.
@@ -321,6 +325,11 @@ pub fn validate(zk: &ZookeeperCluster) -> Result<ValidatedCluster, InvalidSpec> 
             spec: spec.clone(),
             resources,
             heap,
+            tls_mode: if spec.tls.enabled {
+                crate::tls::transition::TlsMode::Tls
+            } else {
+                crate::tls::transition::TlsMode::Plaintext
+            },
         })
     } else {
         Err(InvalidSpec { problems })

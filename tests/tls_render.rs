@@ -9,6 +9,7 @@ use zookeeper_operator::names::RESTART_HASH_ANNOTATION;
 use zookeeper_operator::render::statefulset::set_tls_material_hash;
 use zookeeper_operator::render::{DesiredObjects, render};
 use zookeeper_operator::tls;
+use zookeeper_operator::tls::transition::{self, TlsMode};
 use zookeeper_operator::validate::validate;
 
 fn rendered(spec: serde_json::Value) -> DesiredObjects {
@@ -29,7 +30,95 @@ fn validated(zk: &ZookeeperCluster) -> zookeeper_operator::validate::ValidatedCl
     plain.spec.tls = Default::default();
     let mut v = validate(&plain).expect("a valid spec");
     v.spec.tls = zk.spec.tls.clone();
+    v.tls_mode = if zk.spec.tls.enabled {
+        TlsMode::Tls
+    } else {
+        TlsMode::Plaintext
+    };
     v
+}
+
+fn cluster(spec: serde_json::Value) -> ZookeeperCluster {
+    serde_json::from_value(serde_json::json!({
+        "apiVersion": "zookeeper.ensemble.dev/v1alpha1",
+        "kind": "ZookeeperCluster",
+        "metadata": {"name": "zk", "namespace": "ns"},
+        "spec": spec,
+    }))
+    .expect("a ZookeeperCluster")
+}
+
+#[test]
+fn the_steps_of_turning_tls_on_serve_both_on_the_client_port_and_say_which_they_are() {
+    let zk = cluster(serde_json::json!({"tls": {"enabled": true, "mutual": true}}));
+    for mode in [
+        TlsMode::Plaintext,
+        TlsMode::Unified,
+        TlsMode::QuorumTls,
+        TlsMode::Tls,
+    ] {
+        let mut v = validated(&zk);
+        v.tls_mode = mode;
+        let o = render(&v, None);
+        let a = args(&o);
+        let has = |flag: &str| a.iter().any(|a| a == flag);
+        // The mode of the rendered template is read back as the mode rendered.
+        assert_eq!(transition::template_mode(&o.statefulset), mode);
+        let mounts_tls = pod(&o)
+            .volumes
+            .as_ref()
+            .unwrap()
+            .iter()
+            .any(|v| v.name == "tls");
+        assert_eq!(mounts_tls, mode != TlsMode::Plaintext, "{mode:?}");
+        let boot = &o.members.data.as_ref().unwrap()["boot.cfg"];
+        let readiness = container(&o).readiness_probe.clone().unwrap().exec.unwrap();
+        let annotations = o
+            .statefulset
+            .spec
+            .as_ref()
+            .unwrap()
+            .template
+            .metadata
+            .as_ref()
+            .unwrap()
+            .annotations
+            .clone()
+            .unwrap();
+        match mode {
+            TlsMode::Plaintext => {
+                assert!(!a.iter().any(|a| a.contains("tls")), "{a:?}");
+            }
+            TlsMode::Unified | TlsMode::QuorumTls => {
+                // The client port stays where it was and takes both; no secure port.
+                assert!(has("--client_port=2181"), "{a:?}");
+                assert!(has("--tls_dir=/etc/zookeeper/tls"), "{a:?}");
+                assert!(has("--tls_client_auth=need"), "{a:?}");
+                assert!(has(&format!("--tls_transition={}", mode.as_str())), "{a:?}");
+                assert!(!a.iter().any(|a| a.contains("secure_client_port")), "{a:?}");
+                assert!(boot.contains(";2181\n"), "{boot}");
+                assert_eq!(
+                    readiness.command.as_deref().unwrap(),
+                    ["zookeeper-ready", "--quorum", "2181"]
+                );
+                assert_eq!(
+                    annotations[transition::MODE_ANNOTATION],
+                    mode.as_str(),
+                    "{annotations:?}"
+                );
+            }
+            TlsMode::Tls => {
+                assert!(has("--secure_client_port=2181") && has("--client_port=2182"));
+                assert!(!a.iter().any(|a| a.contains("tls_transition")), "{a:?}");
+                assert!(boot.contains(";127.0.0.1:2182\n"), "{boot}");
+                // As in earlier releases: upgrading the operator rolls no TLS cluster.
+                assert!(
+                    !annotations.contains_key(transition::MODE_ANNOTATION),
+                    "{annotations:?}"
+                );
+            }
+        }
+    }
 }
 
 fn pod(o: &DesiredObjects) -> &PodSpec {

@@ -47,13 +47,16 @@ pub fn start_zookeeper(v: &ValidatedCluster) -> Vec<String> {
         ("metrics_port", metrics_port(v).unwrap_or(0).to_string()),
     ];
     args.extend(flags.into_iter().map(|(k, v)| format!("--{k}={v}")));
-    if v.spec.tls.enabled {
+    if v.tls_mode.has_certificates() {
         let auth = if v.spec.tls.mutual { "need" } else { "none" };
-        args.extend([
-            format!("--tls_dir={}", crate::tls::MOUNT),
-            format!("--secure_client_port={}", p.client),
-            format!("--tls_client_auth={auth}"),
-        ]);
+        args.push(format!("--tls_dir={}", crate::tls::MOUNT));
+        if v.tls_mode.tls_only() {
+            args.push(format!("--secure_client_port={}", p.client));
+        } else {
+            // Turning TLS on: one of the two steps in which every port takes both.
+            args.push(format!("--tls_transition={}", v.tls_mode.as_str()));
+        }
+        args.push(format!("--tls_client_auth={auth}"));
     }
     if v.spec.client_auth.enabled {
         // The users' Secret, and the operator's own user, ZooKeeper's super user.
@@ -71,9 +74,9 @@ pub fn start_zookeeper(v: &ValidatedCluster) -> Vec<String> {
 
 /// The plaintext client port: `spec.ports.client`, or with TLS on the loopback-only
 /// `spec.tls.loopbackPort` (then `spec.ports.client` is the TLS port). The pod's own probes use
-/// it.
+/// it. While TLS is being turned on the client port takes both, so it is `spec.ports.client`.
 pub fn plaintext_client_port(v: &ValidatedCluster) -> i32 {
-    if v.spec.tls.enabled {
+    if v.tls_mode.tls_only() {
         v.spec.tls.loopback_port
     } else {
         v.spec.ports.client

@@ -92,6 +92,18 @@ pub fn all_pods_updated(sts: &StatefulSet) -> bool {
     current && updated >= replicas && existing == updated
 }
 
+/// Whether every member runs the template of `sts` and is Ready: the controller has seen the
+/// template, every pod is of it, and as many are Ready as the StatefulSet wants.
+pub fn template_rolled(sts: &StatefulSet) -> bool {
+    let wanted = sts.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1);
+    let ready = sts
+        .status
+        .as_ref()
+        .and_then(|s| s.ready_replicas)
+        .unwrap_or(0);
+    all_pods_updated(sts) && ready >= wanted
+}
+
 /// The membership the spec asks for: participants `1..=replicas` at their ordinal DNS names.
 pub fn desired(v: &ValidatedCluster) -> DesiredMembership {
     desired_of(v, v.spec.replicas.max(0) as u32)
@@ -107,7 +119,7 @@ pub fn desired_of(v: &ValidatedCluster, replicas: u32) -> DesiredMembership {
     };
     // With TLS the plaintext client port binds loopback only: ZooKeeper 3.9 cannot name the
     // secure port in a server line, so the line names the plaintext one, on 127.0.0.1.
-    let tls = v.spec.tls.enabled;
+    let tls = v.tls_mode.tls_only();
     DesiredMembership::new(
         &names::statefulset(&v.name),
         replicas,

@@ -227,7 +227,7 @@ fn container(v: &ValidatedCluster, members: &Members) -> Container {
                 },
             ]
             .into_iter()
-            .chain(v.spec.tls.enabled.then(|| VolumeMount {
+            .chain(v.tls_mode.has_certificates().then(|| VolumeMount {
                 name: TLS_VOLUME.to_string(),
                 mount_path: crate::tls::MOUNT.to_string(),
                 read_only: Some(true),
@@ -295,7 +295,7 @@ fn pod_template(v: &ValidatedCluster, members: &Members) -> PodTemplateSpec {
                     },
                 ]
                 .into_iter()
-                .chain(s.tls.enabled.then(|| Volume {
+                .chain(v.tls_mode.has_certificates().then(|| Volume {
                     name: TLS_VOLUME.to_string(),
                     secret: Some(SecretVolumeSource {
                         secret_name: Some(crate::tls::secret_name(v)),
@@ -345,6 +345,19 @@ fn pod_template(v: &ValidatedCluster, members: &Members) -> PodTemplateSpec {
             ..Default::default()
         }),
     };
+    // The two steps of turning TLS on say which they are (a TLS or plaintext template is told
+    // by its TLS volume, as in earlier releases, so upgrading the operator rolls nothing).
+    if v.tls_mode.has_certificates() && !v.tls_mode.tls_only() {
+        template
+            .metadata
+            .get_or_insert_with(Default::default)
+            .annotations
+            .get_or_insert_with(Default::default)
+            .insert(
+                crate::tls::transition::MODE_ANNOTATION.to_string(),
+                v.tls_mode.as_str().to_string(),
+            );
+    }
     stamp_restart_hash(&mut template);
     template
 }
