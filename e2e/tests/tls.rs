@@ -641,3 +641,208 @@ async fn ca_rotation(client: &Client, ns: &str, name: &str) {
     let read = zk_cli(ns, "zk-2", true, "get /tls-e2e").expect("get over TLS with the new CA");
     assert!(read.contains("written-over-tls"), "{read}");
 }
+
+/// TLS turned on for a running plaintext ensemble, under load: the operator takes it through
+/// ZooKeeper's three rolls (every port takes both; members connect over TLS; plaintext off),
+/// each begun once the one before is complete, then commits each member's new client address.
+/// A plaintext application writes through the first two rolls; an application that switched to
+/// TLS (the CA from `<cluster>-tls`) once every member took TLS writes through the last two.
+/// Neither loses an acknowledged write nor stalls 5 s; at the end plaintext gets no answer on
+/// the client port, every member logs a TLS quorum, and the committed configuration names the
+/// loopback plaintext port of every member.
+#[tokio::test]
+#[ignore = "needs the local Kubernetes with the operator installed: run e2e/operator-test"]
+async fn tls_turned_on_for_a_running_plaintext_ensemble_under_load() {
+    use zookeeper_operator::render::members::template_rolled;
+    use zookeeper_operator::tls::transition::{TlsMode, template_mode};
+    let client = client().await;
+    let guard = TestNamespace::create(&client, "tls-on-e2e").await;
+    let (ns, name) = (guard.name.clone(), "zk");
+    let plain = spec(json!({"updateStrategy": {"clientAddressCacheSeconds": 0}}));
+    apply_cluster(&client, &ns, name, plain.clone())
+        .await
+        .expect("apply a plaintext cluster");
+    wait_settled(&client, &ns, name, Duration::from_secs(300)).await;
+    let cs = super::cluster(&client, &ns, name)
+        .await
+        .status
+        .and_then(|s| s.connection_string)
+        .expect("status.connectionString");
+    let plaintext_writer = super::support::Writer::start(&cs).await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+
+    let sts_api = Api::<StatefulSet>::namespaced(client.clone(), &ns);
+    // The modes the StatefulSet's template goes through, with when each was first seen.
+    let mut seen: Vec<(TlsMode, f64)> = vec![(
+        template_mode(&sts_api.get(name).await.expect("get the StatefulSet")),
+        0.0,
+    )];
+    let mut with_tls = plain;
+    super::merge(&mut with_tls, json!({"tls": {"enabled": true}}));
+    let t = Instant::now();
+    apply_cluster(&client, &ns, name, with_tls)
+        .await
+        .expect("turn spec.tls.enabled on");
+    let watch_modes = |sts: &StatefulSet, seen: &mut Vec<(TlsMode, f64)>| {
+        let mode = template_mode(sts);
+        if seen.last().map(|s| s.0) != Some(mode) {
+            log(format!(
+                "template mode {} at {:.1} s",
+                mode.as_str(),
+                t.elapsed().as_secs_f64()
+            ));
+            seen.push((mode, t.elapsed().as_secs_f64()));
+        }
+        mode
+    };
+    // Every member takes TLS once the first roll is complete: the second one has begun.
+    loop {
+        let sts = sts_api.get(name).await.expect("get the StatefulSet");
+        if watch_modes(&sts, &mut seen) >= TlsMode::QuorumTls {
+            break;
+        }
+        assert!(
+            t.elapsed() < Duration::from_secs(600),
+            "the first roll did not end within 600 s: {seen:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    let ca = Api::<Secret>::namespaced(client.clone(), &ns)
+        .get(&format!("{name}-tls"))
+        .await
+        .expect("the operator created zk-tls")
+        .data
+        .unwrap_or_default()["ca.crt"]
+        .0
+        .clone();
+    let ca = String::from_utf8(ca).unwrap();
+    let tls_options = zookeeper_operator::tls::ClientTls::new(&ca, None)
+        .unwrap()
+        .zookeeper_options()
+        .unwrap();
+    let tls_writer = super::support::Writer::start_with(&cs, Some(tls_options)).await;
+    // Plaintext ends with the third roll: the plaintext application stops when it begins.
+    let plaintext_until = loop {
+        let sts = sts_api.get(name).await.expect("get the StatefulSet");
+        if watch_modes(&sts, &mut seen) == TlsMode::Tls {
+            break Instant::now();
+        }
+        assert!(
+            t.elapsed() < Duration::from_secs(900),
+            "the second roll did not end within 900 s: {seen:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    };
+    let (_, plain_attempts) = plaintext_writer.stop().await;
+    // The third roll, then the new client addresses committed: settled.
+    super::wait_until(
+        "every member runs TLS alone",
+        Duration::from_secs(600),
+        || {
+            let sts_api = sts_api.clone();
+            async move {
+                let sts = sts_api.get(name).await.ok()?;
+                (template_mode(&sts) == TlsMode::Tls && template_rolled(&sts)).then_some(())
+            }
+        },
+    )
+    .await;
+    let third_roll_done = t.elapsed().as_secs_f64();
+    let zk = wait_settled(&client, &ns, name, Duration::from_secs(300)).await;
+    let done = t.elapsed().as_secs_f64();
+    let (tls_client, tls_attempts) = tls_writer.stop().await;
+
+    let modes: Vec<TlsMode> = seen.iter().map(|s| s.0).collect();
+    assert_eq!(
+        modes,
+        [
+            TlsMode::Plaintext,
+            TlsMode::Unified,
+            TlsMode::QuorumTls,
+            TlsMode::Tls
+        ],
+        "the template's modes, in order: {seen:?}"
+    );
+    let members = &zk.status.as_ref().unwrap().members;
+    assert!(
+        members
+            .iter()
+            .all(|m| m.mode == "leader" || m.mode == "follower"),
+        "the operator probes every member over TLS: {members:?}"
+    );
+    // No acknowledged write lost, plaintext or TLS; no stall of 5 s in either.
+    let plain_checked = super::support::verify_acknowledged(&tls_client, &plain_attempts).await;
+    let tls_checked = super::support::verify_acknowledged(&tls_client, &tls_attempts).await;
+    let before_third: Vec<_> = plain_attempts
+        .iter()
+        .filter(|a| a.during.end <= plaintext_until)
+        .cloned()
+        .collect();
+    let (plain_gap, _) = super::support::longest_unavailability(&before_third);
+    let (tls_gap, _) = super::support::longest_unavailability(&tls_attempts);
+    let at = |m: TlsMode| seen.iter().find(|s| s.0 == m).map_or(0.0, |s| s.1);
+    log(format!(
+        "FIGURE TLS turned on under load: roll 1 (both on every port) {:.1} s, roll 2 (quorum over TLS) {:.1} s, roll 3 (plaintext off) {:.1} s, client addresses committed {:.1} s; {:.1} s in all",
+        at(TlsMode::QuorumTls) - at(TlsMode::Unified),
+        at(TlsMode::Tls) - at(TlsMode::QuorumTls),
+        third_roll_done - at(TlsMode::Tls),
+        done - third_roll_done,
+        done
+    ));
+    log(format!(
+        "FIGURE TLS turned on under load: plaintext writer {plain_checked} acknowledged writes all present, longest gap {:.2} s through rolls 1-2; TLS writer {tls_checked} all present, longest gap {:.2} s through rolls 2-3",
+        plain_gap.as_secs_f64(),
+        tls_gap.as_secs_f64()
+    ));
+    assert!(
+        plain_checked > 0 && tls_checked > 0,
+        "a writer wrote nothing"
+    );
+    assert!(
+        plain_gap < Duration::from_secs(5),
+        "plaintext writes stalled {plain_gap:?} in rolls 1-2"
+    );
+    assert!(
+        tls_gap < Duration::from_secs(5),
+        "TLS writes stalled {tls_gap:?} in rolls 2-3"
+    );
+    // The committed configuration names each member's plaintext port on its loopback.
+    let (config, _) = tls_client.get_config().await.expect("get_config over TLS");
+    let config = String::from_utf8_lossy(&config).into_owned();
+    for id in 1..=3 {
+        assert!(
+            config
+                .lines()
+                .any(|l| l.starts_with(&format!("server.{id}=")) && l.ends_with(";127.0.0.1:2182")),
+            "server.{id} is not committed with 127.0.0.1:2182: {config}"
+        );
+    }
+    // Plaintext from outside a pod gets no answer; the quorum runs over TLS.
+    for pod in member_pods(&client, &ns, name).await {
+        let ip = pod
+            .status
+            .as_ref()
+            .and_then(|s| s.pod_ip.clone())
+            .expect("pod IP");
+        let answer = plain_srvr(&ip, 2181).await;
+        assert!(
+            !answer.as_deref().unwrap_or_default().contains("Mode:"),
+            "plaintext srvr answered on {ip}:2181: {answer:?}"
+        );
+        let pod_name = pod.metadata.name.clone().unwrap();
+        let logs = pod_logs(&client, &ns, &pod_name).await;
+        assert!(
+            logs.contains("Using TLS encrypted quorum communication"),
+            "{pod_name} does not log a TLS quorum"
+        );
+    }
+    // Turning it off again is refused, with the reason.
+    let mut off = spec(json!({"updateStrategy": {"clientAddressCacheSeconds": 0}}));
+    super::merge(&mut off, json!({"tls": {"enabled": false}}));
+    let refused = apply_cluster(&client, &ns, name, off).await.unwrap_err();
+    assert!(
+        refused.to_string().contains("cannot be turned off"),
+        "{refused}"
+    );
+    drop(guard);
+}
