@@ -397,6 +397,13 @@ pub struct TlsSpec {
     /// expires; a name removed from the list loses its Secret.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub client_certificates: Vec<String>,
+    /// Certificates from cert-manager: the operator keeps a cert-manager `Certificate`
+    /// `<cluster>-tls` (owned by the cluster) for the members, with the SANs listed in the
+    /// README, issued by this Issuer or ClusterIssuer into the Secret `<cluster>-tls`
+    /// (`ca.crt`, `tls.crt`, PKCS#8 `tls.key`); cert-manager renews it, and a renewed
+    /// certificate rolls the members. Not with `secretName` or `clientCertificates`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub issuer_ref: Option<IssuerRef>,
 }
 
 impl Default for TlsSpec {
@@ -407,8 +414,31 @@ impl Default for TlsSpec {
             secret_name: None,
             loopback_port: 2182,
             client_certificates: Vec::new(),
+            issuer_ref: None,
         }
     }
+}
+
+/// A cert-manager issuer, as a cert-manager `Certificate` names it.
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct IssuerRef {
+    /// The Issuer (in the cluster's namespace) or ClusterIssuer.
+    pub name: String,
+    /// `Issuer` (default) or `ClusterIssuer`, or an external issuer's kind.
+    #[serde(default = "default_issuer_kind")]
+    pub kind: String,
+    /// The issuer's API group: `cert-manager.io` (default) or an external issuer's.
+    #[serde(default = "default_issuer_group")]
+    pub group: String,
+}
+
+fn default_issuer_kind() -> String {
+    "Issuer".to_string()
+}
+
+fn default_issuer_group() -> String {
+    "cert-manager.io".to_string()
 }
 
 /// SASL DIGEST-MD5 client authentication.

@@ -194,6 +194,16 @@ pub const TLS_SECRETS: Rule = Rule {
     scope: Scope::Watched,
 };
 
+/// With `spec.tls.issuerRef`, the members' cert-manager Certificate `<name>-tls`, written by
+/// server-side apply (cert-manager writes the Secret, which [`TLS_SECRETS`] reads).
+pub const CERTIFICATES: Rule = Rule {
+    api_group: "cert-manager.io",
+    resource: "certificates",
+    verbs: &["get", "create", "patch"],
+    resource_names: &[],
+    scope: Scope::Watched,
+};
+
 /// At start the operator checks that its own CRD is installed, and nothing else.
 pub const CUSTOM_RESOURCE_DEFINITIONS: Rule = Rule {
     api_group: "apiextensions.k8s.io",
@@ -220,6 +230,7 @@ pub const RULES: &[Rule] = &[
     SUPER_KEY_READ,
     SUPER_KEY_CREATE,
     TLS_SECRETS,
+    CERTIFICATES,
     CUSTOM_RESOURCE_DEFINITIONS,
 ];
 

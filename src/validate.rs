@@ -86,6 +86,17 @@ fn is_dns_label(s: &str) -> bool {
             .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-')
 }
 
+/// A DNS-1123 subdomain: what most object names must be.
+fn is_dns_subdomain(s: &str) -> bool {
+    let b = s.as_bytes();
+    !b.is_empty()
+        && b.len() <= 253
+        && b[0].is_ascii_alphanumeric()
+        && b[b.len() - 1].is_ascii_alphanumeric()
+        && b.iter()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-' || *c == b'.')
+}
+
 /// Checks a cluster and derives what rendering needs.
 pub fn validate(zk: &ZookeeperCluster) -> Result<ValidatedCluster, InvalidSpec> {
     let spec = &zk.spec;
@@ -176,11 +187,37 @@ pub fn validate(zk: &ZookeeperCluster) -> Result<ValidatedCluster, InvalidSpec> 
                 "spec.tls.loopbackPort {lp} is already one of spec.ports; choose a port the members use for nothing else (default 2182)"
             ));
         }
-    } else if tls.mutual || tls.secret_name.is_some() {
+    } else if tls.mutual || tls.secret_name.is_some() || tls.issuer_ref.is_some() {
         problems.push(
-            "spec.tls.mutual and spec.tls.secretName take effect only with TLS on; set spec.tls.enabled: true or remove them"
+            "spec.tls.mutual, spec.tls.secretName and spec.tls.issuerRef take effect only with TLS on; set spec.tls.enabled: true or remove them"
                 .to_string(),
         );
+    }
+    if let Some(issuer) = &tls.issuer_ref {
+        if tls.secret_name.is_some() {
+            problems.push(
+                "spec.tls.issuerRef and spec.tls.secretName both say where the certificates come from; keep one"
+                    .to_string(),
+            );
+        }
+        if !tls.client_certificates.is_empty() {
+            problems.push(
+                "spec.tls.clientCertificates are issued by the operator's own CA, not with spec.tls.issuerRef; issue client certificates with cert-manager Certificates of the same issuer instead"
+                    .to_string(),
+            );
+        }
+        if issuer.name.is_empty() || !is_dns_subdomain(&issuer.name) {
+            problems.push(format!(
+                "spec.tls.issuerRef.name '{}' is not the name of an Issuer or ClusterIssuer (lowercase letters, digits, '-' and '.')",
+                issuer.name
+            ));
+        }
+        if issuer.kind.is_empty() || issuer.group.is_empty() {
+            problems.push(
+                "spec.tls.issuerRef.kind and spec.tls.issuerRef.group must not be empty (defaults: Issuer, cert-manager.io)"
+                    .to_string(),
+            );
+        }
     }
     problems.extend(client_certificate_problems(tls));
     let auth = &spec.client_auth;
@@ -456,6 +493,39 @@ mod tests {
 
     fn problems(spec: serde_json::Value) -> String {
         validate(&cluster(spec)).unwrap_err().problems.join("\n")
+    }
+
+    #[test]
+    fn a_cert_manager_issuer_is_one_source_of_certificates_among_others() {
+        let ok = validate(&cluster(
+            serde_json::json!({"tls": {"enabled": true, "issuerRef": {"name": "team-ca"}}}),
+        ))
+        .expect("an issuerRef alone is valid");
+        let issuer = ok.spec.tls.issuer_ref.unwrap();
+        assert_eq!(
+            (issuer.kind.as_str(), issuer.group.as_str()),
+            ("Issuer", "cert-manager.io")
+        );
+        let both = problems(
+            serde_json::json!({"tls": {"enabled": true, "secretName": "mine",
+            "issuerRef": {"name": "team-ca", "kind": "ClusterIssuer"}}}),
+        );
+        assert!(
+            both.contains("spec.tls.issuerRef and spec.tls.secretName"),
+            "{both}"
+        );
+        let clients = problems(serde_json::json!({"tls": {"enabled": true, "mutual": true,
+            "clientCertificates": ["app"], "issuerRef": {"name": "team-ca"}}}));
+        assert!(
+            clients.contains("issue client certificates with cert-manager"),
+            "{clients}"
+        );
+        let off = problems(serde_json::json!({"tls": {"issuerRef": {"name": "team-ca"}}}));
+        assert!(off.contains("take effect only with TLS on"), "{off}");
+        let bad = problems(
+            serde_json::json!({"tls": {"enabled": true, "issuerRef": {"name": "Team CA"}}}),
+        );
+        assert!(bad.contains("spec.tls.issuerRef.name 'Team CA'"), "{bad}");
     }
 
     #[test]

@@ -835,6 +835,13 @@ fn versions_agree_everywhere() {
             ),
         ),
         (
+            "e2e/tools/cert-manager/go.mod",
+            format!(
+                "require github.com/cert-manager/cert-manager {}\n",
+                versions::CERT_MANAGER_VERSION
+            ),
+        ),
+        (
             "deploy/helm/zookeeper-operator/Chart.yaml",
             format!("appVersion: \"{}\"\n", versions::OPERATOR_VERSION),
         ),

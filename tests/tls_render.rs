@@ -282,3 +282,45 @@ fn a_new_certificate_rolls_the_members() {
     set_tls_material_hash(&mut again.statefulset, "aaaa");
     assert_eq!(restart_hash(&again), restart_hash(&a));
 }
+
+#[test]
+fn the_cert_manager_certificate_names_the_members_and_the_issuer() {
+    let zk = cluster(serde_json::json!({"tls": {"enabled": true,
+        "issuerRef": {"name": "corp", "kind": "ClusterIssuer"}}}));
+    let v = validate(&zk).expect("valid");
+    let issuer = v.spec.tls.issuer_ref.clone().unwrap();
+    let c = tls::apply::certificate_object(&v, None, &issuer);
+    assert_eq!(c.metadata.name.as_deref(), Some("zk-tls"));
+    let spec = &c.data["spec"];
+    assert_eq!(spec["secretName"], "zk-tls");
+    assert_eq!(
+        spec["issuerRef"],
+        serde_json::json!({"name": "corp", "kind": "ClusterIssuer", "group": "cert-manager.io"})
+    );
+    let dns: Vec<&str> = spec["dnsNames"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap())
+        .collect();
+    for name in [
+        "zk-0.zk-hs.ns.svc.cluster.local",
+        "zk-8.zk-hs",
+        "zk-cs.ns.svc.cluster.local",
+    ] {
+        assert!(dns.contains(&name), "{name} missing: {dns:?}");
+    }
+    assert!(
+        !dns.contains(&"127.0.0.1"),
+        "an address is not a DNS name: {dns:?}"
+    );
+    assert_eq!(spec["ipAddresses"], serde_json::json!(["127.0.0.1"]));
+    // PKCS#8, what the members' PEM key store takes; server and client use (quorum peers are
+    // each other's clients).
+    assert_eq!(spec["privateKey"]["encoding"], "PKCS8");
+    let usages = spec["usages"].to_string();
+    assert!(
+        usages.contains("server auth") && usages.contains("client auth"),
+        "{usages}"
+    );
+}

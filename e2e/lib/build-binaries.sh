@@ -13,6 +13,8 @@
 #                                                  e2e/monitoring-test asks for them)
 #   e2e/lib/build-binaries.sh kube-router          kube-router (not part of "everything": e2e/cluster
 #                                                  firewall on asks for it)
+#   e2e/lib/build-binaries.sh cert-manager         cert-manager's controllers and CRDs (not part of
+#                                                  "everything": e2e/cluster cert-manager on asks for them)
 set -euo pipefail
 source "$(dirname "$0")/common.sh"
 mkdir -p "$BIN_CACHE"
@@ -22,7 +24,7 @@ JOBS=${ZKOP_BUILD_JOBS:-2}
 export CGO_ENABLED=0 GOFLAGS=-buildvcs=false
 
 components=(kubernetes etcd coredns helm)
-on_request=(prometheus kube-router)
+on_request=(prometheus kube-router cert-manager)
 if (($#)); then
   for c in "$@"; do
     [[ " ${components[*]} ${on_request[*]} " == *" $c "* ]] || die "unknown component $c; usage: $0 [${components[*]} ${on_request[*]}]"
@@ -127,6 +129,24 @@ build_kube-router() {
   record "kube-router-$KUBE_ROUTER_VERSION" $((SECONDS - start))
 }
 
+# cert-manager's controllers from e2e/tools/cert-manager (a main over the cert-manager module: the
+# certificate controllers, the CA and self-signed issuers, the approver; no webhook, no ACME), and
+# its CRDs from the same module, beside the binary.
+build_cert-manager() {
+  have cert-manager && return
+  log "building cert-manager $CERT_MANAGER_VERSION (-p $JOBS): $(estimate "cert-manager-$CERT_MANAGER_VERSION" "about 6 minutes on 2 cores")"
+  local start=$SECONDS d src; d=$(dirname "$(bin cert-manager)"); mkdir -p "$d/crds"
+  (cd "$E2E_DIR/tools/cert-manager" && go_logged "cert-manager $CERT_MANAGER_VERSION" "$GO_LOGS/cert-manager-$CERT_MANAGER_VERSION.log" \
+    go build -p "$JOBS" -trimpath -ldflags "-s -w" -o "$d/cert-manager-controller.tmp" .) \
+    || die "go build of cert-manager failed; read $GO_LOGS/cert-manager-$CERT_MANAGER_VERSION.log (its end is above), fix, then rerun: $0 cert-manager"
+  src=$(cd "$E2E_DIR/tools/cert-manager" && go list -m -f '{{.Dir}}' github.com/cert-manager/cert-manager) \
+    || die "cannot find the cert-manager module's directory (go list -m); rerun: $0 cert-manager"
+  cp "$src"/deploy/crds/cert-manager.io_*.yaml "$d/crds/" || die "the cert-manager module has no deploy/crds/cert-manager.io_*.yaml"
+  chmod 644 "$d"/crds/*.yaml
+  mv "$d/cert-manager-controller.tmp" "$d/cert-manager-controller"
+  record "cert-manager-$CERT_MANAGER_VERSION" $((SECONDS - start))
+}
+
 # one line before a run that builds anything: which builds, roughly how long in all
 todo=() total=0 unknown=false
 for c in "${components[@]}"; do
@@ -137,6 +157,7 @@ for c in "${components[@]}"; do
     helm) b=helm key=helm-$HELM_VERSION ;;
     prometheus) b=promtool key=prometheus-$PROMETHEUS_VERSION; have prometheus || b=prometheus ;;
     kube-router) b=kube-router key=kube-router-$KUBE_ROUTER_VERSION ;;
+    cert-manager) b=cert-manager key=cert-manager-$CERT_MANAGER_VERSION ;;
   esac
   have "$b" && continue
   todo+=("$c")

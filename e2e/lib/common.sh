@@ -5,7 +5,7 @@ E2E_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 REPO_DIR=$(cd "$E2E_DIR/.." && pwd)
 
 # the pinned versions: KUBE_VERSION, ETCD_VERSION, COREDNS_VERSION, HELM_VERSION, PAUSE_VERSION,
-# ZOOKEEPER_VERSION, OPERATOR_VERSION, PROMETHEUS_VERSION, KUBE_ROUTER_VERSION
+# ZOOKEEPER_VERSION, OPERATOR_VERSION, PROMETHEUS_VERSION, KUBE_ROUTER_VERSION, CERT_MANAGER_VERSION
 # shellcheck source=e2e/versions.env
 source "$E2E_DIR/versions.env"
 
@@ -26,6 +26,7 @@ bin() {
     helm) echo "$BIN_CACHE/helm-$HELM_VERSION/helm" ;;
     prometheus|promtool) echo "$BIN_CACHE/prometheus-$PROMETHEUS_VERSION/$1" ;;
     kube-router) echo "$BIN_CACHE/kube-router-$KUBE_ROUTER_VERSION/kube-router" ;;
+    cert-manager) echo "$BIN_CACHE/cert-manager-$CERT_MANAGER_VERSION/cert-manager-controller" ;;
     *) die "unknown binary $1" ;;
   esac
 }

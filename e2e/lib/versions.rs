@@ -17,9 +17,10 @@ pub const ZOOKEEPER_VERSION: &str = pin("ZOOKEEPER_VERSION");
 pub const OPERATOR_VERSION: &str = pin("OPERATOR_VERSION");
 pub const PROMETHEUS_VERSION: &str = pin("PROMETHEUS_VERSION");
 pub const KUBE_ROUTER_VERSION: &str = pin("KUBE_ROUTER_VERSION");
+pub const CERT_MANAGER_VERSION: &str = pin("CERT_MANAGER_VERSION");
 
 /// Every key with its value, in the order of the file.
-pub const ALL: [(&str, &str); 9] = [
+pub const ALL: [(&str, &str); 10] = [
     ("KUBE_VERSION", KUBE_VERSION),
     ("ETCD_VERSION", ETCD_VERSION),
     ("COREDNS_VERSION", COREDNS_VERSION),
@@ -29,6 +30,7 @@ pub const ALL: [(&str, &str); 9] = [
     ("OPERATOR_VERSION", OPERATOR_VERSION),
     ("PROMETHEUS_VERSION", PROMETHEUS_VERSION),
     ("KUBE_ROUTER_VERSION", KUBE_ROUTER_VERSION),
+    ("CERT_MANAGER_VERSION", CERT_MANAGER_VERSION),
 ];
 
 /// The value of the line `KEY=VALUE` (the first one; comment lines never match).

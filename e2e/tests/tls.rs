@@ -798,6 +798,13 @@ async fn tls_turned_on_for_a_running_plaintext_ensemble_under_load() {
         plain_checked > 0 && tls_checked > 0,
         "a writer wrote nothing"
     );
+    // The pass that finds the last roll complete commits the addresses, one member per pass, a
+    // few seconds apart; not at the next steady resync (60 s).
+    assert!(
+        done - third_roll_done < 30.0,
+        "the client addresses were committed {:.1} s after the third roll",
+        done - third_roll_done
+    );
     assert!(
         plain_gap < Duration::from_secs(5),
         "plaintext writes stalled {plain_gap:?} in rolls 1-2"
@@ -844,5 +851,268 @@ async fn tls_turned_on_for_a_running_plaintext_ensemble_under_load() {
         refused.to_string().contains("cannot be turned off"),
         "{refused}"
     );
+    drop(guard);
+}
+
+/// cert-manager's controllers on the local cluster while it lives (`e2e/cluster cert-manager
+/// on`), stopped after, also when the test fails.
+struct CertManager;
+
+impl CertManager {
+    fn on() -> Self {
+        cert_manager("on");
+        CertManager
+    }
+}
+
+impl Drop for CertManager {
+    fn drop(&mut self) {
+        cert_manager("off");
+    }
+}
+
+fn cert_manager(state: &str) {
+    // Its progress (a first build from the Go module) shows as it goes.
+    let status = std::process::Command::new("e2e/cluster")
+        .args(["cert-manager", state])
+        .status()
+        .expect("run e2e/cluster cert-manager");
+    assert!(
+        status.success() || std::thread::panicking(),
+        "e2e/cluster cert-manager {state} failed ({status}); its output is above"
+    );
+}
+
+/// `spec.tls.issuerRef`: certificates from a cert-manager CA Issuer (cert-manager's own
+/// controllers, built from its Go module). The operator keeps the Certificate `zk-tls` (owned by
+/// the cluster, the members' SANs); the members start once cert-manager has written the Secret;
+/// the cluster becomes Available with the operator probing over TLS; a client trusting the
+/// Issuer's CA writes over TLS; a renewal cert-manager is asked for (a new key, a new
+/// certificate) rolls the members, leader last, under load, without losing a write or the
+/// quorum; plaintext gets no answer.
+#[tokio::test]
+#[ignore = "needs the local Kubernetes with the operator installed: run e2e/operator-test"]
+async fn tls_certificates_from_a_cert_manager_issuer() {
+    use kube::api::{ApiResource, DynamicObject, GroupVersionKind, Patch, PatchParams};
+    let _cert_manager = CertManager::on();
+    let client = client().await;
+    let guard = TestNamespace::create(&client, "tls-cm-e2e").await;
+    let (ns, name) = (guard.name.clone(), "zk");
+    let resource = |kind: &str, plural: &str| {
+        ApiResource::from_gvk_with_plural(
+            &GroupVersionKind::gvk("cert-manager.io", "v1", kind),
+            plural,
+        )
+    };
+    let apply = |kind: &'static str, plural: &'static str, body: serde_json::Value| {
+        let api: Api<DynamicObject> =
+            Api::namespaced_with(client.clone(), &ns, &resource(kind, plural));
+        async move {
+            let name = body["metadata"]["name"].as_str().unwrap().to_string();
+            api.patch(
+                &name,
+                &PatchParams::apply("e2e").force(),
+                &Patch::Apply(&body),
+            )
+            .await
+            .unwrap_or_else(|e| panic!("apply {kind} {name}: {e}"));
+        }
+    };
+    // A CA of cert-manager's making, and an Issuer signing with it.
+    apply(
+        "Issuer",
+        "issuers",
+        json!({"apiVersion": "cert-manager.io/v1", "kind": "Issuer",
+        "metadata": {"name": "selfsigned"}, "spec": {"selfSigned": {}}}),
+    )
+    .await;
+    apply(
+        "Certificate",
+        "certificates",
+        json!({"apiVersion": "cert-manager.io/v1", "kind": "Certificate",
+        "metadata": {"name": "team-ca"}, "spec": {"isCA": true, "commonName": "team-ca",
+        "secretName": "team-ca", "privateKey": {"algorithm": "ECDSA", "size": 256},
+        "issuerRef": {"name": "selfsigned", "kind": "Issuer"}}}),
+    )
+    .await;
+    apply(
+        "Issuer",
+        "issuers",
+        json!({"apiVersion": "cert-manager.io/v1", "kind": "Issuer",
+        "metadata": {"name": "team-ca"}, "spec": {"ca": {"secretName": "team-ca"}}}),
+    )
+    .await;
+
+    let started = Instant::now();
+    apply_cluster(
+        &client,
+        &ns,
+        name,
+        spec(
+            json!({"tls": {"enabled": true, "issuerRef": {"name": "team-ca"}},
+            "updateStrategy": {"clientAddressCacheSeconds": 0}}),
+        ),
+    )
+    .await
+    .expect("apply a cluster with spec.tls.issuerRef");
+    let zk = wait_settled(&client, &ns, name, Duration::from_secs(300)).await;
+    log(format!(
+        "FIGURE cert-manager TLS cluster Available {:.1} s after it was applied",
+        started.elapsed().as_secs_f64()
+    ));
+    let members = &zk.status.as_ref().unwrap().members;
+    assert!(
+        members
+            .iter()
+            .all(|m| m.mode == "leader" || m.mode == "follower"),
+        "the operator's probes over TLS: {members:?}"
+    );
+    // The Certificate: the operator's, owned by the cluster, naming the members.
+    let certificates: Api<DynamicObject> = Api::namespaced_with(
+        client.clone(),
+        &ns,
+        &resource("Certificate", "certificates"),
+    );
+    let certificate = certificates
+        .get("zk-tls")
+        .await
+        .expect("the operator created Certificate zk-tls");
+    let owners = certificate
+        .metadata
+        .owner_references
+        .clone()
+        .unwrap_or_default();
+    assert!(
+        owners
+            .iter()
+            .any(|o| o.kind == "ZookeeperCluster" && o.name == name),
+        "{owners:?}"
+    );
+    let dns = certificate.data["spec"]["dnsNames"].to_string();
+    assert!(
+        dns.contains(&format!("zk-0.zk-hs.{ns}.svc.cluster.local"))
+            && dns.contains(&format!("zk-cs.{ns}.svc.cluster.local")),
+        "{dns}"
+    );
+    assert_eq!(certificate.data["spec"]["issuerRef"]["name"], "team-ca");
+    let secrets = Api::<Secret>::namespaced(client.clone(), &ns);
+    let secret = secrets
+        .get("zk-tls")
+        .await
+        .expect("cert-manager wrote zk-tls");
+    let data = secret.data.clone().unwrap_or_default();
+    let team_ca = secrets
+        .get("team-ca")
+        .await
+        .unwrap()
+        .data
+        .unwrap_or_default()["tls.crt"]
+        .0
+        .clone();
+    assert_eq!(
+        data["ca.crt"].0, team_ca,
+        "the members trust the Issuer's CA"
+    );
+    let first_cert = data["tls.crt"].0.clone();
+
+    // A client that trusts the Issuer's CA writes over TLS while cert-manager renews.
+    let cs = zk
+        .status
+        .as_ref()
+        .and_then(|s| s.connection_string.clone())
+        .expect("connectionString");
+    let identity =
+        zookeeper_operator::tls::ClientTls::new(&String::from_utf8(team_ca).unwrap(), None)
+            .unwrap()
+            .zookeeper_options()
+            .unwrap();
+    let writer = super::support::Writer::start_with(&cs, Some(identity)).await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let sts_api = Api::<StatefulSet>::namespaced(client.clone(), &ns);
+    let hash_of = |sts: &StatefulSet| {
+        sts.spec
+            .as_ref()?
+            .template
+            .metadata
+            .as_ref()?
+            .annotations
+            .as_ref()?
+            .get(zookeeper_operator::tls::MATERIAL_HASH_ANNOTATION)
+            .cloned()
+    };
+    let before = hash_of(&sts_api.get(name).await.unwrap()).expect("tls-hash on the template");
+    // What `cmctl renew` does: the Issuing condition on the Certificate's status.
+    let renew = Instant::now();
+    certificates
+        .patch_status(
+            "zk-tls",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"status": {"conditions": [
+                {"type": "Issuing", "status": "True", "reason": "ManuallyTriggered",
+                 "message": "renewal asked for by the e2e test"},
+                {"type": "Ready", "status": "True", "reason": "Ready", "message": "ready"}]}})),
+        )
+        .await
+        .expect("ask cert-manager to renew zk-tls");
+    super::wait_until(
+        "the renewed certificate rolled every member",
+        Duration::from_secs(400),
+        || {
+            let (sts_api, secrets, before, first_cert) = (
+                sts_api.clone(),
+                secrets.clone(),
+                before.clone(),
+                first_cert.clone(),
+            );
+            async move {
+                let s = secrets.get("zk-tls").await.ok()?;
+                let renewed = s.data?.get("tls.crt")?.0 != first_cert;
+                let sts = sts_api.get(name).await.ok()?;
+                let hash = hash_of(&sts)?;
+                (renewed
+                    && hash != before
+                    && zookeeper_operator::tls::apply::material_all_members_run(&sts) == Some(hash))
+                .then_some(())
+            }
+        },
+    )
+    .await;
+    let rolled = renew.elapsed().as_secs_f64();
+    let zk = wait_settled(&client, &ns, name, Duration::from_secs(120)).await;
+    let (writer_client, attempts) = writer.stop().await;
+    let checked = super::support::verify_acknowledged(&writer_client, &attempts).await;
+    let (gap, _) = super::support::longest_unavailability(&attempts);
+    log(format!(
+        "FIGURE cert-manager renewal under load: renewed and every member rolled {rolled:.1} s after the request; {checked} acknowledged writes all present, longest write gap {:.2} s",
+        gap.as_secs_f64()
+    ));
+    assert!(checked > 0, "the writer wrote nothing");
+    assert!(
+        gap < Duration::from_secs(5),
+        "writes stalled {gap:?} during the roll"
+    );
+    assert!(
+        zk.status
+            .as_ref()
+            .unwrap()
+            .members
+            .iter()
+            .all(|m| m.mode == "leader" || m.mode == "follower"),
+        "{:?}",
+        zk.status
+    );
+    // Plaintext from outside a pod gets no answer.
+    for pod in member_pods(&client, &ns, name).await {
+        let ip = pod
+            .status
+            .as_ref()
+            .and_then(|s| s.pod_ip.clone())
+            .expect("pod IP");
+        let answer = plain_srvr(&ip, 2181).await;
+        assert!(
+            !answer.as_deref().unwrap_or_default().contains("Mode:"),
+            "plaintext srvr answered on {ip}:2181: {answer:?}"
+        );
+    }
     drop(guard);
 }

@@ -354,6 +354,22 @@ fn rollout_may_act(w: &Waiting) -> bool {
         )
 }
 
+/// Whether a member's new client address waits to be committed (TLS turned on): the pass that
+/// finds the roll complete commits it, and no watch event may come then, so the cluster is
+/// looked at again soon rather than at the steady resync.
+pub fn readdress_pending(cluster: &ValidatedCluster, prepared: &Prepared) -> bool {
+    let Some(committed) = prepared.committed.as_ref() else {
+        return false;
+    };
+    let desired = members::desired(cluster);
+    committed.servers.values().any(|c| {
+        desired
+            .servers
+            .get(&c.id)
+            .is_some_and(|d| d != c && d.same_quorum_addresses(c))
+    })
+}
+
 /// Whether `config` carries out `step`: the added server is in it, the removed one is not.
 fn applied(step: &MembershipStep, config: &CommittedConfig) -> bool {
     match step {

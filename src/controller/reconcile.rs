@@ -16,6 +16,7 @@ use crate::crd::ZookeeperCluster;
 use crate::render::render_with;
 use crate::rollout;
 use crate::status::{self, reason};
+use crate::tls::apply::TlsStepError;
 use crate::validate::validate;
 
 /// Entry point for the runtime: times the pipeline and records the outcome.
@@ -52,7 +53,7 @@ async fn reconcile_cluster(zk: &ZookeeperCluster, ctx: &Context) -> Result<Actio
         Err(invalid) => return write_status::hold(ctx, zk, &id, Ok(&invalid), &now).await,
     };
     let uid = zk.uid().unwrap_or_default();
-    let tls = crate::tls::apply::prepare(
+    let tls = match crate::tls::apply::prepare(
         &ctx.client,
         &cluster,
         &id.owner,
@@ -61,7 +62,17 @@ async fn reconcile_cluster(zk: &ZookeeperCluster, ctx: &Context) -> Result<Actio
             .get(crate::tls::ROTATE_CA_ANNOTATION)
             .map(String::as_str),
     )
-    .await?;
+    .await
+    {
+        Ok(tls) => tls,
+        // What the user (or cert-manager) must provide first goes to the status.
+        Err(
+            e @ (TlsStepError::MissingUserSecret { .. }
+            | TlsStepError::CertificateNotIssued { .. }
+            | TlsStepError::ApplyCertificate { .. }),
+        ) => return write_status::hold(ctx, zk, &id, Err(e.into()), &now).await,
+        Err(e) => return Err(e.into()),
+    };
     // The StatefulSet that runs decides the TLS mode to render (turning TLS on takes three
     // rolls, each begun once the one before is complete).
     let running = observe::statefulset(ctx, &id).await?;
@@ -150,7 +161,10 @@ async fn reconcile_cluster(zk: &ZookeeperCluster, ctx: &Context) -> Result<Actio
     );
     membership::annotate(&mut status, &members, &cluster);
     write_status::write(ctx, zk, &id, &status).await?;
-    let next = rollout::requeue_after(&plan, &act, ctx.steady_resync);
+    let mut next = rollout::requeue_after(&plan, &act, ctx.steady_resync);
+    if membership::readdress_pending(&cluster, &members) {
+        next = next.min(rollout::BUSY_RESYNC);
+    }
     let key = format!("{}/{}", id.namespace, id.name);
     let next = match (&scaling, &act) {
         (Some(_), _) => {

@@ -12,7 +12,7 @@ use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use kube::Client;
-use kube::api::{Api, Patch, PatchParams};
+use kube::api::{Api, ApiResource, DynamicObject, GroupVersionKind, Patch, PatchParams};
 use time::OffsetDateTime;
 
 use super::{
@@ -71,6 +71,28 @@ pub enum TlsStepError {
         /// Its namespace.
         namespace: String,
     },
+    /// The API refused the cert-manager Certificate (is cert-manager installed?).
+    #[error(
+        "failed to apply the cert-manager Certificate {name}: {source}; spec.tls.issuerRef needs cert-manager's CRDs in the cluster (and the operator's permission on certificates.cert-manager.io)"
+    )]
+    ApplyCertificate {
+        /// The Certificate.
+        name: String,
+        /// Why.
+        source: kube::Error,
+    },
+    /// cert-manager has not written the certificate yet.
+    #[error(
+        "waiting for cert-manager to issue the Certificate {name} from {issuer} into the Secret {name} (kubectl -n {namespace} describe certificate {name}); the members are created once it has"
+    )]
+    CertificateNotIssued {
+        /// The Certificate and its Secret.
+        name: String,
+        /// `Issuer/name` or `ClusterIssuer/name`.
+        issuer: String,
+        /// Its namespace.
+        namespace: String,
+    },
     /// The Secret's material is not usable.
     #[error("the TLS secret {name}: {source}")]
     Material {
@@ -87,8 +109,11 @@ impl TlsStepError {
         match self {
             TlsStepError::ReadSecret { .. }
             | TlsStepError::ApplySecret { .. }
-            | TlsStepError::DeleteSecret { .. } => "apply",
-            TlsStepError::MissingUserSecret { .. } | TlsStepError::Material { .. } => "tls",
+            | TlsStepError::DeleteSecret { .. }
+            | TlsStepError::ApplyCertificate { .. } => "apply",
+            TlsStepError::MissingUserSecret { .. }
+            | TlsStepError::CertificateNotIssued { .. }
+            | TlsStepError::Material { .. } => "tls",
         }
     }
 }
@@ -118,7 +143,23 @@ pub async fn prepare(
         name: name.clone(),
         source,
     };
-    let material = if cluster.spec.tls.secret_name.is_some() {
+    let material = if let Some(issuer) = &cluster.spec.tls.issuer_ref {
+        // cert-manager's certificates: the operator keeps the Certificate, cert-manager the
+        // Secret.
+        apply_certificate(client, cluster, owner, issuer).await?;
+        let data = live.and_then(|s| s.data).unwrap_or_default();
+        if ![super::CA_CERT, super::CERT, super::KEY]
+            .iter()
+            .all(|k| data.get(*k).is_some_and(|v| !v.0.is_empty()))
+        {
+            return Err(TlsStepError::CertificateNotIssued {
+                name: name.clone(),
+                issuer: format!("{}/{}", issuer.kind, issuer.name),
+                namespace: cluster.namespace.clone(),
+            });
+        }
+        read(&data).map_err(material_err)?
+    } else if cluster.spec.tls.secret_name.is_some() {
         // The user's certificates: read, never written.
         let data = live
             .and_then(|s| s.data)
@@ -196,6 +237,70 @@ pub async fn prepare(
         material_hash: material_hash(&material),
         not_after: not_after(&material.cert).ok(),
     }))
+}
+
+/// The cert-manager API of Certificates.
+fn certificate_resource() -> ApiResource {
+    ApiResource::from_gvk_with_plural(
+        &GroupVersionKind::gvk("cert-manager.io", "v1", "Certificate"),
+        "certificates",
+    )
+}
+
+/// The members' cert-manager Certificate: `<cluster>-tls` into the Secret of the same name,
+/// the members' SANs, server and client use, a PKCS#8 ECDSA key made anew at each renewal,
+/// owned by the cluster.
+pub fn certificate_object(
+    cluster: &ValidatedCluster,
+    owner: Option<&OwnerReference>,
+    issuer: &crate::crd::IssuerRef,
+) -> DynamicObject {
+    let name = secret_name(cluster);
+    let sans = super::member_sans(cluster, &[]);
+    let (ips, dns): (Vec<String>, Vec<String>) = sans
+        .into_iter()
+        .partition(|s| s.parse::<std::net::IpAddr>().is_ok());
+    let meta =
+        crate::render::labels::object_meta(name.clone(), &cluster.namespace, &cluster.name, owner);
+    let mut obj = DynamicObject::new(&name, &certificate_resource()).within(&cluster.namespace);
+    obj.metadata = meta;
+    obj.data = serde_json::json!({
+        "spec": {
+            "secretName": name,
+            "dnsNames": dns,
+            "ipAddresses": ips,
+            "duration": "2160h",
+            "renewBefore": "720h",
+            "usages": ["digital signature", "key encipherment", "server auth", "client auth"],
+            "privateKey": {"algorithm": "ECDSA", "size": 256, "encoding": "PKCS8", "rotationPolicy": "Always"},
+            "issuerRef": {"name": issuer.name, "kind": issuer.kind, "group": issuer.group},
+        }
+    });
+    obj
+}
+
+/// Server-side applies [`certificate_object`].
+async fn apply_certificate(
+    client: &Client,
+    cluster: &ValidatedCluster,
+    owner: &OwnerReference,
+    issuer: &crate::crd::IssuerRef,
+) -> Result<(), TlsStepError> {
+    let desired = certificate_object(cluster, Some(owner), issuer);
+    let name = secret_name(cluster);
+    let api: Api<DynamicObject> =
+        Api::namespaced_with(client.clone(), &cluster.namespace, &certificate_resource());
+    let mut body = serde_json::to_value(&desired).unwrap_or_default();
+    body["apiVersion"] = "cert-manager.io/v1".into();
+    body["kind"] = "Certificate".into();
+    api.patch(
+        &name,
+        &PatchParams::apply(MANAGER).force(),
+        &Patch::Apply(&body),
+    )
+    .await
+    .map_err(|source| TlsStepError::ApplyCertificate { name, source })?;
+    Ok(())
 }
 
 /// Keeps the Secret of client identity `id` holding a certificate of the cluster's current CA

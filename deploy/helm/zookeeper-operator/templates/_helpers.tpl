@@ -90,6 +90,9 @@ truth and tests/chart.rs fails when these differ from it.
 - apiGroups: [""]
   resources: ["secrets"]
   verbs: ["get", "create", "patch", "delete"]
+- apiGroups: ["cert-manager.io"]
+  resources: ["certificates"]
+  verbs: ["get", "create", "patch"]
 {{- end }}
 
 {{/* The one cluster-scoped permission: read this operator's own CRD at start. */}}
