@@ -331,16 +331,31 @@ impl Reconfigurer {
         expected: ConfigVersion,
     ) -> Result<CommittedConfig, ReconfigError> {
         let (change, joining, leaving) = match step {
-            MembershipStep::Add(s) => (format!("add server.{}", s.id), s.line(), String::new()),
+            MembershipStep::Add(s) => (format!("add server.{}", s.id), vec![s.line()], vec![]),
             MembershipStep::Remove(id) => {
-                (format!("remove server.{id}"), String::new(), id.to_string())
+                (format!("remove server.{id}"), vec![], vec![id.to_string()])
             }
+            MembershipStep::Readdress(servers) => (
+                format!(
+                    "commit the client addresses of {}",
+                    servers
+                        .iter()
+                        .map(|s| format!("server.{}", s.id))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+                servers
+                    .iter()
+                    .map(crate::membership::ServerSpec::line)
+                    .collect(),
+                vec![],
+            ),
             other => return Err(ReconfigError::NotAChange(other.clone())),
         };
         within("reconfig", &self.connect_string, self.timeout, async {
             let update = EnsembleUpdate::Incremental {
-                joinings: [joining.as_str()].into_iter(),
-                leavings: [leaving.as_str()].into_iter(),
+                joinings: joining.iter().map(String::as_str),
+                leavings: leaving.iter().map(String::as_str),
             };
             // The client calls it `expected_zxid`: the version of the configuration the change
             // is based on (zkCli's `reconfig -v`), which is the zxid that committed it.

@@ -163,6 +163,7 @@ fn change_of(step: &MembershipStep, desired: &DesiredMembership) -> Option<Strin
     match step {
         MembershipStep::Add(s) => Some(format!("adding {}", desired.name(s.id))),
         MembershipStep::Remove(id) => Some(format!("removing {}", desired.name(*id))),
+        MembershipStep::Readdress(_) => Some("committing client addresses".to_string()),
         MembershipStep::Wait(w) => w.change.as_ref().map(ToString::to_string),
         MembershipStep::Done => None,
     }

@@ -374,6 +374,9 @@ pub fn readdress_pending(cluster: &ValidatedCluster, prepared: &Prepared) -> boo
 fn applied(step: &MembershipStep, config: &CommittedConfig) -> bool {
     match step {
         MembershipStep::Add(s) => config.servers.get(&s.id) == Some(s),
+        MembershipStep::Readdress(servers) => {
+            servers.iter().all(|s| config.servers.get(&s.id) == Some(s))
+        }
         MembershipStep::Remove(id) => !config.servers.contains_key(id),
         MembershipStep::Done | MembershipStep::Wait(_) => false,
     }
@@ -418,12 +421,14 @@ impl Scaling {
 
 /// Carries out at most one step towards the spec's membership; `None` when the committed
 /// configuration is the desired one (or could not be read) and the rollout may act.
+#[allow(clippy::too_many_arguments)] // one pass's inputs, each of them used here
 pub async fn step(
     ctx: &Context,
     id: &ClusterId,
     cluster: &ValidatedCluster,
     uid: &str,
     prepared: &Prepared,
+    statefulset: &StatefulSet,
     probes: &[MemberProbe],
     tls: Option<&ClientTls>,
 ) -> Option<(Scaling, usize, usize)> {
@@ -454,17 +459,16 @@ pub async fn step(
         .collect();
     let versions = ctx.zookeeper.versions(addresses).await;
     let mut health = Health::from_probes(probes, versions);
-    health.template_rolled = prepared
-        .statefulset
-        .as_ref()
-        .is_some_and(members::template_rolled);
+    // The StatefulSet as this pass applied it: a template changed by this very pass (the last
+    // step of turning TLS on) is not rolled yet, whatever the one read before said.
+    health.template_rolled = members::template_rolled(statefulset);
     let step = next_step(committed, &desired, &health);
     let change = match &step {
         MembershipStep::Done => return None,
         MembershipStep::Wait(w) if rollout_may_act(w) => return None,
         MembershipStep::Wait(w) => return Some((Scaling::Waiting(w.clone()), sizes.0, sizes.1)),
-        MembershipStep::Add(s) if committed.servers.contains_key(&s.id) => {
-            Change::Readdressing(desired.name(s.id))
+        MembershipStep::Readdress(servers) => {
+            Change::Readdressing(servers.iter().map(|s| desired.name(s.id)).collect())
         }
         MembershipStep::Add(s) => Change::Adding(desired.name(s.id)),
         MembershipStep::Remove(sid) => Change::Removing(desired.name(*sid)),
@@ -521,7 +525,13 @@ pub async fn step(
             let done = match &change {
                 Change::Adding(m) => format!("added {m}"),
                 Change::Removing(m) => format!("removed {m}"),
-                Change::Readdressing(m) => format!("committed the new client address of {m}"),
+                Change::Readdressing(m) => format!(
+                    "committed the new client addresses of {}",
+                    m.iter()
+                        .map(ToString::to_string)
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
             };
             let note = format!(
                 "{done}: configuration version {} has {} servers",

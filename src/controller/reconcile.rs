@@ -137,6 +137,7 @@ async fn reconcile_cluster(zk: &ZookeeperCluster, ctx: &Context) -> Result<Actio
         &cluster,
         &uid,
         &members,
+        &sts,
         &observation.probes,
         tls_client.as_ref(),
     )
