@@ -73,17 +73,6 @@ async fn reconcile_cluster(zk: &ZookeeperCluster, ctx: &Context) -> Result<Actio
         ) => return write_status::hold(ctx, zk, &id, Err(e.into()), &now).await,
         Err(e) => return Err(e.into()),
     };
-    // The StatefulSet that runs decides the TLS mode to render (turning TLS on takes three
-    // rolls, each begun once the one before is complete).
-    let running = observe::statefulset(ctx, &id).await?;
-    cluster.tls_mode =
-        crate::tls::transition::mode_to_render(cluster.spec.tls.enabled, running.as_ref());
-    // The operator speaks TLS to the members once the mode rendered is TLS: until then every
-    // member answers plaintext on the client port (and from the last step on, TLS as well).
-    let tls_client = tls
-        .as_ref()
-        .filter(|_| cluster.tls_mode.tls_only())
-        .map(|t| t.client.clone());
     // The operator's own user, before any member could need it; the users' Secret checked
     // (what is wrong with it goes to the status: the user must fix it).
     let client_auth = match crate::client_auth::prepare(
@@ -101,6 +90,17 @@ async fn reconcile_cluster(zk: &ZookeeperCluster, ctx: &Context) -> Result<Actio
     if let Err(e) = crate::quorum_auth::prepare(&ctx.client, &cluster, &id.owner).await {
         return write_status::hold(ctx, zk, &id, Err(e.into()), &now).await;
     }
+    // The StatefulSet that runs decides the TLS mode to render (turning TLS on takes three
+    // rolls, each begun once the one before is complete).
+    let running = observe::statefulset(ctx, &id).await?;
+    cluster.tls_mode =
+        crate::tls::transition::mode_to_render(cluster.spec.tls.enabled, running.as_ref());
+    // The operator speaks TLS to the members once the mode rendered is TLS: until then every
+    // member answers plaintext on the client port (and from the last step on, TLS as well).
+    let tls_client = tls
+        .as_ref()
+        .filter(|_| cluster.tls_mode.tls_only())
+        .map(|t| t.client.clone());
     let members = membership::prepare(ctx, &cluster, &uid, tls_client.as_ref(), running).await?;
     let mut desired = render_with(
         &cluster,
