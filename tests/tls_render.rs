@@ -13,14 +13,7 @@ use zookeeper_operator::tls::transition::{self, TlsMode};
 use zookeeper_operator::validate::validate;
 
 fn rendered(spec: serde_json::Value) -> DesiredObjects {
-    let zk: ZookeeperCluster = serde_json::from_value(serde_json::json!({
-        "apiVersion": "zookeeper.ensemble.dev/v1alpha1",
-        "kind": "ZookeeperCluster",
-        "metadata": {"name": "zk", "namespace": "ns"},
-        "spec": spec,
-    }))
-    .expect("a ZookeeperCluster");
-    render(&validated(&zk), None)
+    render(&validated(&cluster(spec)), None)
 }
 
 /// Validates everything but `spec.tls` (refused while the operator does not serve it end to
