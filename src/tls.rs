@@ -11,6 +11,7 @@
 //! one (mutual TLS).
 
 pub mod apply;
+pub mod bridge;
 pub mod transition;
 
 use std::collections::BTreeMap;
@@ -75,8 +76,12 @@ pub fn managed_secret(cluster: &str) -> String {
     format!("{cluster}-tls")
 }
 
-/// The Secret the members mount: the user's, or the operator's.
+/// The Secret the members mount: the user's, the operator's copy of cert-manager's
+/// ([`bridge`]), or the operator's own.
 pub fn secret_name(v: &ValidatedCluster) -> String {
+    if v.spec.tls.issuer_ref.is_some() {
+        return bridge::members_secret(&v.name);
+    }
     v.spec
         .tls
         .secret_name

@@ -308,6 +308,28 @@ fn the_cert_manager_certificate_names_the_members_and_the_issuer() {
         "an address is not a DNS name: {dns:?}"
     );
     assert_eq!(spec["ipAddresses"], serde_json::json!(["127.0.0.1"]));
+    // The members mount the operator's copy, which bridges a change of the Issuer's CA.
+    let desired = render(&validated(&zk), None);
+    let volumes = desired
+        .statefulset
+        .spec
+        .as_ref()
+        .unwrap()
+        .template
+        .spec
+        .as_ref()
+        .unwrap()
+        .volumes
+        .clone()
+        .unwrap_or_default();
+    let mounted: Vec<String> = volumes
+        .iter()
+        .filter_map(|v| v.secret.as_ref()?.secret_name.clone())
+        .collect();
+    assert!(
+        mounted.contains(&"zk-tls-members".to_string()) && !mounted.contains(&"zk-tls".to_string()),
+        "{mounted:?}"
+    );
     // PKCS#8, what the members' PEM key store takes; server and client use (quorum peers are
     // each other's clients).
     assert_eq!(spec["privateKey"]["encoding"], "PKCS8");

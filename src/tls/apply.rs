@@ -144,21 +144,70 @@ pub async fn prepare(
         source,
     };
     let material = if let Some(issuer) = &cluster.spec.tls.issuer_ref {
-        // cert-manager's certificates: the operator keeps the Certificate, cert-manager the
-        // Secret.
+        // cert-manager's certificates: the operator keeps the Certificate, cert-manager its
+        // Secret, and the operator the members' copy of it (a new CA is bridged: `bridge`).
         apply_certificate(client, cluster, owner, issuer).await?;
-        let data = live.and_then(|s| s.data).unwrap_or_default();
-        if ![super::CA_CERT, super::CERT, super::KEY]
-            .iter()
-            .all(|k| data.get(*k).is_some_and(|v| !v.0.is_empty()))
-        {
-            return Err(TlsStepError::CertificateNotIssued {
-                name: name.clone(),
-                issuer: format!("{}/{}", issuer.kind, issuer.name),
-                namespace: cluster.namespace.clone(),
+        let issued_name = super::bridge::issued_secret(&cluster.name);
+        let issued = api
+            .get_opt(&issued_name)
+            .await
+            .map_err(|source| TlsStepError::ReadSecret {
+                name: issued_name.clone(),
+                source,
+            })?
+            .and_then(|s| s.data)
+            .filter(|data| {
+                [super::CA_CERT, super::CERT, super::KEY]
+                    .iter()
+                    .all(|k| data.get(*k).is_some_and(|v| !v.0.is_empty()))
             });
+        let current = live.as_ref().and_then(super::bridge::read_members);
+        match (issued, current) {
+            (Some(data), current) => {
+                let issued = read(&data).map_err(|source| TlsStepError::Material {
+                    name: issued_name.clone(),
+                    source,
+                })?;
+                let members_run = match current.as_ref().and_then(|c| c.step) {
+                    Some(_) => members_run(client, cluster).await?,
+                    None => None,
+                };
+                match super::bridge::plan(live.as_ref(), &issued, members_run.as_deref()) {
+                    Some(next) => {
+                        let desired =
+                            super::bridge::members_secret_object(cluster, &next, Some(owner));
+                        api.patch(
+                            &name,
+                            &PatchParams::apply(MANAGER).force(),
+                            &Patch::Apply(&desired),
+                        )
+                        .await
+                        .map_err(|source| TlsStepError::ApplySecret {
+                            name: name.clone(),
+                            source,
+                        })?;
+                        next.material
+                    }
+                    None => current.map(|c| c.material).ok_or_else(|| {
+                        TlsStepError::CertificateNotIssued {
+                            name: issued_name.clone(),
+                            issuer: format!("{}/{}", issuer.kind, issuer.name),
+                            namespace: cluster.namespace.clone(),
+                        }
+                    })?,
+                }
+            }
+            // cert-manager's Secret is gone for now (being issued again): the members keep
+            // what they have.
+            (None, Some(current)) => current.material,
+            (None, None) => {
+                return Err(TlsStepError::CertificateNotIssued {
+                    name: issued_name,
+                    issuer: format!("{}/{}", issuer.kind, issuer.name),
+                    namespace: cluster.namespace.clone(),
+                });
+            }
         }
-        read(&data).map_err(material_err)?
     } else if cluster.spec.tls.secret_name.is_some() {
         // The user's certificates: read, never written.
         let data = live
@@ -183,15 +232,7 @@ pub async fn prepare(
         // A CA rotation moves on only once every member runs the Secret's material: read the
         // StatefulSet then (only then).
         let members_run = match current.as_ref().and_then(|c| c.rotation.as_ref()) {
-            Some(_) => Api::<StatefulSet>::namespaced(client.clone(), &cluster.namespace)
-                .get_opt(&cluster.name)
-                .await
-                .map_err(|source| TlsStepError::ReadSecret {
-                    name: format!("statefulset {}", cluster.name),
-                    source,
-                })?
-                .as_ref()
-                .and_then(material_all_members_run),
+            Some(_) => members_run(client, cluster).await?,
             None => None,
         };
         let apply = |managed: Managed| {
@@ -239,6 +280,25 @@ pub async fn prepare(
     }))
 }
 
+/// The TLS material hash every member runs with ([`material_all_members_run`]), read from the
+/// StatefulSet.
+async fn members_run(
+    client: &Client,
+    cluster: &ValidatedCluster,
+) -> Result<Option<String>, TlsStepError> {
+    Ok(
+        Api::<StatefulSet>::namespaced(client.clone(), &cluster.namespace)
+            .get_opt(&cluster.name)
+            .await
+            .map_err(|source| TlsStepError::ReadSecret {
+                name: format!("statefulset {}", cluster.name),
+                source,
+            })?
+            .as_ref()
+            .and_then(material_all_members_run),
+    )
+}
+
 /// The cert-manager API of Certificates.
 fn certificate_resource() -> ApiResource {
     ApiResource::from_gvk_with_plural(
@@ -255,7 +315,7 @@ pub fn certificate_object(
     owner: Option<&OwnerReference>,
     issuer: &crate::crd::IssuerRef,
 ) -> DynamicObject {
-    let name = secret_name(cluster);
+    let name = super::bridge::issued_secret(&cluster.name);
     let sans = super::member_sans(cluster, &[]);
     let (ips, dns): (Vec<String>, Vec<String>) = sans
         .into_iter()
@@ -287,7 +347,7 @@ async fn apply_certificate(
     issuer: &crate::crd::IssuerRef,
 ) -> Result<(), TlsStepError> {
     let desired = certificate_object(cluster, Some(owner), issuer);
-    let name = secret_name(cluster);
+    let name = super::bridge::issued_secret(&cluster.name);
     let api: Api<DynamicObject> =
         Api::namespaced_with(client.clone(), &cluster.namespace, &certificate_resource());
     let mut body = serde_json::to_value(&desired).unwrap_or_default();
