@@ -59,13 +59,45 @@ fn tls_config(host: &str, tls_dir: &Path, keystore: &Path, client_auth: &str) ->
             .to_string()
     };
     let body = function("tls_config") + &function("tls_stores");
+    // The trust store as the script makes it (a PKCS12 one while ca.crt holds several CAs).
+    let made = Command::new("bash")
+        .arg("-c")
+        .arg(format!(
+            "fail() {{ echo \"$*\" >&2; exit 1; }}\ntls_truststore() {{{}\n}}\n\
+             tls_truststore \"$1\" \"$2\"\n\
+             printf '%s\\n' \"$TLS_TRUSTSTORE\" \"$TLS_TRUSTSTORE_TYPE\" \"$TLS_TRUSTSTORE_PASSWORD\"",
+            function("tls_truststore")
+        ))
+        .arg("tls_truststore")
+        .arg(tls_dir.join(tls::CA_CERT))
+        .arg(keystore.parent().expect("the key store's directory"))
+        .output()
+        .expect("run bash");
+    assert!(
+        made.status.success(),
+        "tls_truststore failed: {}",
+        String::from_utf8_lossy(&made.stderr)
+    );
+    let made = String::from_utf8(made.stdout).expect("tls_truststore's output");
+    let store: Vec<&str> = made.lines().collect();
+    let (truststore, truststore_type, password) =
+        (store[0], store[1], store.get(2).copied().unwrap_or(""));
     let mut lines = String::new();
     for line in body.lines() {
-        let Some(entry) = line.trim().strip_prefix("echo \"") else {
-            continue;
+        let line = line.trim();
+        let entry = match line.strip_prefix("[[ -z $TLS_TRUSTSTORE_PASSWORD ]] || echo \"") {
+            Some(_) if password.is_empty() => continue,
+            Some(entry) => entry,
+            None => match line.strip_prefix("echo \"") {
+                Some(entry) => entry,
+                None => continue,
+            },
         };
         let entry = entry
             .trim_end_matches('"')
+            .replace("$TLS_TRUSTSTORE_PASSWORD", password)
+            .replace("$TLS_TRUSTSTORE_TYPE", truststore_type)
+            .replace("$TLS_TRUSTSTORE", truststore)
             .replace("$SECURE_CLIENT_PORT", &SECURE.to_string())
             .replace("$TLS_KEYSTORE", &keystore.display().to_string())
             .replace("$TLS_DIR", &tls_dir.display().to_string())
@@ -83,7 +115,7 @@ fn tls_config(host: &str, tls_dir: &Path, keystore: &Path, client_auth: &str) ->
         "ssl.keyStore.type=PEM",
         "ssl.trustStore.location=",
         "ssl.quorum.keyStore.location=",
-        "ssl.quorum.trustStore.type=PEM",
+        "ssl.quorum.trustStore.type=",
         "ssl.clientAuth=",
     ] {
         assert!(
@@ -572,6 +604,7 @@ impl RotatingMember {
 /// and every earlier write is still there; at the end a certificate of the old CA is refused.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_ca_rotation_rolls_a_running_ensemble_without_losing_its_quorum() {
+    let _one_at_a_time = ROTATION_HOSTS.lock().await;
     let zk: ZookeeperCluster = serde_json::from_value(serde_json::json!({
         "apiVersion": "zookeeper.ensemble.dev/v1alpha1",
         "kind": "ZookeeperCluster",
@@ -586,6 +619,57 @@ async fn a_ca_rotation_rolls_a_running_ensemble_without_losing_its_quorum() {
     // by IP): issued with those SANs, and reissued with them when the planner's phase reissues
     // (the planner itself names the cluster's DNS names only).
     let steady = tls::Managed::steady(tls::issue(&v, &extra, now).unwrap());
+    // The operator's planner through the rotation: the material of each phase.
+    let mut current = steady.clone();
+    let request = Some("rotate-1");
+    let mut phases = Vec::new();
+    for phase in ["trust both CAs", "the new CA signs", "the new CA alone"] {
+        let secret = tls::managed_secret_object(&v, &current, None);
+        let hash = tls::material_hash(&current.material);
+        let mut next = tls::plan(&v, Some(&secret), now, request, Some(&hash))
+            .unwrap()
+            .unwrap_or_else(|| panic!("{phase}: the planner did not move on"));
+        if next.material.cert != current.material.cert {
+            // Reissued (the new CA signs): with the test's addresses as SANs too.
+            let issuer = next.material.issuer().to_string();
+            let signing = next.material.ca_key.clone().unwrap();
+            let trust = next.material.ca_cert.clone();
+            next.material = tls::reissue_trusting(
+                &v,
+                &trust,
+                (issuer != trust).then_some(issuer.as_str()),
+                &signing,
+                &extra,
+                now,
+            )
+            .unwrap();
+        }
+        phases.push((phase, next.material.clone()));
+        current = next;
+    }
+    assert_eq!(current.rotation, None);
+    assert_eq!(
+        current
+            .material
+            .ca_cert
+            .matches("BEGIN CERTIFICATE")
+            .count(),
+        1
+    );
+    assert!(!current.material.ca_cert.contains(&steady.material.ca_cert));
+    change_ca_on_real_members("CA rotation", &steady.material, &phases).await;
+}
+
+/// Members of the CA-changing ensembles (127.0.0.21-23) serve one test at a time.
+static ROTATION_HOSTS: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+/// A change of CA rolled through a running 3-member mutual-TLS ensemble: from `steady`, each
+/// of `phases` reaches the members one at a time, as the operator's rolls do. Before every
+/// restart the other two serve and after it all three do, each restarted member having rejoined
+/// over TLS with peers of the neighbouring phase; a session with the operator's identity of the
+/// phase writes at every step and every earlier write is still there; at the end a certificate
+/// of the old CA is refused.
+async fn change_ca_on_real_members(label: &str, steady: &Material, phases: &[(&str, Material)]) {
     let user = SuperUser::new("rotation-test-secret");
     let tmp = tempfile::tempdir().unwrap();
     let mut members: Vec<RotatingMember> = (0..MEMBERS)
@@ -600,7 +684,7 @@ async fn a_ca_rotation_rolls_a_running_ensemble_without_losing_its_quorum() {
         })
         .collect();
     for (i, m) in members.iter_mut().enumerate() {
-        m.start(i, &steady.material, 0, &user);
+        m.start(i, steady, 0, &user);
     }
     let log_paths: Vec<PathBuf> = members.iter().map(|m| m.log.clone()).collect();
     let logs = |paths: &[PathBuf]| -> String {
@@ -657,7 +741,7 @@ async fn a_ca_rotation_rolls_a_running_ensemble_without_losing_its_quorum() {
         }
     };
     wait_serving(
-        steady.material.clone(),
+        steady.clone(),
         vec![0, 1, 2],
         "the ensemble did not form".into(),
     )
@@ -692,72 +776,41 @@ async fn a_ca_rotation_rolls_a_running_ensemble_without_losing_its_quorum() {
             }
         }
     };
-    write(&steady.material, 0).await;
+    write(steady, 0).await;
 
-    // The operator's planner through the rotation; each phase rolled one member at a time.
     let mut current = steady.clone();
     let mut step = 0;
     let started = Instant::now();
-    let request = Some("rotate-1");
-    for phase in ["trust both CAs", "the new CA signs", "the new CA alone"] {
-        let secret = tls::managed_secret_object(&v, &current, None);
-        let hash = tls::material_hash(&current.material);
-        let mut next = tls::plan(&v, Some(&secret), now, request, Some(&hash))
-            .unwrap()
-            .unwrap_or_else(|| panic!("{phase}: the planner did not move on"));
-        if next.material.cert != current.material.cert {
-            // Reissued (the new CA signs): with the test's addresses as SANs too.
-            let issuer = next.material.issuer().to_string();
-            let signing = next.material.ca_key.clone().unwrap();
-            let trust = next.material.ca_cert.clone();
-            next.material = tls::reissue_trusting(
-                &v,
-                &trust,
-                (issuer != trust).then_some(issuer.as_str()),
-                &signing,
-                &extra,
-                now,
-            )
-            .unwrap();
-        }
+    for (phase, next) in phases {
         for i in [0, 1, 2] {
             let others: Vec<usize> = (0..MEMBERS).filter(|&j| j != i).collect();
             step += 1;
-            members[i].start(i, &next.material, step, &user);
+            members[i].start(i, next, step, &user);
             // The two others keep the quorum while this one restarts ...
             wait_serving(
-                current.material.clone(),
+                current.clone(),
                 others,
                 format!("{phase}: quorum lost while member {i} restarted"),
             )
             .await;
             // ... and it rejoins with peers of the neighbouring phase.
             wait_serving(
-                next.material.clone(),
+                next.clone(),
                 vec![0, 1, 2],
                 format!("{phase}: member {i} did not rejoin"),
             )
             .await;
-            write(&next.material, step).await;
+            write(next, step).await;
         }
-        current = next;
+        current = next.clone();
     }
     eprintln!(
-        "FIGURE CA rotation: 3 rolls of 3 members on bare processes in {:.1} s",
+        "FIGURE {label}: {} rolls of 3 members on bare processes in {:.1} s",
+        phases.len(),
         started.elapsed().as_secs_f64()
     );
-    assert_eq!(current.rotation, None);
-    assert_eq!(
-        current
-            .material
-            .ca_cert
-            .matches("BEGIN CERTIFICATE")
-            .count(),
-        1
-    );
-    assert!(!current.material.ca_cert.contains(&steady.material.ca_cert));
     // The old CA's certificate is no longer accepted.
-    let old = ClientTls::of(&steady.material, true).unwrap();
+    let old = ClientTls::of(steady, true).unwrap();
     let probes = probe_ensemble(
         (0..MEMBERS).map(|i| {
             (
@@ -772,4 +825,67 @@ async fn a_ca_rotation_rolls_a_running_ensemble_without_losing_its_quorum() {
         probes.iter().all(|p| p.srvr.serving().is_none()),
         "the old CA is still trusted: {probes:?}"
     );
+}
+
+/// The change cert-manager makes when an Issuer's CA is renewed with a new key and the same
+/// name, bridged by `tls::bridge::plan` on real members: ZooKeeper's PEM trust store would keep
+/// only one of two CAs of one name, so while the members trust both the script builds a PKCS12
+/// trust store with an entry per CA; the quorum holds through all three rolls.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_ca_of_the_same_name_from_an_issuer_is_bridged_without_losing_the_quorum() {
+    use tls::bridge;
+    let _one_at_a_time = ROTATION_HOSTS.lock().await;
+    let zk: ZookeeperCluster = serde_json::from_value(serde_json::json!({
+        "apiVersion": "zookeeper.ensemble.dev/v1alpha1",
+        "kind": "ZookeeperCluster",
+        "metadata": {"name": "zk", "namespace": "rotation-test"},
+        "spec": {"tls": {"enabled": true, "mutual": true, "issuerRef": {"name": "team-ca"}}},
+    }))
+    .unwrap();
+    let v = validate(&zk).unwrap();
+    let extra: Vec<String> = (0..MEMBERS).map(rotation_host).collect();
+    let now = time::OffsetDateTime::now_utc();
+    // Two CAs named alike, as a CA Certificate renewed by cert-manager is; and what the Issuer
+    // writes for the members with each: ca.crt, tls.crt, tls.key.
+    let issued = || {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let mut params = rcgen::CertificateParams::default();
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, "team-ca");
+        params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        params.key_usages = vec![
+            rcgen::KeyUsagePurpose::KeyCertSign,
+            rcgen::KeyUsagePurpose::CrlSign,
+        ];
+        let ca = params.self_signed(&key).unwrap().pem();
+        Material {
+            ca_key: None,
+            ..tls::reissue(&v, &ca, &key.serialize_pem(), &extra, now).unwrap()
+        }
+    };
+    let (old, new) = (issued(), issued());
+    assert_ne!(old.ca_cert, new.ca_cert);
+    let mut secret =
+        bridge::members_secret_object(&v, &bridge::plan(None, &old, None).unwrap(), None);
+    let mut phases = Vec::new();
+    for phase in [
+        "trust both CAs",
+        "the new CA's certificate",
+        "the new CA alone",
+    ] {
+        let current = bridge::read_members(&secret).unwrap();
+        let hash = tls::material_hash(&current.material);
+        let next = bridge::plan(Some(&secret), &new, Some(&hash))
+            .unwrap_or_else(|| panic!("{phase}: the bridge did not move on"));
+        phases.push((phase, next.material.clone()));
+        secret = bridge::members_secret_object(&v, &next, None);
+    }
+    assert_eq!(
+        bridge::certificates(&phases[0].1.ca_cert).len(),
+        2,
+        "both trusted"
+    );
+    assert_eq!(phases[2].1, new, "cert-manager's material at the end");
+    change_ca_on_real_members("same-named CA change from an Issuer", &old, &phases).await;
 }

@@ -931,7 +931,8 @@ async fn tls_certificates_from_a_cert_manager_issuer() {
         "certificates",
         json!({"apiVersion": "cert-manager.io/v1", "kind": "Certificate",
         "metadata": {"name": "team-ca"}, "spec": {"isCA": true, "commonName": "team-ca",
-        "secretName": "team-ca", "privateKey": {"algorithm": "ECDSA", "size": 256},
+        "secretName": "team-ca",
+        "privateKey": {"algorithm": "ECDSA", "size": 256, "rotationPolicy": "Always"},
         "issuerRef": {"name": "selfsigned", "kind": "Issuer"}}}),
     )
     .await;
@@ -1022,7 +1023,7 @@ async fn tls_certificates_from_a_cert_manager_issuer() {
         .and_then(|s| s.connection_string.clone())
         .expect("connectionString");
     let identity =
-        zookeeper_operator::tls::ClientTls::new(&String::from_utf8(team_ca).unwrap(), None)
+        zookeeper_operator::tls::ClientTls::new(&String::from_utf8(team_ca.clone()).unwrap(), None)
             .unwrap()
             .zookeeper_options()
             .unwrap();
@@ -1114,5 +1115,139 @@ async fn tls_certificates_from_a_cert_manager_issuer() {
             "plaintext srvr answered on {ip}:2181: {answer:?}"
         );
     }
+
+    // The Issuer's CA is renewed by cert-manager (a new key, the same name), and cert-manager
+    // issues the members' certificate from it. Had the members mounted cert-manager's Secret,
+    // the first to restart could not rejoin (a new CA only, and a certificate its peers do not
+    // trust); and ZooKeeper's PEM trust store keeps one CA per name. The operator bridges the
+    // change in three rolls instead, while a client trusting both CAs writes.
+    let old_ca = String::from_utf8(team_ca).unwrap();
+    certificates
+        .patch_status(
+            "team-ca",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"status": {"conditions": [
+                {"type": "Issuing", "status": "True", "reason": "ManuallyTriggered",
+                 "message": "a new CA, asked for by the e2e test"},
+                {"type": "Ready", "status": "True", "reason": "Ready", "message": "ready"}]}})),
+        )
+        .await
+        .expect("ask cert-manager to renew the CA team-ca");
+    let new_ca = super::wait_until(
+        "cert-manager renewed the CA",
+        Duration::from_secs(120),
+        || {
+            let (secrets, old_ca) = (secrets.clone(), old_ca.clone());
+            async move {
+                let data = secrets.get("team-ca").await.ok()?.data?;
+                let pem = String::from_utf8(data.get("tls.crt")?.0.clone()).ok()?;
+                (!pem.is_empty() && pem != old_ca).then_some(pem)
+            }
+        },
+    )
+    .await;
+    let both = zookeeper_operator::tls::ClientTls::new(&format!("{old_ca}{new_ca}"), None)
+        .unwrap()
+        .zookeeper_options()
+        .unwrap();
+    let writer = super::support::Writer::start_with(&cs, Some(both)).await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let change = Instant::now();
+    certificates
+        .patch_status(
+            "zk-tls",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"status": {"conditions": [
+                {"type": "Issuing", "status": "True", "reason": "ManuallyTriggered",
+                 "message": "issue from the new CA, asked for by the e2e test"},
+                {"type": "Ready", "status": "True", "reason": "Ready", "message": "ready"}]}})),
+        )
+        .await
+        .expect("ask cert-manager to issue zk-tls again");
+    use zookeeper_operator::tls::bridge;
+    let mut steps: Vec<String> = Vec::new();
+    let new_only = bridge::certificates(&new_ca);
+    let deadline = Instant::now() + Duration::from_secs(600);
+    loop {
+        let members = secrets.get("zk-tls-members").await.ok();
+        let step = members
+            .as_ref()
+            .and_then(|s| s.metadata.annotations.as_ref())
+            .and_then(|a| a.get(zookeeper_operator::tls::CA_ROTATION_ANNOTATION))
+            .cloned()
+            .unwrap_or_else(|| "none".to_string());
+        if steps.last() != Some(&step) {
+            log(format!(
+                "the members' Secret: step {step} after {:.1} s",
+                change.elapsed().as_secs_f64()
+            ));
+            steps.push(step.clone());
+        }
+        let read = members.as_ref().and_then(bridge::read_members);
+        let sts = sts_api.get(name).await.ok();
+        let done = read.as_ref().is_some_and(|m| {
+            m.step.is_none()
+                && bridge::certificates(&m.material.ca_cert) == new_only
+                && sts
+                    .as_ref()
+                    .and_then(zookeeper_operator::tls::apply::material_all_members_run)
+                    == Some(zookeeper_operator::tls::material_hash(&m.material))
+        });
+        if done {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the new CA did not reach every member in 600 s; steps seen: {steps:?}"
+        );
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+    let bridged = change.elapsed().as_secs_f64();
+    let zk = wait_settled(&client, &ns, name, Duration::from_secs(120)).await;
+    let (writer_client, attempts) = writer.stop().await;
+    let checked = super::support::verify_acknowledged(&writer_client, &attempts).await;
+    let (gap, _) = super::support::longest_unavailability(&attempts);
+    log(format!(
+        "FIGURE cert-manager CA change under load: steps {steps:?}, every member trusts the new CA alone {bridged:.1} s after the request; {checked} acknowledged writes all present, longest write gap {:.2} s",
+        gap.as_secs_f64()
+    ));
+    let trust_both = steps.iter().position(|s| s == "trust-both");
+    let signed_by_new = steps.iter().position(|s| s == "signed-by-new");
+    assert!(
+        matches!((trust_both, signed_by_new), (Some(a), Some(b)) if a < b),
+        "the members trusted both CAs, then presented the new one's certificate: {steps:?}"
+    );
+    assert!(checked > 0, "the writer wrote nothing");
+    assert!(
+        gap < Duration::from_secs(5),
+        "writes stalled {gap:?} during the CA change"
+    );
+    assert!(
+        zk.status
+            .as_ref()
+            .unwrap()
+            .members
+            .iter()
+            .all(|m| m.mode == "leader" || m.mode == "follower"),
+        "{:?}",
+        zk.status
+    );
+    // A client trusting the new CA alone is served.
+    let new_only_client = super::support::Writer::start_with(
+        &cs,
+        Some(
+            zookeeper_operator::tls::ClientTls::new(&new_ca, None)
+                .unwrap()
+                .zookeeper_options()
+                .unwrap(),
+        ),
+    )
+    .await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let (c, attempts) = new_only_client.stop().await;
+    assert!(
+        super::support::verify_acknowledged(&c, &attempts).await > 0,
+        "a client trusting the new CA alone wrote nothing"
+    );
     drop(guard);
 }
