@@ -142,8 +142,10 @@ pub struct ZookeeperClusterSpec {
     /// TLS for the quorum and the clients (off by default). When on, the members speak TLS to
     /// each other (`sslQuorum`), clients connect over TLS on `spec.ports.client` (ZooKeeper's
     /// `secureClientPort`), and the plaintext client port is bound to 127.0.0.1 only, for the
-    /// pod's own probes. Cannot be turned on or off for an existing cluster (yet).
+    /// pod's own probes. Can be turned on for a running cluster (three rolls), not off; where
+    /// the certificates come from cannot change once it is on.
     #[serde(default)]
+    #[x_kube(validation = Rule::new("!oldSelf.enabled || (has(self.issuerRef) == has(oldSelf.issuerRef) && has(self.secretName) == has(oldSelf.secretName))").message("spec.tls: where the certificates come from (the operator's own CA, spec.tls.secretName or spec.tls.issuerRef) cannot change once TLS is on: during the roll, members of the old and the new CA would not trust each other. A new CA from the same source rolls in safely (the rotate-ca annotation, a renewed Issuer CA, another Issuer); to change the source, create a new cluster"))]
     #[x_kube(validation = Rule::new("self.enabled || !oldSelf.enabled").message("spec.tls.enabled cannot be turned off once on: the operator turns TLS on for a running ensemble (three rolls) but not off; create a new cluster without TLS"))]
     #[x_kube(validation = Rule::new("!has(self.secretName) || self.secretName.matches('^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$')").message("spec.tls.secretName must be the name of a Secret in the cluster's namespace (lowercase letters, digits, '-' and '.')"))]
     pub tls: TlsSpec,
@@ -401,7 +403,9 @@ pub struct TlsSpec {
     /// `<cluster>-tls` (owned by the cluster) for the members, with the SANs listed in the
     /// README, issued by this Issuer or ClusterIssuer into the Secret `<cluster>-tls`
     /// (`ca.crt`, `tls.crt`, PKCS#8 `tls.key`); cert-manager renews it, and a renewed
-    /// certificate rolls the members. Not with `secretName` or `clientCertificates`.
+    /// certificate rolls the members. The members mount the operator's copy,
+    /// `<cluster>-tls-members`: a new CA reaches them in three quorum-safe rolls (trust both,
+    /// the new certificate, the new CA alone). Not with `secretName` or `clientCertificates`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub issuer_ref: Option<IssuerRef>,
 }

@@ -1249,5 +1249,15 @@ async fn tls_certificates_from_a_cert_manager_issuer() {
         super::support::verify_acknowledged(&c, &attempts).await > 0,
         "a client trusting the new CA alone wrote nothing"
     );
+    // Moving to the operator's own CA (another source, another CA) is refused, with the reason.
+    let own_ca = spec(json!({"tls": {"enabled": true},
+        "updateStrategy": {"clientAddressCacheSeconds": 0}}));
+    let refused = apply_cluster(&client, &ns, name, own_ca).await.unwrap_err();
+    assert!(
+        refused
+            .to_string()
+            .contains("where the certificates come from"),
+        "{refused}"
+    );
     drop(guard);
 }
