@@ -383,8 +383,10 @@ pub struct TlsSpec {
     pub mutual: bool,
     /// Bring your own certificates: a Secret in the cluster's namespace holding PEM `ca.crt`,
     /// `tls.crt` (the members' certificate, with the SANs listed in the README) and `tls.key`
-    /// (PKCS#8). Unset: the operator creates `<name>-tls` with a CA of its own for this cluster
-    /// and renews the members' certificate before it expires.
+    /// (PKCS#8). Only read: the members mount the operator's copy `<name>-tls-members`, so a new
+    /// CA in it reaches them in three quorum-safe rolls. Unset: the operator creates `<name>-tls`
+    /// with a CA of its own for this cluster and renews the members' certificate before it
+    /// expires.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub secret_name: Option<String>,
     /// The plaintext client port, bound to 127.0.0.1 only: the pod's own readiness and

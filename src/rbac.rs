@@ -179,8 +179,8 @@ pub const SUPER_KEY_CREATE: Rule = Rule {
 
 /// The clusters' TLS Secrets: `<name>-tls` written by server-side apply (a new CA, a renewed
 /// certificate) or, with `spec.tls.issuerRef`, read (cert-manager writes it) and copied to
-/// `<name>-tls-members` the same way, a user's Secret named in `spec.tls.secretName` read, the
-/// client certificates
+/// `<name>-tls-members` the same way, a user's Secret named in `spec.tls.secretName` read and
+/// copied the same way, the client certificates
 /// of `spec.tls.clientCertificates` (`<name>-client-<id>`) written the same way and deleted
 /// when their name leaves the spec (the names issued are recorded on `<name>-tls`); with
 /// `spec.quorumAuth`, `<name>-quorum-auth` (the quorum password) created once and read; and, with

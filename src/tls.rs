@@ -76,17 +76,14 @@ pub fn managed_secret(cluster: &str) -> String {
     format!("{cluster}-tls")
 }
 
-/// The Secret the members mount: the user's, the operator's copy of cert-manager's
-/// ([`bridge`]), or the operator's own.
+/// The Secret the members mount: the operator's copy of cert-manager's or the user's
+/// ([`bridge`]: a new CA is bridged), or the operator's own.
 pub fn secret_name(v: &ValidatedCluster) -> String {
-    if v.spec.tls.issuer_ref.is_some() {
-        return bridge::members_secret(&v.name);
+    if v.spec.tls.issuer_ref.is_some() || v.spec.tls.secret_name.is_some() {
+        bridge::members_secret(&v.name)
+    } else {
+        managed_secret(&v.name)
     }
-    v.spec
-        .tls
-        .secret_name
-        .clone()
-        .unwrap_or_else(|| managed_secret(&v.name))
 }
 
 /// A failure to make or read TLS material.

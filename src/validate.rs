@@ -219,6 +219,13 @@ pub fn validate(zk: &ZookeeperCluster) -> Result<ValidatedCluster, InvalidSpec> 
             );
         }
     }
+    if let Some(secret) = &tls.secret_name
+        && *secret == crate::tls::bridge::members_secret(&name)
+    {
+        problems.push(format!(
+            "spec.tls.secretName '{secret}' is the Secret the operator keeps the members' copy of the certificates in; name another Secret"
+        ));
+    }
     problems.extend(client_certificate_problems(tls));
     let auth = &spec.client_auth;
     match (&auth.enabled, &auth.secret_name) {
@@ -519,6 +526,12 @@ mod tests {
         assert!(
             clients.contains("issue client certificates with cert-manager"),
             "{clients}"
+        );
+        let copy =
+            problems(serde_json::json!({"tls": {"enabled": true, "secretName": "zk-tls-members"}}));
+        assert!(
+            copy.contains("spec.tls.secretName 'zk-tls-members' is the Secret the operator keeps"),
+            "{copy}"
         );
         let off = problems(serde_json::json!({"tls": {"issuerRef": {"name": "team-ca"}}}));
         assert!(off.contains("take effect only with TLS on"), "{off}");

@@ -256,9 +256,10 @@ fn mutual_tls_and_a_users_secret() {
         .find(|v| v.name == "tls")
         .unwrap()
         .clone();
+    // The operator's copy of the user's Secret, which bridges a change of CA.
     assert_eq!(
         volume.secret.unwrap().secret_name.as_deref(),
-        Some("my-certs")
+        Some("zk-tls-members")
     );
 }
 

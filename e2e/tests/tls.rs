@@ -854,6 +854,64 @@ async fn tls_turned_on_for_a_running_plaintext_ensemble_under_load() {
     drop(guard);
 }
 
+/// Waits until every member runs the members' Secret `<name>-tls-members` trusting `new_ca`
+/// alone, logging each step that Secret passes through; asserts the steps were the bridge's
+/// (trust both, then the new certificate). The steps seen, in order.
+async fn wait_bridged(
+    secrets: &Api<Secret>,
+    sts_api: &Api<StatefulSet>,
+    name: &str,
+    new_ca: &str,
+) -> Vec<String> {
+    use zookeeper_operator::tls::bridge;
+    let members_secret = bridge::members_secret(name);
+    let started = Instant::now();
+    let mut steps: Vec<String> = Vec::new();
+    let new_only = bridge::certificates(new_ca);
+    let deadline = Instant::now() + Duration::from_secs(600);
+    loop {
+        let members = secrets.get(&members_secret).await.ok();
+        let step = members
+            .as_ref()
+            .and_then(|s| s.metadata.annotations.as_ref())
+            .and_then(|a| a.get(zookeeper_operator::tls::CA_ROTATION_ANNOTATION))
+            .cloned()
+            .unwrap_or_else(|| "none".to_string());
+        if steps.last() != Some(&step) {
+            log(format!(
+                "{members_secret}: step {step} after {:.1} s",
+                started.elapsed().as_secs_f64()
+            ));
+            steps.push(step.clone());
+        }
+        let read = members.as_ref().and_then(bridge::read_members);
+        let sts = sts_api.get(name).await.ok();
+        let done = read.as_ref().is_some_and(|m| {
+            m.step.is_none()
+                && bridge::certificates(&m.material.ca_cert) == new_only
+                && sts
+                    .as_ref()
+                    .and_then(zookeeper_operator::tls::apply::material_all_members_run)
+                    == Some(zookeeper_operator::tls::material_hash(&m.material))
+        });
+        if done {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the new CA did not reach every member in 600 s; steps seen: {steps:?}"
+        );
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+    let trust_both = steps.iter().position(|s| s == "trust-both");
+    let signed_by_new = steps.iter().position(|s| s == "signed-by-new");
+    assert!(
+        matches!((trust_both, signed_by_new), (Some(a), Some(b)) if a < b),
+        "the members trusted both CAs, then presented the new one's certificate: {steps:?}"
+    );
+    steps
+}
+
 /// cert-manager's controllers on the local cluster while it lives (`e2e/cluster cert-manager
 /// on`), stopped after, also when the test fails.
 struct CertManager;
@@ -1164,44 +1222,7 @@ async fn tls_certificates_from_a_cert_manager_issuer() {
         )
         .await
         .expect("ask cert-manager to issue zk-tls again");
-    use zookeeper_operator::tls::bridge;
-    let mut steps: Vec<String> = Vec::new();
-    let new_only = bridge::certificates(&new_ca);
-    let deadline = Instant::now() + Duration::from_secs(600);
-    loop {
-        let members = secrets.get("zk-tls-members").await.ok();
-        let step = members
-            .as_ref()
-            .and_then(|s| s.metadata.annotations.as_ref())
-            .and_then(|a| a.get(zookeeper_operator::tls::CA_ROTATION_ANNOTATION))
-            .cloned()
-            .unwrap_or_else(|| "none".to_string());
-        if steps.last() != Some(&step) {
-            log(format!(
-                "the members' Secret: step {step} after {:.1} s",
-                change.elapsed().as_secs_f64()
-            ));
-            steps.push(step.clone());
-        }
-        let read = members.as_ref().and_then(bridge::read_members);
-        let sts = sts_api.get(name).await.ok();
-        let done = read.as_ref().is_some_and(|m| {
-            m.step.is_none()
-                && bridge::certificates(&m.material.ca_cert) == new_only
-                && sts
-                    .as_ref()
-                    .and_then(zookeeper_operator::tls::apply::material_all_members_run)
-                    == Some(zookeeper_operator::tls::material_hash(&m.material))
-        });
-        if done {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the new CA did not reach every member in 600 s; steps seen: {steps:?}"
-        );
-        tokio::time::sleep(Duration::from_secs(1)).await;
-    }
+    let steps = wait_bridged(&secrets, &sts_api, name, &new_ca).await;
     let bridged = change.elapsed().as_secs_f64();
     let zk = wait_settled(&client, &ns, name, Duration::from_secs(120)).await;
     let (writer_client, attempts) = writer.stop().await;
@@ -1211,12 +1232,6 @@ async fn tls_certificates_from_a_cert_manager_issuer() {
         "FIGURE cert-manager CA change under load: steps {steps:?}, every member trusts the new CA alone {bridged:.1} s after the request; {checked} acknowledged writes all present, longest write gap {:.2} s",
         gap.as_secs_f64()
     ));
-    let trust_both = steps.iter().position(|s| s == "trust-both");
-    let signed_by_new = steps.iter().position(|s| s == "signed-by-new");
-    assert!(
-        matches!((trust_both, signed_by_new), (Some(a), Some(b)) if a < b),
-        "the members trusted both CAs, then presented the new one's certificate: {steps:?}"
-    );
     assert!(checked > 0, "the writer wrote nothing");
     assert!(
         gap < Duration::from_secs(5),
@@ -1258,6 +1273,115 @@ async fn tls_certificates_from_a_cert_manager_issuer() {
             .to_string()
             .contains("where the certificates come from"),
         "{refused}"
+    );
+    drop(guard);
+}
+
+/// Certificates from a Secret of the user's (`spec.tls.secretName`), and a new CA of the same
+/// name in it: the members mount the operator's copy, which bridges the change in three rolls
+/// while a client trusting both CAs writes through the client Service.
+#[tokio::test]
+#[ignore = "needs the local cluster: run through e2e/operator-test"]
+async fn tls_from_a_users_secret_and_a_new_ca_in_it() {
+    let client = client().await;
+    let guard = TestNamespace::create(&client, "tls-user-e2e").await;
+    let (ns, name) = (guard.name.clone(), "zk");
+    let cluster_spec = spec(json!({"tls": {"enabled": true, "secretName": "zk-certs"},
+        "updateStrategy": {"clientAddressCacheSeconds": 0}}));
+    let zk: ZookeeperCluster = serde_json::from_value(json!({
+        "apiVersion": "zookeeper.ensemble.dev/v1alpha1", "kind": "ZookeeperCluster",
+        "metadata": {"name": name, "namespace": ns}, "spec": cluster_spec.clone()}))
+    .unwrap();
+    let v = zookeeper_operator::validate::validate(&zk).expect("a valid spec");
+    // A CA named "team-ca" and the members' certificate it signed, as a user's tooling makes
+    // them; a second CA of the same name (a new key) comes later.
+    let issued = || {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let mut params = rcgen::CertificateParams::default();
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, "team-ca");
+        params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        params.key_usages = vec![
+            rcgen::KeyUsagePurpose::KeyCertSign,
+            rcgen::KeyUsagePurpose::CrlSign,
+        ];
+        let ca = params.self_signed(&key).unwrap().pem();
+        zookeeper_operator::tls::reissue(
+            &v,
+            &ca,
+            &key.serialize_pem(),
+            &[],
+            time::OffsetDateTime::now_utc(),
+        )
+        .unwrap()
+    };
+    let (old, new) = (issued(), issued());
+    let secrets = Api::<Secret>::namespaced(client.clone(), &ns);
+    let put = |m: &zookeeper_operator::tls::Material| {
+        let body = json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "zk-certs"},
+            "stringData": {"ca.crt": m.ca_cert, "tls.crt": m.cert, "tls.key": m.key}});
+        let secrets = secrets.clone();
+        async move {
+            secrets
+                .patch(
+                    "zk-certs",
+                    &kube::api::PatchParams::apply("e2e").force(),
+                    &kube::api::Patch::Apply(&body),
+                )
+                .await
+                .expect("write the user's Secret zk-certs");
+        }
+    };
+    put(&old).await;
+    let started = Instant::now();
+    apply_cluster(&client, &ns, name, cluster_spec)
+        .await
+        .expect("apply a cluster with spec.tls.secretName");
+    let zk = wait_settled(&client, &ns, name, Duration::from_secs(300)).await;
+    log(format!(
+        "FIGURE user's-Secret TLS cluster Available {:.1} s after it was applied",
+        started.elapsed().as_secs_f64()
+    ));
+    let cs = zk
+        .status
+        .as_ref()
+        .and_then(|s| s.connection_string.clone())
+        .expect("connectionString");
+    let both =
+        zookeeper_operator::tls::ClientTls::new(&format!("{}{}", old.ca_cert, new.ca_cert), None)
+            .unwrap()
+            .zookeeper_options()
+            .unwrap();
+    let writer = super::support::Writer::start_with(&cs, Some(both)).await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let change = Instant::now();
+    put(&new).await;
+    let sts_api = Api::<StatefulSet>::namespaced(client.clone(), &ns);
+    let steps = wait_bridged(&secrets, &sts_api, name, &new.ca_cert).await;
+    let bridged = change.elapsed().as_secs_f64();
+    let zk = wait_settled(&client, &ns, name, Duration::from_secs(120)).await;
+    let (writer_client, attempts) = writer.stop().await;
+    let checked = super::support::verify_acknowledged(&writer_client, &attempts).await;
+    let (gap, _) = super::support::longest_unavailability(&attempts);
+    log(format!(
+        "FIGURE user's-Secret CA change under load: steps {steps:?}, every member trusts the new CA alone {bridged:.1} s after the Secret changed; {checked} acknowledged writes all present, longest write gap {:.2} s",
+        gap.as_secs_f64()
+    ));
+    assert!(checked > 0, "the writer wrote nothing");
+    assert!(
+        gap < Duration::from_secs(5),
+        "writes stalled {gap:?} during the CA change"
+    );
+    assert!(
+        zk.status
+            .as_ref()
+            .unwrap()
+            .members
+            .iter()
+            .all(|m| m.mode == "leader" || m.mode == "follower"),
+        "{:?}",
+        zk.status
     );
     drop(guard);
 }

@@ -63,7 +63,7 @@ pub enum TlsStepError {
     },
     /// The user's Secret does not exist.
     #[error(
-        "spec.tls.secretName {name}: no such Secret in namespace {namespace}; create it with PEM ca.crt, tls.crt and tls.key, or remove spec.tls.secretName to let the operator issue the certificates"
+        "spec.tls.secretName {name}: no such Secret in namespace {namespace}, or it lacks one of ca.crt, tls.crt and tls.key; create it with PEM ca.crt, tls.crt and tls.key, or remove spec.tls.secretName to let the operator issue the certificates"
     )]
     MissingUserSecret {
         /// The Secret.
@@ -148,75 +148,29 @@ pub async fn prepare(
         // Secret, and the operator the members' copy of it (a new CA is bridged: `bridge`).
         apply_certificate(client, cluster, owner, issuer).await?;
         let issued_name = super::bridge::issued_secret(&cluster.name);
-        let issued = api
-            .get_opt(&issued_name)
-            .await
-            .map_err(|source| TlsStepError::ReadSecret {
-                name: issued_name.clone(),
-                source,
-            })?
-            .and_then(|s| s.data)
-            .filter(|data| {
-                [super::CA_CERT, super::CERT, super::KEY]
-                    .iter()
-                    .all(|k| data.get(*k).is_some_and(|v| !v.0.is_empty()))
-            });
-        let current = live.as_ref().and_then(super::bridge::read_members);
-        match (issued, current) {
-            (Some(data), current) => {
-                let issued = read(&data).map_err(|source| TlsStepError::Material {
-                    name: issued_name.clone(),
-                    source,
-                })?;
-                let members_run = match current.as_ref().and_then(|c| c.step) {
-                    Some(_) => members_run(client, cluster).await?,
-                    None => None,
-                };
-                match super::bridge::plan(live.as_ref(), &issued, members_run.as_deref()) {
-                    Some(next) => {
-                        let desired =
-                            super::bridge::members_secret_object(cluster, &next, Some(owner));
-                        api.patch(
-                            &name,
-                            &PatchParams::apply(MANAGER).force(),
-                            &Patch::Apply(&desired),
-                        )
-                        .await
-                        .map_err(|source| TlsStepError::ApplySecret {
-                            name: name.clone(),
-                            source,
-                        })?;
-                        next.material
-                    }
-                    None => current.map(|c| c.material).ok_or_else(|| {
-                        TlsStepError::CertificateNotIssued {
-                            name: issued_name.clone(),
-                            issuer: format!("{}/{}", issuer.kind, issuer.name),
-                            namespace: cluster.namespace.clone(),
-                        }
-                    })?,
-                }
-            }
-            // cert-manager's Secret is gone for now (being issued again): the members keep
-            // what they have.
-            (None, Some(current)) => current.material,
-            (None, None) => {
-                return Err(TlsStepError::CertificateNotIssued {
-                    name: issued_name,
-                    issuer: format!("{}/{}", issuer.kind, issuer.name),
-                    namespace: cluster.namespace.clone(),
-                });
-            }
-        }
-    } else if cluster.spec.tls.secret_name.is_some() {
-        // The user's certificates: read, never written.
-        let data = live
-            .and_then(|s| s.data)
+        let not_issued = || TlsStepError::CertificateNotIssued {
+            name: issued_name.clone(),
+            issuer: format!("{}/{}", issuer.kind, issuer.name),
+            namespace: cluster.namespace.clone(),
+        };
+        // While cert-manager's Secret is gone (being issued again) the members keep their copy.
+        copy_for_members(client, &api, cluster, owner, &issued_name, live.as_ref())
+            .await?
+            .or_else(|| {
+                live.as_ref()
+                    .and_then(super::bridge::read_members)
+                    .map(|m| m.material)
+            })
+            .ok_or_else(not_issued)?
+    } else if let Some(user_secret) = &cluster.spec.tls.secret_name {
+        // The user's certificates: read, never written; the members mount the operator's copy
+        // (a new CA is bridged as cert-manager's is).
+        copy_for_members(client, &api, cluster, owner, user_secret, live.as_ref())
+            .await?
             .ok_or_else(|| TlsStepError::MissingUserSecret {
-                name: name.clone(),
+                name: user_secret.clone(),
                 namespace: cluster.namespace.clone(),
-            })?;
-        read(&data).map_err(material_err)?
+            })?
     } else {
         let recorded = live
             .as_ref()
@@ -278,6 +232,57 @@ pub async fn prepare(
         material_hash: material_hash(&material),
         not_after: not_after(&material.cert).ok(),
     }))
+}
+
+/// Keeps the members' copy (`<cluster>-tls-members`, `members` as read) of the Secret `source`
+/// (cert-manager's or the user's) as [`super::bridge::plan`] says, and returns what the members
+/// mount; `None` when `source` does not exist or lacks `ca.crt`, `tls.crt` or `tls.key`.
+async fn copy_for_members(
+    client: &Client,
+    api: &Api<Secret>,
+    cluster: &ValidatedCluster,
+    owner: &OwnerReference,
+    source: &str,
+    members: Option<&Secret>,
+) -> Result<Option<super::Material>, TlsStepError> {
+    let Some(data) = api
+        .get_opt(source)
+        .await
+        .map_err(|source_err| TlsStepError::ReadSecret {
+            name: source.to_string(),
+            source: source_err,
+        })?
+        .and_then(|s| s.data)
+        .filter(|data| {
+            [super::CA_CERT, super::CERT, super::KEY]
+                .iter()
+                .all(|k| data.get(*k).is_some_and(|v| !v.0.is_empty()))
+        })
+    else {
+        return Ok(None);
+    };
+    let issued = read(&data).map_err(|e| TlsStepError::Material {
+        name: source.to_string(),
+        source: e,
+    })?;
+    let current = members.and_then(super::bridge::read_members);
+    let members_run = match current.as_ref().and_then(|c| c.step) {
+        Some(_) => members_run(client, cluster).await?,
+        None => None,
+    };
+    let Some(next) = super::bridge::plan(members, &issued, members_run.as_deref()) else {
+        return Ok(current.map(|c| c.material));
+    };
+    let name = super::bridge::members_secret(&cluster.name);
+    let desired = super::bridge::members_secret_object(cluster, &next, Some(owner));
+    api.patch(
+        &name,
+        &PatchParams::apply(MANAGER).force(),
+        &Patch::Apply(&desired),
+    )
+    .await
+    .map_err(|source| TlsStepError::ApplySecret { name, source })?;
+    Ok(Some(next.material))
 }
 
 /// The TLS material hash every member runs with ([`material_all_members_run`]), read from the

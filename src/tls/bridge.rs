@@ -1,6 +1,8 @@
-//! Certificates from a cert-manager Issuer, and a change of its CA without a quorum loss.
+//! Certificates from a cert-manager Issuer or a Secret of the user's, and a change of their CA
+//! without a quorum loss.
 //!
-//! cert-manager writes a new certificate and the CA that signed it into its Secret at once. Had
+//! cert-manager writes a new certificate and the CA that signed it into its Secret at once (and
+//! a user replacing the content of their Secret does the same). Had
 //! the members mounted that Secret, a new CA (the Issuer's CA replaced, or `issuerRef` pointed
 //! at another Issuer) would reach the first restarted member as a certificate its peers do not
 //! trust and a trust its peers' certificates fail: it could not rejoin, and the roll would stop
