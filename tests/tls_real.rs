@@ -15,6 +15,8 @@
 
 #[path = "support/dist.rs"]
 mod dist;
+#[path = "support/issued.rs"]
+mod issued;
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -844,26 +846,9 @@ async fn a_new_ca_of_the_same_name_from_an_issuer_is_bridged_without_losing_the_
     .unwrap();
     let v = validate(&zk).unwrap();
     let extra: Vec<String> = (0..MEMBERS).map(rotation_host).collect();
-    let now = time::OffsetDateTime::now_utc();
     // Two CAs named alike, as a CA Certificate renewed by cert-manager is; and what the Issuer
     // writes for the members with each: ca.crt, tls.crt, tls.key.
-    let issued = || {
-        let key = rcgen::KeyPair::generate().unwrap();
-        let mut params = rcgen::CertificateParams::default();
-        params
-            .distinguished_name
-            .push(rcgen::DnType::CommonName, "team-ca");
-        params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-        params.key_usages = vec![
-            rcgen::KeyUsagePurpose::KeyCertSign,
-            rcgen::KeyUsagePurpose::CrlSign,
-        ];
-        let ca = params.self_signed(&key).unwrap().pem();
-        Material {
-            ca_key: None,
-            ..tls::reissue(&v, &ca, &key.serialize_pem(), &extra, now).unwrap()
-        }
-    };
+    let issued = || issued::issued_by_a_ca_named(&v, "team-ca", &extra);
     let (old, new) = (issued(), issued());
     assert_ne!(old.ca_cert, new.ca_cert);
     let mut secret =

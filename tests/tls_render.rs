@@ -311,20 +311,10 @@ fn the_cert_manager_certificate_names_the_members_and_the_issuer() {
     assert_eq!(spec["ipAddresses"], serde_json::json!(["127.0.0.1"]));
     // The members mount the operator's copy, which bridges a change of the Issuer's CA.
     let desired = render(&validated(&zk), None);
-    let volumes = desired
-        .statefulset
-        .spec
-        .as_ref()
-        .unwrap()
-        .template
-        .spec
-        .as_ref()
-        .unwrap()
+    let mounted: Vec<String> = pod(&desired)
         .volumes
-        .clone()
-        .unwrap_or_default();
-    let mounted: Vec<String> = volumes
         .iter()
+        .flatten()
         .filter_map(|v| v.secret.as_ref()?.secret_name.clone())
         .collect();
     assert!(

@@ -4,6 +4,8 @@
 //! then runs `cargo test --test e2e -- --ignored --test-threads=1`). The test process reaches
 //! the members on their pod addresses, which the local cluster routes over its own bridge.
 
+#[path = "../../tests/support/issued.rs"]
+mod issued;
 #[path = "../../tests/support/writer.rs"]
 mod support;
 

@@ -854,6 +854,39 @@ async fn tls_turned_on_for_a_running_plaintext_ensemble_under_load() {
     drop(guard);
 }
 
+/// Once `name` is settled again: stops `writer`, checks every acknowledged write is present,
+/// logs the figure `figure(writes, longest gap)` names, and asserts the writer wrote, never
+/// stalled 5 s or more (during `what`), and every member leads or follows.
+async fn writer_came_through(
+    client: &Client,
+    ns: &str,
+    name: &str,
+    writer: super::support::Writer,
+    what: &str,
+    figure: impl FnOnce(usize, Duration) -> String,
+) {
+    let zk = wait_settled(client, ns, name, Duration::from_secs(120)).await;
+    let (writer_client, attempts) = writer.stop().await;
+    let checked = super::support::verify_acknowledged(&writer_client, &attempts).await;
+    let (gap, _) = super::support::longest_unavailability(&attempts);
+    log(figure(checked, gap));
+    assert!(checked > 0, "the writer wrote nothing");
+    assert!(
+        gap < Duration::from_secs(5),
+        "writes stalled {gap:?} during {what}"
+    );
+    assert!(
+        zk.status
+            .as_ref()
+            .unwrap()
+            .members
+            .iter()
+            .all(|m| m.mode == "leader" || m.mode == "follower"),
+        "{:?}",
+        zk.status
+    );
+}
+
 /// Waits until every member runs the members' Secret `<name>-tls-members` trusting `new_ca`
 /// alone, logging each step that Secret passes through; asserts the steps were the bridge's
 /// (trust both, then the new certificate). The steps seen, in order.
@@ -1137,29 +1170,13 @@ async fn tls_certificates_from_a_cert_manager_issuer() {
     )
     .await;
     let rolled = renew.elapsed().as_secs_f64();
-    let zk = wait_settled(&client, &ns, name, Duration::from_secs(120)).await;
-    let (writer_client, attempts) = writer.stop().await;
-    let checked = super::support::verify_acknowledged(&writer_client, &attempts).await;
-    let (gap, _) = super::support::longest_unavailability(&attempts);
-    log(format!(
-        "FIGURE cert-manager renewal under load: renewed and every member rolled {rolled:.1} s after the request; {checked} acknowledged writes all present, longest write gap {:.2} s",
-        gap.as_secs_f64()
-    ));
-    assert!(checked > 0, "the writer wrote nothing");
-    assert!(
-        gap < Duration::from_secs(5),
-        "writes stalled {gap:?} during the roll"
-    );
-    assert!(
-        zk.status
-            .as_ref()
-            .unwrap()
-            .members
-            .iter()
-            .all(|m| m.mode == "leader" || m.mode == "follower"),
-        "{:?}",
-        zk.status
-    );
+    writer_came_through(&client, &ns, name, writer, "the roll", |checked, gap| {
+        format!(
+            "FIGURE cert-manager renewal under load: renewed and every member rolled {rolled:.1} s after the request; {checked} acknowledged writes all present, longest write gap {:.2} s",
+            gap.as_secs_f64()
+        )
+    })
+    .await;
     // Plaintext from outside a pod gets no answer.
     for pod in member_pods(&client, &ns, name).await {
         let ip = pod
@@ -1224,29 +1241,13 @@ async fn tls_certificates_from_a_cert_manager_issuer() {
         .expect("ask cert-manager to issue zk-tls again");
     let steps = wait_bridged(&secrets, &sts_api, name, &new_ca).await;
     let bridged = change.elapsed().as_secs_f64();
-    let zk = wait_settled(&client, &ns, name, Duration::from_secs(120)).await;
-    let (writer_client, attempts) = writer.stop().await;
-    let checked = super::support::verify_acknowledged(&writer_client, &attempts).await;
-    let (gap, _) = super::support::longest_unavailability(&attempts);
-    log(format!(
-        "FIGURE cert-manager CA change under load: steps {steps:?}, every member trusts the new CA alone {bridged:.1} s after the request; {checked} acknowledged writes all present, longest write gap {:.2} s",
-        gap.as_secs_f64()
-    ));
-    assert!(checked > 0, "the writer wrote nothing");
-    assert!(
-        gap < Duration::from_secs(5),
-        "writes stalled {gap:?} during the CA change"
-    );
-    assert!(
-        zk.status
-            .as_ref()
-            .unwrap()
-            .members
-            .iter()
-            .all(|m| m.mode == "leader" || m.mode == "follower"),
-        "{:?}",
-        zk.status
-    );
+    writer_came_through(&client, &ns, name, writer, "the CA change", |checked, gap| {
+        format!(
+            "FIGURE cert-manager CA change under load: steps {steps:?}, every member trusts the new CA alone {bridged:.1} s after the request; {checked} acknowledged writes all present, longest write gap {:.2} s",
+            gap.as_secs_f64()
+        )
+    })
+    .await;
     // A client trusting the new CA alone is served.
     let new_only_client = super::support::Writer::start_with(
         &cs,
@@ -1295,27 +1296,7 @@ async fn tls_from_a_users_secret_and_a_new_ca_in_it() {
     let v = zookeeper_operator::validate::validate(&zk).expect("a valid spec");
     // A CA named "team-ca" and the members' certificate it signed, as a user's tooling makes
     // them; a second CA of the same name (a new key) comes later.
-    let issued = || {
-        let key = rcgen::KeyPair::generate().unwrap();
-        let mut params = rcgen::CertificateParams::default();
-        params
-            .distinguished_name
-            .push(rcgen::DnType::CommonName, "team-ca");
-        params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-        params.key_usages = vec![
-            rcgen::KeyUsagePurpose::KeyCertSign,
-            rcgen::KeyUsagePurpose::CrlSign,
-        ];
-        let ca = params.self_signed(&key).unwrap().pem();
-        zookeeper_operator::tls::reissue(
-            &v,
-            &ca,
-            &key.serialize_pem(),
-            &[],
-            time::OffsetDateTime::now_utc(),
-        )
-        .unwrap()
-    };
+    let issued = || super::issued::issued_by_a_ca_named(&v, "team-ca", &[]);
     let (old, new) = (issued(), issued());
     let secrets = Api::<Secret>::namespaced(client.clone(), &ns);
     let put = |m: &zookeeper_operator::tls::Material| {
@@ -1360,28 +1341,12 @@ async fn tls_from_a_users_secret_and_a_new_ca_in_it() {
     let sts_api = Api::<StatefulSet>::namespaced(client.clone(), &ns);
     let steps = wait_bridged(&secrets, &sts_api, name, &new.ca_cert).await;
     let bridged = change.elapsed().as_secs_f64();
-    let zk = wait_settled(&client, &ns, name, Duration::from_secs(120)).await;
-    let (writer_client, attempts) = writer.stop().await;
-    let checked = super::support::verify_acknowledged(&writer_client, &attempts).await;
-    let (gap, _) = super::support::longest_unavailability(&attempts);
-    log(format!(
-        "FIGURE user's-Secret CA change under load: steps {steps:?}, every member trusts the new CA alone {bridged:.1} s after the Secret changed; {checked} acknowledged writes all present, longest write gap {:.2} s",
-        gap.as_secs_f64()
-    ));
-    assert!(checked > 0, "the writer wrote nothing");
-    assert!(
-        gap < Duration::from_secs(5),
-        "writes stalled {gap:?} during the CA change"
-    );
-    assert!(
-        zk.status
-            .as_ref()
-            .unwrap()
-            .members
-            .iter()
-            .all(|m| m.mode == "leader" || m.mode == "follower"),
-        "{:?}",
-        zk.status
-    );
+    writer_came_through(&client, &ns, name, writer, "the CA change", |checked, gap| {
+        format!(
+            "FIGURE user's-Secret CA change under load: steps {steps:?}, every member trusts the new CA alone {bridged:.1} s after the Secret changed; {checked} acknowledged writes all present, longest write gap {:.2} s",
+            gap.as_secs_f64()
+        )
+    })
+    .await;
     drop(guard);
 }

@@ -191,15 +191,9 @@ pub async fn prepare(
         };
         let apply = |managed: Managed| {
             let desired = managed_secret_object(cluster, &managed, Some(owner));
-            let (api, name) = (api.clone(), name.clone());
+            let api = api.clone();
             async move {
-                api.patch(
-                    &name,
-                    &PatchParams::apply(MANAGER).force(),
-                    &Patch::Apply(&desired),
-                )
-                .await
-                .map_err(|source| TlsStepError::ApplySecret { name, source })?;
+                apply_secret(&api, &desired).await?;
                 Ok::<_, TlsStepError>(managed.material)
             }
         };
@@ -273,16 +267,25 @@ async fn copy_for_members(
     let Some(next) = super::bridge::plan(members, &issued, members_run.as_deref()) else {
         return Ok(current.map(|c| c.material));
     };
-    let name = super::bridge::members_secret(&cluster.name);
-    let desired = super::bridge::members_secret_object(cluster, &next, Some(owner));
+    apply_secret(
+        api,
+        &super::bridge::members_secret_object(cluster, &next, Some(owner)),
+    )
+    .await?;
+    Ok(Some(next.material))
+}
+
+/// Server-side applies the operator's Secret `desired` (named in its metadata).
+async fn apply_secret(api: &Api<Secret>, desired: &Secret) -> Result<(), TlsStepError> {
+    let name = desired.metadata.name.clone().unwrap_or_default();
     api.patch(
         &name,
         &PatchParams::apply(MANAGER).force(),
-        &Patch::Apply(&desired),
+        &Patch::Apply(desired),
     )
     .await
     .map_err(|source| TlsStepError::ApplySecret { name, source })?;
-    Ok(Some(next.material))
+    Ok(())
 }
 
 /// The TLS material hash every member runs with ([`material_all_members_run`]), read from the
@@ -393,14 +396,7 @@ async fn issue_client_secret(
             source,
         })?;
     if let Some(fresh) = planned {
-        let desired = client_secret_object(cluster, id, &fresh, Some(owner));
-        api.patch(
-            &name,
-            &PatchParams::apply(MANAGER).force(),
-            &Patch::Apply(&desired),
-        )
-        .await
-        .map_err(|source| TlsStepError::ApplySecret { name, source })?;
+        apply_secret(api, &client_secret_object(cluster, id, &fresh, Some(owner))).await?;
     }
     Ok(())
 }

@@ -163,7 +163,7 @@ pub fn plan(
         Some(Step::SignedByNew) if rolled => Some(Members::steady(issued)),
         Some(_) => None,
         None => {
-            let same = certificates(&m.ca_cert) == certificates(&issued.ca_cert)
+            let same = trusted == certificates(&issued.ca_cert)
                 && m.cert == issued.cert
                 && m.key == issued.key;
             (!same).then(|| Members::steady(issued))
