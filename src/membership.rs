@@ -475,6 +475,8 @@ pub enum Change {
     Removing(MemberName),
     /// Committing these members' new client addresses (their quorum addresses and roles stay).
     Readdressing(Vec<MemberName>),
+    /// Making this member, an observer since it handed its leadership off, a voter again.
+    Promoting(MemberName),
 }
 
 impl fmt::Display for Change {
@@ -482,6 +484,7 @@ impl fmt::Display for Change {
         match self {
             Change::Adding(m) => write!(f, "adding {m}"),
             Change::Removing(m) => write!(f, "removing {m}"),
+            Change::Promoting(m) => write!(f, "making {m} a voter again"),
             Change::Readdressing(m) => write!(
                 f,
                 "committing the client addresses of {}",
@@ -619,7 +622,36 @@ enum Pending {
     Remove(Vec<ServerId>),
     /// Only client addresses differ: commit the desired lines.
     Readdress(Vec<ServerSpec>),
+    /// A desired voter is committed as an observer (it handed its leadership off before its
+    /// restart): commit its participant line.
+    Promote(ServerSpec),
     Mismatch(ServerId),
+}
+
+/// Whether `committed` is `desired` as an observer: the line a leader's handoff leaves.
+fn demoted(committed: &ServerSpec, desired: &ServerSpec) -> bool {
+    committed.role == Role::Observer
+        && desired.role == Role::Participant
+        && ServerSpec {
+            role: Role::Participant,
+            ..committed.clone()
+        } == *desired
+}
+
+/// The line that hands `leader`'s leadership off: the same server as an observer.
+///
+/// A `reconfig` whose new configuration has the leader as a non-voter makes ZooKeeper's leader
+/// designate a synced voter as its successor: every follower follows it at once, without a
+/// leader election, and the old leader goes on as an observer. Restarting the leader after that
+/// costs its clients a reconnect and the others a resync, not an election (see
+/// `tests/handoff_real.rs`). The safety is a removal's: the voters left are a majority of those
+/// before. `None` when `leader` is not a committed voter or is the only one.
+pub fn handoff(committed: &CommittedConfig, leader: ServerId) -> Option<ServerSpec> {
+    let spec = committed.servers.get(&leader).filter(|s| s.is_voter())?;
+    (committed.voters().len() >= 2).then(|| ServerSpec {
+        role: Role::Observer,
+        ..spec.clone()
+    })
 }
 
 fn pending(committed: &CommittedConfig, desired: &DesiredMembership) -> Pending {
@@ -634,8 +666,15 @@ fn pending(committed: &CommittedConfig, desired: &DesiredMembership) -> Pending 
                 .map(|d| (c, d))
         })
         .collect();
-    if let Some((c, _)) = differ.iter().find(|(c, d)| !c.same_quorum_addresses(d)) {
+    if let Some((c, _)) = differ
+        .iter()
+        .find(|(c, d)| !c.same_quorum_addresses(d) && !demoted(c, d))
+    {
         return Pending::Mismatch(c.id);
+    }
+    // A voter back first: before any other change is proposed, the ensemble is whole again.
+    if let Some((_, d)) = differ.iter().find(|(c, d)| demoted(c, d)) {
+        return Pending::Promote((*d).clone());
     }
     if !differ.is_empty() {
         // Every line, not only those that differ here: the configuration read is one member's
@@ -746,6 +785,7 @@ pub fn next_step(
             None,
         ),
         Pending::Add(ref s) => (Some(Change::Adding(desired.name(s.id))), None),
+        Pending::Promote(ref s) => (Some(Change::Promoting(desired.name(s.id))), None),
         Pending::Remove(ids) => {
             // The highest id that does not lead; the leader only when nothing else is left.
             let id = ids
@@ -797,6 +837,19 @@ pub fn next_step(
         (_, Some(id)) => MembershipStep::Remove(id),
         // The same servers with their new client addresses: `reconfig -add` replaces the lines.
         (Pending::Readdress(s), None) => MembershipStep::Readdress(s),
+        // An observer serves only once it synced with the leader.
+        (Pending::Promote(s), None) => {
+            let has = health.config_versions.get(&s.id).copied();
+            if health.mode(s.id) != Mode::Observer {
+                wait(change, WaitReason::NotServing(desired.name(s.id)))
+            } else if has != Some(committed.version) {
+                let member = desired.name(s.id);
+                let wants = committed.version;
+                wait(change, WaitReason::ConfigNotLearned { member, has, wants })
+            } else {
+                MembershipStep::Add(s)
+            }
+        }
         (Pending::Add(joiner), None) => {
             if health.mode(joiner.id) == Mode::Follower
                 && health.synced_non_voting_followers.unwrap_or(0) >= 1
@@ -844,11 +897,13 @@ mod tests {
             .filter(|l| voters.contains(l))
             .or_else(|| voters.first().copied());
         let mut h = Health::default();
-        for id in c.servers.keys() {
+        for (id, s) in &c.servers {
             let mode = if Some(*id) == leader {
                 Mode::Leader
-            } else {
+            } else if s.is_voter() {
                 Mode::Follower
+            } else {
+                Mode::Observer
             };
             h.modes.insert(*id, mode);
             h.config_versions.insert(*id, c.version);
@@ -860,6 +915,80 @@ mod tests {
         h.synced_non_voting_followers = Some(u32::from(joiner.is_some()));
         h.template_rolled = true;
         h
+    }
+
+    #[test]
+    fn a_handed_off_leader_is_a_voter_again_once_it_serves() {
+        let c = committed(&[1, 2, 3], 7);
+        let d = desired(3);
+        // The leader's line as an observer: the voters left are a majority of those before.
+        let observer = handoff(&c, ServerId(2)).expect("a voter of three hands off");
+        assert_eq!(observer.role, Role::Observer);
+        assert_eq!(
+            observer.line(),
+            "server.2=zk-1.zk-hs:2888:3888:observer;2181"
+        );
+        let after = c.with(&observer);
+        assert_eq!(after.voters(), BTreeSet::from([ServerId(1), ServerId(3)]));
+        // Restarting: the planner waits for it, naming the change.
+        let mut h = healthy(&after, None, Some(ServerId(1)));
+        h.modes.insert(ServerId(2), Mode::Unreachable);
+        match next_step(&after, &d, &h) {
+            MembershipStep::Wait(w) => {
+                assert_eq!(
+                    w.to_string(),
+                    "making zk-1 a voter again: waiting for zk-1 to serve"
+                );
+            }
+            other => panic!("expected a wait, got {other:?}"),
+        }
+        // Serving as an observer that learned the configuration: its participant line.
+        let h = healthy(&after, None, Some(ServerId(1)));
+        assert_eq!(h.modes[&ServerId(2)], Mode::Observer);
+        assert_eq!(
+            next_step(&after, &d, &h),
+            MembershipStep::Add(d.servers[&ServerId(2)].clone())
+        );
+        // Before anything else the spec asks for: a shrink waits for the voter to be back.
+        let shrink = desired(2);
+        assert_eq!(
+            next_step(&after, &shrink, &h),
+            MembershipStep::Add(d.servers[&ServerId(2)].clone())
+        );
+        // Not from a member that learned an older configuration.
+        let mut h = h;
+        h.config_versions.insert(ServerId(2), ConfigVersion(6));
+        assert!(matches!(
+            next_step(&after, &d, &h),
+            MembershipStep::Wait(Waiting {
+                reason: WaitReason::ConfigNotLearned { .. },
+                ..
+            })
+        ));
+    }
+
+    #[test]
+    fn only_a_voter_among_others_hands_off() {
+        let one = committed(&[1], 3);
+        assert_eq!(handoff(&one, ServerId(1)), None);
+        let two = committed(&[1, 2], 3);
+        assert!(handoff(&two, ServerId(2)).is_some());
+        let demoted = two.with(&handoff(&two, ServerId(2)).unwrap());
+        assert_eq!(handoff(&demoted, ServerId(2)), None, "not a voter");
+        assert_eq!(handoff(&demoted, ServerId(1)), None, "the only voter");
+        assert_eq!(handoff(&two, ServerId(5)), None, "not a member");
+        // Another role or address change is still refused.
+        let mut moved = two.clone();
+        moved.servers.get_mut(&ServerId(2)).unwrap().host = "elsewhere".into();
+        let mut moved = moved.with(&handoff(&two, ServerId(2)).unwrap());
+        moved.servers.get_mut(&ServerId(2)).unwrap().host = "elsewhere".into();
+        assert!(matches!(
+            next_step(&moved, &desired(2), &healthy(&moved, None, None)),
+            MembershipStep::Wait(Waiting {
+                reason: WaitReason::AddressChanged { .. },
+                ..
+            })
+        ));
     }
 
     #[test]
@@ -1192,9 +1321,23 @@ mod tests {
         common * 2 > of.len() || (common == 1 && of.len() == 2)
     }
 
+    /// Any set of servers, some of them observers (left by a leader's handoff), the lowest a
+    /// voter.
     fn arb_committed() -> impl Strategy<Value = CommittedConfig> {
-        (prop::collection::btree_set(1u32..=9, 1..=9), 0i64..1000)
-            .prop_map(|(ids, v)| committed(&ids.into_iter().collect::<Vec<_>>(), v))
+        (
+            prop::collection::btree_set(1u32..=9, 1..=9),
+            0i64..1000,
+            prop::collection::vec(prop::bool::weighted(0.2), 9),
+        )
+            .prop_map(|(ids, v, demote)| {
+                let mut c = committed(&ids.into_iter().collect::<Vec<_>>(), v);
+                for (s, d) in c.servers.values_mut().skip(1).zip(demote) {
+                    if d {
+                        s.role = Role::Observer;
+                    }
+                }
+                c
+            })
     }
 
     fn arb_health(c: &CommittedConfig) -> impl Strategy<Value = Health> + use<> {
@@ -1243,6 +1386,16 @@ mod tests {
                 MembershipStep::Readdress(s) => {
                     prop_assert!(false, "no client address changed, yet: {:?}", s);
                     None
+                }
+                MembershipStep::Add(s) if c.servers.contains_key(&s.id) => {
+                    // A promotion: an observer that serves becomes the voter the spec wants.
+                    prop_assert_eq!(c.servers[&s.id].role, Role::Observer);
+                    prop_assert_eq!(Some(&s), d.servers.get(&s.id));
+                    prop_assert_eq!(h.modes.get(&s.id), Some(&Mode::Observer));
+                    for v in &voters {
+                        prop_assert!(matches!(h.modes.get(v), Some(Mode::Leader | Mode::Follower)));
+                    }
+                    Some(c.with(&s).voters())
                 }
                 MembershipStep::Add(s) => {
                     prop_assert!(!c.servers.contains_key(&s.id));
@@ -1297,7 +1450,8 @@ mod tests {
             let want: BTreeSet<ServerId> = d.servers.keys().copied().collect();
             let mut steps = 0;
             let budget = c.servers.keys().filter(|id| !want.contains(id)).count()
-                + want.iter().filter(|id| !c.servers.contains_key(id)).count();
+                + want.iter().filter(|id| !c.servers.contains_key(id)).count()
+                + c.servers.values().filter(|s| want.contains(&s.id) && !s.is_voter()).count();
             loop {
                 let run = members_to_run(&c, &d);
                 let joiner = run.keys().copied().find(|id| !c.servers.contains_key(id));
@@ -1306,6 +1460,10 @@ mod tests {
                     MembershipStep::Done => break,
                     MembershipStep::Wait(w) => prop_assert!(false, "stuck: {w}"),
                     MembershipStep::Readdress(s) => prop_assert!(false, "no client address changed: {:?}", s),
+                    MembershipStep::Add(s) if c.servers.contains_key(&s.id) => {
+                        prop_assert!(!c.servers[&s.id].is_voter(), "{} is a voter already", s.id);
+                        c = c.with(&s);
+                    }
                     MembershipStep::Add(s) => {
                         prop_assert_eq!(Some(s.id), joiner);
                         c = c.with(&s);

@@ -76,8 +76,14 @@ pub mod reason {
     pub const MEMBER_ADDED: &str = "MemberAdded";
     /// Event: `reconfig` removed a server.
     pub const MEMBER_REMOVED: &str = "MemberRemoved";
-    /// Progressing: members' new client addresses are being committed (TLS turned on).
+    /// Progressing: members' new client addresses are being committed (TLS turned on), or a
+    /// member that handed its leadership off before its restart is made a voter again.
     pub const RECONFIGURING: &str = "Reconfiguring";
+    /// Event: the leader handed its leadership to a synced follower by `reconfig` (it became an
+    /// observer) just before its restart, so the ensemble did not hold a leader election.
+    pub const LEADER_HANDED_OFF: &str = "LeaderHandedOff";
+    /// Event: `reconfig` made a member that handed its leadership off a voter again.
+    pub const MEMBER_PROMOTED: &str = "MemberPromoted";
     /// Event: `reconfig` committed a member's new client address.
     pub const CLIENT_ADDRESS_COMMITTED: &str = "ClientAddressCommitted";
     /// Event: a `reconfig` failed (it is retried).

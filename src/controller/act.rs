@@ -9,27 +9,30 @@ use k8s_openapi::api::policy::v1::Eviction;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{DeleteOptions, ObjectMeta, Preconditions};
 use kube::runtime::events::EventType;
 
+use super::membership::Handoff;
 use super::observe::{self, Target};
 use super::{ClusterId, Context, Error, withdraw};
 use crate::crd::ZookeeperCluster;
-use crate::rollout::{self, Act, Decision, Plan, Restart, step_message};
+use crate::rollout::{self, Act, Decision, Plan, Restart, RestartReason, step_message};
 use crate::status::{self, reason};
 
 /// An observation older than this is not acted on: the ensemble may have changed since.
 pub const MAX_OBSERVATION_AGE: Duration = Duration::from_secs(5);
 
-/// Carries out `plan.decision` and says what was done.
+/// Carries out `plan.decision` and says what was done; the leader's restart begins with
+/// `handoff` when there is one.
 pub async fn act(
     ctx: &Context,
     zk: &ZookeeperCluster,
     id: &ClusterId,
     target: &Target,
     plan: &Plan,
+    handoff: Option<&Handoff>,
 ) -> Result<Act, Error> {
     announce(ctx, zk, id, plan).await;
     match &plan.decision {
         Decision::Restart(restart) => {
-            let act = restart_member(ctx, id, target, plan, restart).await?;
+            let act = restart_member(ctx, id, target, plan, restart, handoff).await?;
             if let Act::EvictionFailed { pod, error } = &act {
                 // Not an error of the pass: status must still say what happened.
                 ctx.metrics.observe_error("evict");
@@ -81,6 +84,7 @@ async fn restart_member(
     target: &Target,
     plan: &Plan,
     restart: &Restart,
+    handoff: Option<&Handoff>,
 ) -> Result<Act, Error> {
     let pod = restart.pod.to_string();
     let observation = observe::again(ctx, id, target).await?;
@@ -131,6 +135,35 @@ async fn restart_member(
             }
             None => {
                 tracing::info!(pod = %pod, "the Services still list the member; evicting anyway")
+            }
+        }
+    }
+    // The leader hands its leadership to a synced follower first: the others follow it at
+    // once instead of electing a leader when the old one goes.
+    if restart.why == RestartReason::Leader
+        && let Some(handoff) = handoff
+    {
+        let started = std::time::Instant::now();
+        match handoff.hand_off(ctx, restart.ordinal).await {
+            Ok(Some(now)) => {
+                let ms = started.elapsed().as_millis() as u64;
+                tracing::info!(pod = %pod, ms, version = %now.version, "leader handed off");
+                let note = format!(
+                    "{pod} handed its leadership off (configuration version {}, {ms} ms) before its restart; it is a voter again once it serves",
+                    now.version
+                );
+                ctx.publish(
+                    id,
+                    EventType::Normal,
+                    reason::LEADER_HANDED_OFF,
+                    "Reconfigure",
+                    note,
+                )
+                .await;
+            }
+            Ok(None) => {}
+            Err(e) => {
+                tracing::warn!(pod = %pod, error = %e, "handing the leadership off failed; restarting the leader anyway (an election follows)");
             }
         }
     }

@@ -370,6 +370,89 @@ pub fn readdress_pending(cluster: &ValidatedCluster, prepared: &Prepared) -> boo
     })
 }
 
+/// What the rollout needs to hand the leader's leadership off before it restarts the leader
+/// ([`crate::membership::handoff`]): this pass's committed configuration and how to reach the
+/// members as the super user.
+#[derive(Clone)]
+pub struct Handoff {
+    committed: CommittedConfig,
+    connect: String,
+    user: SuperUser,
+    tls: Option<ClientTls>,
+    login: Option<SaslLogin>,
+}
+
+impl std::fmt::Debug for Handoff {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Handoff {{ version: {} }}", self.committed.version)
+    }
+}
+
+/// The handoff of this pass, when the committed configuration was read and the operator can
+/// reconfigure; `None` leaves the leader's restart to an election, as without reconfiguration.
+pub fn handoff(
+    ctx: &Context,
+    cluster: &ValidatedCluster,
+    uid: &str,
+    prepared: &Prepared,
+    tls: Option<&ClientTls>,
+) -> Option<Handoff> {
+    let committed = prepared.committed.clone()?;
+    let user = super_user(ctx, cluster, uid)?;
+    let highest = committed.servers.keys().next_back().map_or(0, |s| s.0);
+    Some(Handoff {
+        connect: connect_string(cluster, highest),
+        user,
+        tls: tls.cloned(),
+        login: operator_login(ctx, cluster, uid),
+        committed,
+    })
+}
+
+impl Handoff {
+    /// Makes the leader at `ordinal` an observer by one `reconfig` guarded by the version this
+    /// pass read: its leadership passes to a synced follower without an election. Returns the
+    /// configuration committed, `Ok(None)` when there is nothing to hand off (not a voter, or
+    /// the only one), or why it failed (the restart then goes on: an election follows, as
+    /// without a handoff, and the next pass makes the member a voter again if it was done).
+    pub async fn hand_off(
+        &self,
+        ctx: &Context,
+        ordinal: Ordinal,
+    ) -> Result<Option<CommittedConfig>, ReconfigError> {
+        let Some(observer) = crate::membership::handoff(&self.committed, ServerId::of(ordinal))
+        else {
+            return Ok(None);
+        };
+        let step = MembershipStep::Add(observer);
+        match ctx
+            .zookeeper
+            .reconfigure(
+                self.connect.clone(),
+                self.user.clone(),
+                step.clone(),
+                self.committed.version,
+                self.tls.clone(),
+            )
+            .await
+        {
+            Ok(now) => Ok(Some(now)),
+            // The session that sent it may be closed by the handoff itself (every follower
+            // drops its clients to follow the new leader): read the configuration again.
+            Err(e) => match ctx
+                .zookeeper
+                .committed(self.connect.clone(), self.tls.clone(), self.login.clone())
+                .await
+            {
+                Ok(now) if now.version != self.committed.version && applied(&step, &now) => {
+                    Ok(Some(now))
+                }
+                _ => Err(e),
+            },
+        }
+    }
+}
+
 /// Whether `config` carries out `step`: the added server is in it, the removed one is not.
 fn applied(step: &MembershipStep, config: &CommittedConfig) -> bool {
     match step {
@@ -397,8 +480,13 @@ impl Scaling {
     /// `ScalingUp` or `ScalingDown`; `Reconfiguring` for a change of client addresses.
     pub fn reason(&self, committed: usize, desired: usize) -> &'static str {
         let readdressing = match self {
-            Scaling::Waiting(w) => matches!(w.change, Some(Change::Readdressing(_))),
-            Scaling::Stepped(s) | Scaling::Failed(s) => s.contains("client address"),
+            Scaling::Waiting(w) => matches!(
+                w.change,
+                Some(Change::Readdressing(_) | Change::Promoting(_))
+            ),
+            Scaling::Stepped(s) | Scaling::Failed(s) => {
+                s.contains("client address") || s.contains("a voter again")
+            }
         };
         if readdressing {
             reason::RECONFIGURING
@@ -470,6 +558,9 @@ pub async fn step(
         MembershipStep::Readdress(servers) => {
             Change::Readdressing(servers.iter().map(|s| desired.name(s.id)).collect())
         }
+        MembershipStep::Add(s) if committed.servers.contains_key(&s.id) => {
+            Change::Promoting(desired.name(s.id))
+        }
         MembershipStep::Add(s) => Change::Adding(desired.name(s.id)),
         MembershipStep::Remove(sid) => Change::Removing(desired.name(*sid)),
     };
@@ -521,10 +612,12 @@ pub async fn step(
                 Change::Adding(_) => (reason::MEMBER_ADDED, "Reconfigure"),
                 Change::Removing(_) => (reason::MEMBER_REMOVED, "Reconfigure"),
                 Change::Readdressing(_) => (reason::CLIENT_ADDRESS_COMMITTED, "Reconfigure"),
+                Change::Promoting(_) => (reason::MEMBER_PROMOTED, "Reconfigure"),
             };
             let done = match &change {
                 Change::Adding(m) => format!("added {m}"),
                 Change::Removing(m) => format!("removed {m}"),
+                Change::Promoting(m) => format!("made {m} a voter again"),
                 Change::Readdressing(m) => format!(
                     "committed the new client addresses of {}",
                     m.iter()

@@ -145,7 +145,10 @@ async fn reconcile_cluster(zk: &ZookeeperCluster, ctx: &Context) -> Result<Actio
     // One change at a time: while the membership changes, nobody is restarted.
     let act = match scaling {
         Some(_) => rollout::Act::None,
-        None => act::act(ctx, zk, &id, &target, &plan).await?,
+        None => {
+            let handoff = membership::handoff(ctx, &cluster, &uid, &members, tls_client.as_ref());
+            act::act(ctx, zk, &id, &target, &plan, handoff.as_ref()).await?
+        }
     };
     ctx.metrics.observe_plan(&id.labels(), &plan);
     let progressing = scaling.as_ref().map(|(s, from, to)| {
