@@ -628,14 +628,21 @@ enum Pending {
     Mismatch(ServerId),
 }
 
-/// Whether `committed` is `desired` as an observer: the line a leader's handoff leaves.
+/// Whether `committed` is `desired` as an observer (its client address aside): the line a
+/// leader's handoff leaves.
 fn demoted(committed: &ServerSpec, desired: &ServerSpec) -> bool {
     committed.role == Role::Observer
         && desired.role == Role::Participant
-        && ServerSpec {
-            role: Role::Participant,
-            ..committed.clone()
-        } == *desired
+        && promoted(committed).same_quorum_addresses(desired)
+}
+
+/// `committed` as a voter, its client address as committed: a client address waiting to be
+/// committed stays for [`MembershipStep::Readdress`], which changes every line at once.
+fn promoted(committed: &ServerSpec) -> ServerSpec {
+    ServerSpec {
+        role: Role::Participant,
+        ..committed.clone()
+    }
 }
 
 /// The line that hands `leader`'s leadership off: the same server as an observer.
@@ -673,8 +680,8 @@ fn pending(committed: &CommittedConfig, desired: &DesiredMembership) -> Pending 
         return Pending::Mismatch(c.id);
     }
     // A voter back first: before any other change is proposed, the ensemble is whole again.
-    if let Some((_, d)) = differ.iter().find(|(c, d)| demoted(c, d)) {
-        return Pending::Promote((*d).clone());
+    if let Some((c, _)) = differ.iter().find(|(c, d)| demoted(c, d)) {
+        return Pending::Promote(promoted(c));
     }
     if !differ.is_empty() {
         // Every line, not only those that differ here: the configuration read is one member's
@@ -964,6 +971,29 @@ mod tests {
                 reason: WaitReason::ConfigNotLearned { .. },
                 ..
             })
+        ));
+    }
+
+    #[test]
+    fn a_promotion_keeps_the_committed_client_address_for_the_readdress() {
+        // TLS being turned on: the desired lines name new client addresses, not committed yet.
+        let old = committed(&[1, 2, 3], 7);
+        let mut d = desired(3);
+        for s in d.servers.values_mut() {
+            s.client_address = Some("127.0.0.1".into());
+        }
+        let after = old.with(&handoff(&old, ServerId(3)).unwrap());
+        let h = healthy(&after, None, Some(ServerId(1)));
+        let MembershipStep::Add(promote) = next_step(&after, &d, &h) else {
+            panic!("expected the promotion first")
+        };
+        assert_eq!(promote, old.servers[&ServerId(3)]);
+        // Then every line's new address in one change, as without a handoff.
+        let back = after.with(&promote);
+        let h = healthy(&back, None, Some(ServerId(1)));
+        assert!(matches!(
+            next_step(&back, &d, &h),
+            MembershipStep::Readdress(s) if s.len() == 3
         ));
     }
 

@@ -1025,6 +1025,35 @@ async fn rolling_restart_under_write_load_canary_and_operator_restart() {
         longest < Duration::from_secs(4),
         "writes through the client Service were unavailable for {longest:?} at a stretch"
     );
+
+    // The leaders handed their leadership off before their restarts, and are voters again.
+    let events = Api::<k8s_openapi::api::core::v1::Event>::namespaced(client.clone(), &ns)
+        .list(&ListParams::default().fields(&format!("involvedObject.name={name}")))
+        .await
+        .unwrap();
+    let notes = |reason: &str| -> Vec<String> {
+        events
+            .items
+            .iter()
+            .filter(|e| e.reason.as_deref() == Some(reason))
+            .map(|e| e.message.clone().unwrap_or_default())
+            .collect()
+    };
+    let (handed, promoted) = (notes("LeaderHandedOff"), notes("MemberPromoted"));
+    log(format!("handoffs: {handed:?}; promotions: {promoted:?}"));
+    assert!(
+        handed.len() >= 2 && promoted.len() >= 2,
+        "the leaders of the first two rollouts handed off and became voters again: {handed:?} {promoted:?}"
+    );
+    let zk = cluster(&client, &ns, name).await;
+    let members = zk.status.map(|s| s.members).unwrap_or_default();
+    assert!(
+        members.len() == 3
+            && members
+                .iter()
+                .all(|m| m.role.as_deref() == Some("participant")),
+        "every member a voter again: {members:?}"
+    );
 }
 
 #[tokio::test]
