@@ -652,10 +652,13 @@ fn promoted(committed: &ServerSpec) -> ServerSpec {
 /// leader election, and the old leader goes on as an observer. Restarting the leader after that
 /// costs its clients a reconnect and the others a resync, not an election (see
 /// `tests/handoff_real.rs`). The safety is a removal's: the voters left are a majority of those
-/// before. `None` when `leader` is not a committed voter or is the only one.
+/// before. `None` when `leader` is not a committed voter, or when fewer than two voters would
+/// be left: an observer does not acknowledge proposals, so making it a voter again needs a
+/// quorum of the new configuration without it, which one voter alone is not (a two-member
+/// ensemble restarts its leader with an election, as it did before handoffs).
 pub fn handoff(committed: &CommittedConfig, leader: ServerId) -> Option<ServerSpec> {
     let spec = committed.servers.get(&leader).filter(|s| s.is_voter())?;
-    (committed.voters().len() >= 2).then(|| ServerSpec {
+    (committed.voters().len() >= 3).then(|| ServerSpec {
         role: Role::Observer,
         ..spec.clone()
     })
@@ -673,14 +676,19 @@ fn pending(committed: &CommittedConfig, desired: &DesiredMembership) -> Pending 
                 .map(|d| (c, d))
         })
         .collect();
+    let promotable = committed.voters().len() >= 2;
     if let Some((c, _)) = differ
         .iter()
-        .find(|(c, d)| !c.same_quorum_addresses(d) && !demoted(c, d))
+        .find(|(c, d)| !c.same_quorum_addresses(d) && !(promotable && demoted(c, d)))
     {
         return Pending::Mismatch(c.id);
     }
     // A voter back first: before any other change is proposed, the ensemble is whole again.
-    if let Some((c, _)) = differ.iter().find(|(c, d)| demoted(c, d)) {
+    // Only with two voters or more (see `handoff`); one voter and an observer is a state the
+    // operator never makes, and is refused like any other role change.
+    if let Some((c, _)) = differ.iter().find(|(c, d)| demoted(c, d))
+        && promotable
+    {
         return Pending::Promote(promoted(c));
     }
     if !differ.is_empty() {
@@ -1001,24 +1009,31 @@ mod tests {
     fn only_a_voter_among_others_hands_off() {
         let one = committed(&[1], 3);
         assert_eq!(handoff(&one, ServerId(1)), None);
+        // Two: the one voter left could not make the observer a voter again alone.
         let two = committed(&[1, 2], 3);
-        assert!(handoff(&two, ServerId(2)).is_some());
-        let demoted = two.with(&handoff(&two, ServerId(2)).unwrap());
+        assert_eq!(handoff(&two, ServerId(2)), None);
+        let three = committed(&[1, 2, 3], 3);
+        let demoted = three.with(&handoff(&three, ServerId(2)).unwrap());
         assert_eq!(handoff(&demoted, ServerId(2)), None, "not a voter");
-        assert_eq!(handoff(&demoted, ServerId(1)), None, "the only voter");
-        assert_eq!(handoff(&two, ServerId(5)), None, "not a member");
+        assert_eq!(handoff(&demoted, ServerId(1)), None, "one voter would be left");
+        assert_eq!(handoff(&three, ServerId(5)), None, "not a member");
+        let refused = |c: &CommittedConfig, d: &DesiredMembership| {
+            matches!(
+                next_step(c, d, &healthy(c, None, None)),
+                MembershipStep::Wait(Waiting {
+                    reason: WaitReason::AddressChanged { .. },
+                    ..
+                })
+            )
+        };
         // Another role or address change is still refused.
-        let mut moved = two.clone();
+        let mut moved = demoted.clone();
         moved.servers.get_mut(&ServerId(2)).unwrap().host = "elsewhere".into();
-        let mut moved = moved.with(&handoff(&two, ServerId(2)).unwrap());
-        moved.servers.get_mut(&ServerId(2)).unwrap().host = "elsewhere".into();
-        assert!(matches!(
-            next_step(&moved, &desired(2), &healthy(&moved, None, None)),
-            MembershipStep::Wait(Waiting {
-                reason: WaitReason::AddressChanged { .. },
-                ..
-            })
-        ));
+        assert!(refused(&moved, &desired(3)));
+        // So is an observer beside a single voter (not made by a handoff).
+        let mut lone = two.clone();
+        lone.servers.get_mut(&ServerId(2)).unwrap().role = Role::Observer;
+        assert!(refused(&lone, &desired(2)));
     }
 
     #[test]
@@ -1351,8 +1366,8 @@ mod tests {
         common * 2 > of.len() || (common == 1 && of.len() == 2)
     }
 
-    /// Any set of servers, some of them observers (left by a leader's handoff), the lowest a
-    /// voter.
+    /// Any set of servers, some of them observers (left by a leader's handoff), the lowest two
+    /// voters.
     fn arb_committed() -> impl Strategy<Value = CommittedConfig> {
         (
             prop::collection::btree_set(1u32..=9, 1..=9),
@@ -1361,7 +1376,7 @@ mod tests {
         )
             .prop_map(|(ids, v, demote)| {
                 let mut c = committed(&ids.into_iter().collect::<Vec<_>>(), v);
-                for (s, d) in c.servers.values_mut().skip(1).zip(demote) {
+                for (s, d) in c.servers.values_mut().skip(2).zip(demote) {
                     if d {
                         s.role = Role::Observer;
                     }
