@@ -1015,7 +1015,11 @@ mod tests {
         let three = committed(&[1, 2, 3], 3);
         let demoted = three.with(&handoff(&three, ServerId(2)).unwrap());
         assert_eq!(handoff(&demoted, ServerId(2)), None, "not a voter");
-        assert_eq!(handoff(&demoted, ServerId(1)), None, "one voter would be left");
+        assert_eq!(
+            handoff(&demoted, ServerId(1)),
+            None,
+            "one voter would be left"
+        );
         assert_eq!(handoff(&three, ServerId(5)), None, "not a member");
         let refused = |c: &CommittedConfig, d: &DesiredMembership| {
             matches!(
