@@ -679,7 +679,7 @@ fn pending(committed: &CommittedConfig, desired: &DesiredMembership) -> Pending 
     let promotable = committed.voters().len() >= 2;
     if let Some((c, _)) = differ
         .iter()
-        .find(|(c, d)| !c.same_quorum_addresses(d) && !(promotable && demoted(c, d)))
+        .find(|(c, d)| !(c.same_quorum_addresses(d) || promotable && demoted(c, d)))
     {
         return Pending::Mismatch(c.id);
     }
