@@ -1018,11 +1018,12 @@ async fn rolling_restart_under_write_load_canary_and_operator_restart() {
     ));
     assert!(checked > 0);
     // Two rollouts and an operator restart cost a client of the client Service one leader
-    // election at a time: 1.2-1.4 s in every run so far, and the rollout benchmark's worst
-    // client gap is under 2.5 s. 4 s leaves room for a loaded machine and still fails on any
-    // stall of the kind a client's connect timeout or a lost quorum causes.
+    // change at a time: with the leader's handoff, no election; 0.60 s in the first run with it
+    // (1.2-1.4 s with an election), and the rollout benchmark's zookeeper-client gaps stay
+    // under 1.5 s. The bound is the write-availability target; it fails on any stall of the
+    // kind a client's connect timeout, an election or a lost quorum causes.
     assert!(
-        longest < Duration::from_secs(4),
+        longest < Duration::from_secs(2),
         "writes through the client Service were unavailable for {longest:?} at a stretch"
     );
 
