@@ -1008,6 +1008,10 @@ fn spread(values: &[f64]) -> (f64, f64, f64) {
 }
 
 fn fmt3((a, b, c): (f64, f64, f64), unit: &str) -> String {
+    // No rows of this target (e2e/bench --targets): nothing to say.
+    if a.is_nan() {
+        return "-".into();
+    }
     format!("{a:.2}{unit} / {b:.2}{unit} / {c:.2}{unit}")
 }
 
@@ -1258,20 +1262,34 @@ fn report_text(results: &str, floor: &str) -> String {
             .unwrap();
         }
         let sum = |rs: &[&Row], k: &str| -> f64 { rs.iter().map(|r| r.f(k)).sum() };
+        let lost = |rs: &[&Row]| -> String {
+            if rs.is_empty() {
+                return "-".into();
+            }
+            format!(
+                "{} of {}",
+                sum(rs, "java_lost") + sum(rs, "rust_lost"),
+                sum(rs, "java_acked") + sum(rs, "rust_acked")
+            )
+        };
+        let expired = |rs: &[&Row]| -> String {
+            if rs.is_empty() {
+                return "-".into();
+            }
+            (sum(rs, "java_expired") + sum(rs, "rust_expired")).to_string()
+        };
         writeln!(
             out,
-            "| acknowledged writes lost (all runs, java + rust) | {} of {} | {} of {} | |",
-            sum(&ours, "java_lost") + sum(&ours, "rust_lost"),
-            sum(&ours, "java_acked") + sum(&ours, "rust_acked"),
-            sum(&sts, "java_lost") + sum(&sts, "rust_lost"),
-            sum(&sts, "java_acked") + sum(&sts, "rust_acked"),
+            "| acknowledged writes lost (all runs, java + rust) | {} | {} | |",
+            lost(&ours),
+            lost(&sts)
         )
         .unwrap();
         writeln!(
             out,
             "| sessions expired (all runs, java + rust) | {} | {} | |",
-            sum(&ours, "java_expired") + sum(&ours, "rust_expired"),
-            sum(&sts, "java_expired") + sum(&sts, "rust_expired"),
+            expired(&ours),
+            expired(&sts)
         )
         .unwrap();
         if let Some(b) = bare.get(&members) {
