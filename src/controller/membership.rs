@@ -424,32 +424,45 @@ impl Handoff {
         else {
             return Ok(None);
         };
-        let step = MembershipStep::Add(observer);
-        match ctx
-            .zookeeper
-            .reconfigure(
-                self.connect.clone(),
-                self.user.clone(),
-                step.clone(),
-                self.committed.version,
-                self.tls.clone(),
-            )
-            .await
-        {
-            Ok(now) => Ok(Some(now)),
-            // The session that sent it may be closed by the handoff itself (every follower
-            // drops its clients to follow the new leader): read the configuration again.
-            Err(e) => match ctx
-                .zookeeper
-                .committed(self.connect.clone(), self.tls.clone(), self.login.clone())
-                .await
-            {
-                Ok(now) if now.version != self.committed.version && applied(&step, &now) => {
-                    Ok(Some(now))
-                }
-                _ => Err(e),
-            },
+        reconfigure(
+            ctx,
+            self.connect.clone(),
+            self.user.clone(),
+            &MembershipStep::Add(observer),
+            self.committed.version,
+            self.tls.as_ref(),
+            self.login.clone(),
+        )
+        .await
+        .map(Some)
+    }
+}
+
+/// Sends `step` guarded by `expected`. The answer can be lost although the change was
+/// committed: removing the leader ends the session that sent it, and a handoff makes every
+/// follower drop its clients. So a failure is checked by reading the configuration again.
+async fn reconfigure(
+    ctx: &Context,
+    connect: String,
+    user: SuperUser,
+    step: &MembershipStep,
+    expected: ConfigVersion,
+    tls: Option<&ClientTls>,
+    login: Option<SaslLogin>,
+) -> Result<CommittedConfig, ReconfigError> {
+    let sent = ctx
+        .zookeeper
+        .reconfigure(connect.clone(), user, step.clone(), expected, tls.cloned())
+        .await;
+    let Err(e) = sent else {
+        return sent;
+    };
+    match ctx.zookeeper.committed(connect, tls.cloned(), login).await {
+        Ok(now) if now.version != expected && applied(step, &now) => {
+            tracing::info!(error = %e, "reconfig: the answer was lost, the change is committed");
+            Ok(now)
         }
+        _ => Err(e),
     }
 }
 
@@ -580,32 +593,8 @@ pub async fn step(
         ));
     }
     let connect = connect_string(cluster, run.keys().next_back().map_or(0, |s| s.0));
-    let result = match ctx
-        .zookeeper
-        .reconfigure(
-            connect.clone(),
-            user,
-            step.clone(),
-            committed.version,
-            tls.cloned(),
-        )
-        .await
-    {
-        Ok(now) => Ok(now),
-        // The answer can be lost although the change was committed: removing the leader ends
-        // the session that sent it. Read the configuration again before calling it a failure.
-        Err(e) => match ctx
-            .zookeeper
-            .committed(connect, tls.cloned(), operator_login(ctx, cluster, uid))
-            .await
-        {
-            Ok(now) if now.version != committed.version && applied(&step, &now) => {
-                tracing::info!(error = %e, "membership step: the answer was lost, the change is committed");
-                Ok(now)
-            }
-            _ => Err(e),
-        },
-    };
+    let login = operator_login(ctx, cluster, uid);
+    let result = reconfigure(ctx, connect, user, &step, committed.version, tls, login).await;
     match result {
         Ok(now) => {
             let (reason, verb) = match change {
