@@ -22,36 +22,17 @@ use std::time::{Duration, Instant};
 
 use dynamic_ensemble::DynamicEnsemble;
 use writer::{WriteAttempt, Writer, verify_acknowledged, write_gaps};
-use zookeeper_operator::health::{Mode, ProbeConfig, probe_ensemble};
+use zookeeper_operator::health::Mode;
 use zookeeper_operator::membership::{
     CommittedConfig, ConfigVersion, Health, MembershipStep, Role, ServerId, handoff, next_step,
 };
-use zookeeper_operator::reconfig::{Reconfigurer, SuperUser, member_config_versions};
+use zookeeper_operator::reconfig::{Reconfigurer, SuperUser};
 
 const TIMEOUT: Duration = Duration::from_secs(5);
 const ROUNDS: usize = 3;
 
 async fn health(ens: &DynamicEnsemble) -> Health {
-    let ids = ens.running();
-    let probes = probe_ensemble(
-        ids.iter().map(|id| (id.ordinal(), ens.address(*id))),
-        ProbeConfig {
-            timeout: Duration::from_millis(500),
-            concurrency: 8,
-        },
-    )
-    .await;
-    let serving: Vec<ServerId> = probes
-        .iter()
-        .filter(|p| p.srvr.serving().is_some())
-        .map(|p| ServerId::of(p.ordinal))
-        .collect();
-    let versions = member_config_versions(
-        serving.iter().map(|id| (*id, ens.address(*id))),
-        Duration::from_secs(2),
-    )
-    .await;
-    Health::from_probes(&probes, versions)
+    ens.health(&ens.running(), Duration::from_millis(500)).await
 }
 
 /// Waits until one leader serves with `voters - 1` synced voting followers and every running

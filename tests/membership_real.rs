@@ -18,14 +18,12 @@ use std::time::{Duration, Instant};
 
 use dynamic_ensemble::DynamicEnsemble;
 use writer::{Writer, longest_unavailability, verify_acknowledged, write_gaps};
-use zookeeper_operator::health::{Mode, ProbeConfig, probe_ensemble};
+use zookeeper_operator::health::Mode;
 use zookeeper_operator::membership::{
     CommittedConfig, ConfigVersion, DesiredMembership, Health, MembershipStep, ServerId,
     members_to_run, next_step,
 };
-use zookeeper_operator::reconfig::{
-    ReconfigError, Reconfigurer, SuperUser, member_config_versions,
-};
+use zookeeper_operator::reconfig::{ReconfigError, Reconfigurer, SuperUser};
 
 const TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -55,25 +53,7 @@ impl Operator {
     }
 
     async fn health(ens: &DynamicEnsemble, ids: &[ServerId]) -> Health {
-        let probes = probe_ensemble(
-            ids.iter().map(|id| (id.ordinal(), ens.address(*id))),
-            ProbeConfig {
-                timeout: Duration::from_secs(1),
-                concurrency: 8,
-            },
-        )
-        .await;
-        let serving: Vec<ServerId> = probes
-            .iter()
-            .filter(|p| p.srvr.serving().is_some())
-            .map(|p| ServerId::of(p.ordinal))
-            .collect();
-        let versions = member_config_versions(
-            serving.iter().map(|id| (*id, ens.address(*id))),
-            Duration::from_secs(3),
-        )
-        .await;
-        Health::from_probes(&probes, versions)
+        ens.health(ids, Duration::from_secs(1)).await
     }
 
     /// One pass: find the leader, read the committed configuration from it, run the servers it

@@ -13,9 +13,13 @@ use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 
-use zookeeper_operator::health::MemberAddress;
-use zookeeper_operator::membership::{CommittedConfig, DesiredMembership, MemberPorts, ServerId};
-use zookeeper_operator::reconfig::SuperUser;
+use std::time::Duration;
+
+use zookeeper_operator::health::{MemberAddress, ProbeConfig, probe_ensemble};
+use zookeeper_operator::membership::{
+    CommittedConfig, DesiredMembership, Health, MemberPorts, ServerId,
+};
+use zookeeper_operator::reconfig::{SuperUser, member_config_versions};
 
 use crate::dist::dist;
 
@@ -94,6 +98,30 @@ impl DynamicEnsemble {
     /// The servers that run.
     pub fn running(&self) -> Vec<ServerId> {
         self.running.keys().copied().collect()
+    }
+
+    /// What the operator's membership step would see of servers `ids`: their `srvr`/`mntr`
+    /// (each within `timeout`) and the configuration version each serving one has learned.
+    pub async fn health(&self, ids: &[ServerId], timeout: Duration) -> Health {
+        let probes = probe_ensemble(
+            ids.iter().map(|id| (id.ordinal(), self.address(*id))),
+            ProbeConfig {
+                timeout,
+                concurrency: 8,
+            },
+        )
+        .await;
+        let serving: Vec<ServerId> = probes
+            .iter()
+            .filter(|p| p.srvr.serving().is_some())
+            .map(|p| ServerId::of(p.ordinal))
+            .collect();
+        let versions = member_config_versions(
+            serving.iter().map(|id| (*id, self.address(*id))),
+            timeout * 3,
+        )
+        .await;
+        Health::from_probes(&probes, versions)
     }
 
     /// Makes exactly the servers of `run` run: starts those that do not, each with its boot
