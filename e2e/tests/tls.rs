@@ -974,6 +974,40 @@ fn cert_manager(state: &str) {
     );
 }
 
+/// The CA in Secret `team-ca` (other than `old`) once it has stayed the same for 5 s.
+async fn settled_ca(secrets: &Api<Secret>, old: Option<&str>) -> String {
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(None::<(String, Instant)>));
+    super::wait_until(
+        "cert-manager's CA team-ca is issued and stays the same for 5 s",
+        Duration::from_secs(120),
+        || {
+            let secrets = secrets.clone();
+            let seen = seen.clone();
+            async move {
+                let data = secrets.get("team-ca").await.ok()?.data?;
+                let pem = String::from_utf8(data.get("tls.crt")?.0.clone()).ok()?;
+                if pem.is_empty() || Some(pem.as_str()) == old {
+                    return None;
+                }
+                let mut seen = seen.lock().unwrap();
+                match &*seen {
+                    Some((last, since)) if *last == pem => {
+                        (since.elapsed() >= Duration::from_secs(5)).then_some(pem)
+                    }
+                    _ => {
+                        if seen.is_some() {
+                            log("cert-manager issued the CA team-ca again");
+                        }
+                        *seen = Some((pem, Instant::now()));
+                        None
+                    }
+                }
+            }
+        },
+    )
+    .await
+}
+
 /// `spec.tls.issuerRef`: certificates from a cert-manager CA Issuer (cert-manager's own
 /// controllers, built from its Go module). The operator keeps the Certificate `zk-tls` (owned by
 /// the cluster, the members' SANs); the members start once cert-manager has written the Secret;
@@ -1027,6 +1061,11 @@ async fn tls_certificates_from_a_cert_manager_issuer() {
         "issuerRef": {"name": "selfsigned", "kind": "Issuer"}}}),
     )
     .await;
+    // cert-manager can issue a new Certificate twice in the same second (seen once: the
+    // members' certificate was signed by the first key, the Secret then held the second), so
+    // the test goes on with a CA that has stopped changing.
+    let secrets = Api::<Secret>::namespaced(client.clone(), &ns);
+    let team_ca = settled_ca(&secrets, None).await;
     apply(
         "Issuer",
         "issuers",
@@ -1087,20 +1126,12 @@ async fn tls_certificates_from_a_cert_manager_issuer() {
         "{dns}"
     );
     assert_eq!(certificate.data["spec"]["issuerRef"]["name"], "team-ca");
-    let secrets = Api::<Secret>::namespaced(client.clone(), &ns);
     let secret = secrets
         .get("zk-tls")
         .await
         .expect("cert-manager wrote zk-tls");
     let data = secret.data.clone().unwrap_or_default();
-    let team_ca = secrets
-        .get("team-ca")
-        .await
-        .unwrap()
-        .data
-        .unwrap_or_default()["tls.crt"]
-        .0
-        .clone();
+    let team_ca = team_ca.into_bytes();
     assert_eq!(
         data["ca.crt"].0, team_ca,
         "the members trust the Issuer's CA"
@@ -1208,19 +1239,7 @@ async fn tls_certificates_from_a_cert_manager_issuer() {
         )
         .await
         .expect("ask cert-manager to renew the CA team-ca");
-    let new_ca = super::wait_until(
-        "cert-manager renewed the CA",
-        Duration::from_secs(120),
-        || {
-            let (secrets, old_ca) = (secrets.clone(), old_ca.clone());
-            async move {
-                let data = secrets.get("team-ca").await.ok()?.data?;
-                let pem = String::from_utf8(data.get("tls.crt")?.0.clone()).ok()?;
-                (!pem.is_empty() && pem != old_ca).then_some(pem)
-            }
-        },
-    )
-    .await;
+    let new_ca = settled_ca(&secrets, Some(&old_ca)).await;
     let both = zookeeper_operator::tls::ClientTls::new(&format!("{old_ca}{new_ca}"), None)
         .unwrap()
         .zookeeper_options()
