@@ -139,7 +139,10 @@ async fn restart_member(
         }
     }
     // The leader hands its leadership to a synced follower first: the others follow it at
-    // once instead of electing a leader when the old one goes.
+    // once instead of electing a leader when the old one goes. Its Event is published after
+    // the eviction: every moment the old leader serves as an observer, reconnecting clients
+    // can land on it and be dropped once more at its SIGTERM.
+    let mut handed_off = None;
     if restart.why == RestartReason::Leader
         && let Some(handoff) = handoff
     {
@@ -152,14 +155,7 @@ async fn restart_member(
                     "{pod} handed its leadership off (configuration version {}, {ms} ms) before its restart; it is a voter again once it serves",
                     now.version
                 );
-                ctx.publish(
-                    id,
-                    EventType::Normal,
-                    reason::LEADER_HANDED_OFF,
-                    "Reconfigure",
-                    note,
-                )
-                .await;
+                handed_off = Some(note);
             }
             Ok(None) => {}
             Err(e) => {
@@ -167,7 +163,18 @@ async fn restart_member(
             }
         }
     }
-    match evict(ctx, namespace, &pod, uid.clone(), false).await {
+    let evicted = evict(ctx, namespace, &pod, uid.clone(), false).await;
+    if let Some(note) = handed_off {
+        ctx.publish(
+            id,
+            EventType::Normal,
+            reason::LEADER_HANDED_OFF,
+            "Reconfigure",
+            note,
+        )
+        .await;
+    }
+    match evicted {
         Ok(_) => {
             ctx.metrics.restarts.get_or_create(&id.labels()).inc();
             tracing::info!(pod = %pod, why = %restart.why, "evicted member for a rolling restart");
