@@ -11,6 +11,8 @@
 //! Settings (environment):
 //! - `ZKOP_BENCH_MEMBERS` (3 or 5), `ZKOP_BENCH_RUNS` (rollouts per ensemble),
 //! - `ZKOP_BENCH_TARGETS` (`ours,sts`, the default, or one of them),
+//! - `ZKOP_BENCH_ADDRESS_CACHE_SECONDS` (the operator's `clientAddressCacheSeconds`; unset: the
+//!   CRD's default),
 //! - `ZKOP_BENCH_RESULTS` (the file rows are appended to), `ZKOP_BENCH_WORK` (a directory for the
 //!   Java writer's output), `ZKOP_BENCH_JAVA_CP` (classpath of the ZooKeeper jars and `Writer`),
 //! - for `report`: `ZKOP_BENCH_FLOOR` (the output of `cargo bench --bench rolling_restart`).
@@ -96,13 +98,20 @@ impl Target {
 /// The operator's ensemble: the CRD's defaults (the seed's flag values and probe timings) with
 /// only the sizes adapted to a 2-core, single-node cluster.
 fn ours_spec(members: usize, max_client_cnxns: i64) -> Value {
-    json!({
+    let mut spec = json!({
         "replicas": members,
         "antiAffinity": "preferred",
         "resources": {"requests": {"cpu": "50m", "memory": "256Mi"}, "limits": {"memory": "512Mi"}},
         "storage": {"size": "1Gi"},
         "config": {"maxClientCnxns": max_client_cnxns},
-    })
+    });
+    if let Some(seconds) = env("ZKOP_BENCH_ADDRESS_CACHE_SECONDS") {
+        let seconds: i64 = seconds
+            .parse()
+            .expect("ZKOP_BENCH_ADDRESS_CACHE_SECONDS is a number of seconds");
+        spec["updateStrategy"] = json!({"clientAddressCacheSeconds": seconds});
+    }
+    spec
 }
 
 /// The seed's manifest (tests/fixtures/seed/zookeeper.yaml) with the image and sizes adapted,
