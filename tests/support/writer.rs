@@ -128,10 +128,12 @@ pub async fn verify_acknowledged(
     client: &zookeeper_client::Client,
     attempts: &[WriteAttempt],
 ) -> usize {
-    let (children, _) = client
-        .get_children("/writes")
-        .await
-        .expect("list /writes after the rollout");
+    let (children, _) = client.get_children("/writes").await.unwrap_or_else(|e| {
+        panic!(
+            "list /writes after the rollout: {e}; the writer's attempts: {}",
+            history(attempts)
+        )
+    });
     let present: std::collections::HashSet<String> = children
         .into_iter()
         .map(|c| format!("/writes/{c}"))
@@ -152,4 +154,33 @@ pub async fn verify_acknowledged(
         }
     }
     checked
+}
+
+/// What the writer saw, for a failure message: how many attempts, when the last acknowledged one
+/// ended, and the failures after it (time from the first attempt, error).
+pub fn history(attempts: &[WriteAttempt]) -> String {
+    let Some(origin) = attempts.first().map(|a| a.during.start) else {
+        return "none".into();
+    };
+    let at = |i: Instant| format!("{:.2}s", (i - origin).as_secs_f64());
+    let last_ok = attempts.iter().rposition(|a| a.result.is_ok());
+    let after = &attempts[last_ok.map_or(0, |i| i + 1)..];
+    let mut failures: Vec<String> = after
+        .iter()
+        .filter_map(|a| Some(format!("{} {}", at(a.during.end), a.result.as_ref().err()?)))
+        .collect();
+    if failures.len() > 6 {
+        let tail = failures.split_off(failures.len() - 3);
+        failures.truncate(3);
+        failures.push("...".into());
+        failures.extend(tail);
+    }
+    format!(
+        "{} in all, {} acknowledged, the last acknowledged ended at {}, the last attempt at {}; failures after it: [{}]",
+        attempts.len(),
+        attempts.iter().filter(|a| a.result.is_ok()).count(),
+        last_ok.map_or("-".into(), |i| at(attempts[i].during.end)),
+        at(attempts[attempts.len() - 1].during.end),
+        failures.join(", ")
+    )
 }
