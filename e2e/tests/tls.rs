@@ -1131,9 +1131,9 @@ async fn tls_certificates_from_a_cert_manager_issuer() {
         .await
         .expect("cert-manager wrote zk-tls");
     let data = secret.data.clone().unwrap_or_default();
-    let team_ca = team_ca.into_bytes();
     assert_eq!(
-        data["ca.crt"].0, team_ca,
+        data["ca.crt"].0,
+        team_ca.as_bytes(),
         "the members trust the Issuer's CA"
     );
     let first_cert = data["tls.crt"].0.clone();
@@ -1144,11 +1144,10 @@ async fn tls_certificates_from_a_cert_manager_issuer() {
         .as_ref()
         .and_then(|s| s.connection_string.clone())
         .expect("connectionString");
-    let identity =
-        zookeeper_operator::tls::ClientTls::new(&String::from_utf8(team_ca.clone()).unwrap(), None)
-            .unwrap()
-            .zookeeper_options()
-            .unwrap();
+    let identity = zookeeper_operator::tls::ClientTls::new(&team_ca, None)
+        .unwrap()
+        .zookeeper_options()
+        .unwrap();
     let writer = super::support::Writer::start_with(&cs, Some(identity)).await;
     tokio::time::sleep(Duration::from_secs(3)).await;
     let sts_api = Api::<StatefulSet>::namespaced(client.clone(), &ns);
@@ -1227,7 +1226,7 @@ async fn tls_certificates_from_a_cert_manager_issuer() {
     // the first to restart could not rejoin (a new CA only, and a certificate its peers do not
     // trust); and ZooKeeper's PEM trust store keeps one CA per name. The operator bridges the
     // change in three rolls instead, while a client trusting both CAs writes.
-    let old_ca = String::from_utf8(team_ca).unwrap();
+    let old_ca = team_ca;
     certificates
         .patch_status(
             "team-ca",

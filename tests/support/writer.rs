@@ -158,7 +158,7 @@ pub async fn verify_acknowledged(
 
 /// What the writer saw, for a failure message: how many attempts, when the last acknowledged one
 /// ended, and the failures after it (time from the first attempt, error).
-pub fn history(attempts: &[WriteAttempt]) -> String {
+fn history(attempts: &[WriteAttempt]) -> String {
     let Some(origin) = attempts.first().map(|a| a.during.start) else {
         return "none".into();
     };
