@@ -595,15 +595,17 @@ async fn lifecycle_status_steady_state_and_invalid_spec() {
             .and_then(|s| s.parse().ok())
             .unwrap_or(15),
     );
-    // The counts are the API server's, for every cluster: wait until the clusters of earlier
-    // tests (their namespaces are deleted when each test ends) are gone, so that only this
-    // cluster can be written to.
+    // The counts are the API server's, for every cluster: wait until the namespaces of earlier
+    // tests (deleted when each test ends) are gone, not only their clusters, so that a pass the
+    // operator began on an earlier cluster before it was deleted has ended (its applies into a
+    // terminating namespace are counted too) and only this cluster can be written to.
     let all: Api<ZookeeperCluster> = Api::all(client.clone());
+    let namespaces: Api<Namespace> = Api::all(client.clone());
     wait_until(
-        "the clusters of earlier tests are gone",
+        "the clusters and namespaces of earlier tests are gone",
         Duration::from_secs(180),
         || async {
-            let others: Vec<String> = all
+            let mut others: Vec<String> = all
                 .list(&ListParams::default())
                 .await
                 .ok()?
@@ -612,11 +614,22 @@ async fn lifecycle_status_steady_state_and_invalid_spec() {
                 .filter(|z| z.namespace().as_deref() != Some(ns.as_str()))
                 .map(|z| format!("{}/{}", z.namespace().unwrap_or_default(), z.name_any()))
                 .collect();
+            others.extend(
+                namespaces
+                    .list(&ListParams::default())
+                    .await
+                    .ok()?
+                    .items
+                    .iter()
+                    .map(|n| n.name_any())
+                    .filter(|n| n.starts_with("e2e-") && *n != ns),
+            );
             others.is_empty().then_some(())
         },
     )
     .await;
     let reconciles = |m: &str| metric_sum(m, "zookeeper_operator_reconciles_total", "");
+    let lines_before = operator_write_lines(&client).await;
     let (writes_before, reconciles_before) = (
         operator_writes(&client).await,
         reconciles(&operator_metrics(&client).await),
@@ -632,8 +645,11 @@ async fn lifecycle_status_steady_state_and_invalid_spec() {
         resync * 2 + Duration::from_secs(5)
     );
     assert_eq!(
-        writes_before, writes_after,
-        "a steady cluster was written to (API server request counts by kind)"
+        writes_before,
+        writes_after,
+        "a steady cluster was written to (API server request counts by kind); the counters \
+         that moved, with their response codes:\n{}",
+        operator_write_lines_changed(&lines_before, &operator_write_lines(&client).await)
     );
     log(format!(
         "steady cluster: {} reconciles in {}s, 0 writes (API server counts: {writes_after:?})",
@@ -725,36 +741,72 @@ fn metric_sum(text: &str, name: &str, labels: &str) -> f64 {
         .sum()
 }
 
-/// The API server's own count of the write requests that only the operator makes: server-side
-/// applies of the kinds it owns (the API server counts them as verb `APPLY`, not `PATCH`),
-/// status patches of clusters, evictions.
-async fn operator_writes(client: &Client) -> Vec<(&'static str, f64)> {
+/// The write requests that only the operator makes, as `(resource, label)`: server-side applies
+/// of the kinds it owns (the API server counts them as verb `APPLY`, not `PATCH`), status
+/// patches of clusters, evictions.
+const OPERATOR_WRITES: [(&str, &str); 6] = [
+    ("zookeeperclusters", r#"verb="PATCH""#),
+    ("statefulsets", r#"verb="APPLY""#),
+    ("services", r#"verb="APPLY""#),
+    ("poddisruptionbudgets", r#"verb="APPLY""#),
+    ("networkpolicies", r#"verb="APPLY""#),
+    ("pods", r#"subresource="eviction""#),
+];
+
+/// The API server's `apiserver_request_total` samples of [`OPERATOR_WRITES`], by label set.
+async fn operator_write_lines(client: &Client) -> BTreeMap<String, f64> {
     let request = http::Request::get("/metrics").body(Vec::new()).unwrap();
     let text = client
         .request_text(request)
         .await
         .expect("API server metrics");
-    [
-        ("zookeeperclusters", r#"verb="PATCH""#),
-        ("statefulsets", r#"verb="APPLY""#),
-        ("services", r#"verb="APPLY""#),
-        ("poddisruptionbudgets", r#"verb="APPLY""#),
-        ("networkpolicies", r#"verb="APPLY""#),
-        ("pods", r#"subresource="eviction""#),
-    ]
-    .into_iter()
-    .map(|(resource, verb)| {
-        let labels = format!(r#"resource="{resource}""#);
-        let count = text
-            .lines()
-            .filter(|l| {
-                l.starts_with("apiserver_request_total{") && l.contains(&labels) && l.contains(verb)
-            })
-            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-            .sum();
-        (resource, count)
-    })
-    .collect()
+    text.lines()
+        .filter(|l| {
+            l.starts_with("apiserver_request_total{")
+                && OPERATOR_WRITES.iter().any(|(resource, verb)| {
+                    l.contains(&format!(r#"resource="{resource}""#)) && l.contains(verb)
+                })
+        })
+        .filter_map(|l| {
+            let (labels, value) = l.rsplit_once(' ')?;
+            Some((labels.to_string(), value.parse::<f64>().ok()?))
+        })
+        .collect()
+}
+
+/// The samples of `after` that differ from `before`, a line each, for a failure message.
+fn operator_write_lines_changed(
+    before: &BTreeMap<String, f64>,
+    after: &BTreeMap<String, f64>,
+) -> String {
+    after
+        .iter()
+        .filter(|(labels, value)| before.get(*labels) != Some(*value))
+        .map(|(labels, value)| {
+            format!(
+                "{labels}: {} -> {value}",
+                before.get(labels).copied().unwrap_or(0.0)
+            )
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// The API server's own count of [`OPERATOR_WRITES`], by resource.
+async fn operator_writes(client: &Client) -> Vec<(&'static str, f64)> {
+    let lines = operator_write_lines(client).await;
+    OPERATOR_WRITES
+        .into_iter()
+        .map(|(resource, verb)| {
+            let labels = format!(r#"resource="{resource}""#);
+            let count = lines
+                .iter()
+                .filter(|(l, _)| l.contains(&labels) && l.contains(verb))
+                .map(|(_, v)| v)
+                .sum();
+            (resource, count)
+        })
+        .collect()
 }
 
 /// The /metrics text of every operator pod, through the API server's pod proxy.
