@@ -631,12 +631,13 @@ async fn lifecycle_status_steady_state_and_invalid_spec() {
     let reconciles = |m: &str| metric_sum(m, "zookeeper_operator_reconciles_total", "");
     let lines_before = operator_write_lines(&client).await;
     let (writes_before, reconciles_before) = (
-        operator_writes(&client).await,
+        operator_writes(&lines_before),
         reconciles(&operator_metrics(&client).await),
     );
     tokio::time::sleep(resync * 2 + Duration::from_secs(5)).await;
+    let lines_after = operator_write_lines(&client).await;
     let (writes_after, reconciles_after) = (
-        operator_writes(&client).await,
+        operator_writes(&lines_after),
         reconciles(&operator_metrics(&client).await),
     );
     assert!(
@@ -649,7 +650,7 @@ async fn lifecycle_status_steady_state_and_invalid_spec() {
         writes_after,
         "a steady cluster was written to (API server request counts by kind); the counters \
          that moved, with their response codes:\n{}",
-        operator_write_lines_changed(&lines_before, &operator_write_lines(&client).await)
+        operator_write_lines_changed(&lines_before, &lines_after)
     );
     log(format!(
         "steady cluster: {} reconciles in {}s, 0 writes (API server counts: {writes_after:?})",
@@ -792,9 +793,9 @@ fn operator_write_lines_changed(
         .join("\n")
 }
 
-/// The API server's own count of [`OPERATOR_WRITES`], by resource.
-async fn operator_writes(client: &Client) -> Vec<(&'static str, f64)> {
-    let lines = operator_write_lines(client).await;
+/// The API server's own count of [`OPERATOR_WRITES`], by resource, from its samples (`lines`,
+/// of [`operator_write_lines`]).
+fn operator_writes(lines: &BTreeMap<String, f64>) -> Vec<(&'static str, f64)> {
     OPERATOR_WRITES
         .into_iter()
         .map(|(resource, verb)| {

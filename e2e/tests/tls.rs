@@ -524,24 +524,13 @@ async fn ca_rotation(client: &Client, ns: &str, name: &str) {
     )
     .await;
     log("CA rotation step trust-both");
-    let alice = super::wait_until(
+    let identity = alice_trusting(
+        &secrets,
+        name,
+        &bundle,
         "alice's certificate comes with both CAs",
-        Duration::from_secs(60),
-        || {
-            let (secrets, bundle) = (secrets.clone(), bundle.clone());
-            async move {
-                let s = secrets.get(&format!("{name}-client-alice")).await.ok()?;
-                let data = s.data?;
-                (data["ca.crt"].0 == bundle).then_some(data)
-            }
-        },
     )
     .await;
-    let text = |k: &str| String::from_utf8(alice[k].0.clone()).unwrap();
-    let identity = tls::ClientTls::new(&text("ca.crt"), Some((&text("tls.crt"), &text("tls.key"))))
-        .unwrap()
-        .zookeeper_options()
-        .unwrap();
     let cs = super::cluster(client, ns, name)
         .await
         .status
@@ -638,24 +627,13 @@ async fn ca_rotation(client: &Client, ns: &str, name: &str) {
     );
     // Every write acknowledged during the two rolls is there, read by an application that took
     // alice's certificate as the operator reissued it from the new CA.
-    let alice = super::wait_until(
+    let identity = alice_trusting(
+        &secrets,
+        name,
+        &new_ca,
         "alice's certificate is of the new CA alone",
-        Duration::from_secs(60),
-        || {
-            let (secrets, new_ca) = (secrets.clone(), new_ca.clone());
-            async move {
-                let s = secrets.get(&format!("{name}-client-alice")).await.ok()?;
-                let data = s.data?;
-                (data["ca.crt"].0 == new_ca).then_some(data)
-            }
-        },
     )
     .await;
-    let text = |k: &str| String::from_utf8(alice[k].0.clone()).unwrap();
-    let identity = tls::ClientTls::new(&text("ca.crt"), Some((&text("tls.crt"), &text("tls.key"))))
-        .unwrap()
-        .zookeeper_options()
-        .unwrap();
     let reader = zookeeper_client::Client::connector()
         .with_session_timeout(Duration::from_secs(20))
         .with_tls(identity)
@@ -671,6 +649,30 @@ async fn ca_rotation(client: &Client, ns: &str, name: &str) {
     assert!(checked > 0, "the writer wrote nothing");
     let read = zk_cli(ns, "zk-2", true, "get /tls-e2e").expect("get over TLS with the new CA");
     assert!(read.contains("written-over-tls"), "{read}");
+}
+
+/// Alice's client TLS options (her certificate and the CAs she trusts), once her Secret
+/// `<name>-client-alice` trusts exactly `ca` (PEM bytes); `what` names the wait.
+async fn alice_trusting(
+    secrets: &Api<Secret>,
+    name: &str,
+    ca: &[u8],
+    what: &str,
+) -> zookeeper_client::TlsOptions {
+    let alice = super::wait_until(what, Duration::from_secs(60), || async {
+        let s = secrets.get(&format!("{name}-client-alice")).await.ok()?;
+        let data = s.data?;
+        (data["ca.crt"].0 == ca).then_some(data)
+    })
+    .await;
+    let text = |k: &str| String::from_utf8(alice[k].0.clone()).unwrap();
+    zookeeper_operator::tls::ClientTls::new(
+        &text("ca.crt"),
+        Some((&text("tls.crt"), &text("tls.key"))),
+    )
+    .unwrap()
+    .zookeeper_options()
+    .unwrap()
 }
 
 /// TLS turned on for a running plaintext ensemble, under load: the operator takes it through
