@@ -13,7 +13,8 @@ answer to its POST to the ADDED event of its last child. Meanwhile the operator'
 stime of /proc/PID/stat) and RSS (VmRSS) are sampled. After the wave and SETTLE seconds, one
 steady window of STEADY seconds, once the StatefulSet controller has made all the pods: CPU, RSS, and the API requests of USER in the API server's
 audit log, reads (get, list, watch) and writes (create, update, patch, delete) per minute.
-Prints one tab-separated row (see HEADER).
+Prints one tab-separated row (see HEADER). With --control-plane, also logs the CPU each
+control-plane process and the whole machine used during the wave.
 """
 
 import argparse
@@ -56,6 +57,27 @@ def cpu_ticks(pid):
     with open(f"/proc/{pid}/stat") as f:
         fields = f.read().rsplit(")", 1)[1].split()
     return int(fields[11]) + int(fields[12])  # utime, stime (fields 14 and 15)
+
+
+def machine_ticks():
+    """(busy, total) CPU ticks of the whole machine, from the first line of /proc/stat."""
+    with open("/proc/stat") as f:
+        v = [int(x) for x in f.readline().split()[1:]]
+    idle = v[3] + v[4]  # idle, iowait
+    return sum(v) - idle, sum(v)
+
+
+def control_plane_ticks(pids):
+    """CPU ticks of each control-plane process named in PIDS ("name=pid,..."); a process that is
+    gone counts 0."""
+    out = {}
+    for item in filter(None, pids.split(",")):
+        name, _, pid = item.partition("=")
+        try:
+            out[name] = cpu_ticks(int(pid))
+        except (OSError, ValueError):
+            out[name] = 0
+    return out
 
 
 def status_mib(pid, *keys):
@@ -277,6 +299,7 @@ def wave(a):
     sampler.start()
     p0 = passes(a.metrics)
     c0, t0 = cpu_ticks(a.pid), time.monotonic()
+    cp0, m0 = control_plane_ticks(a.control_plane), machine_ticks()
     conn = api.conn()
     path = cluster_path(a.kind, a.namespace)
     for name in names:
@@ -301,6 +324,7 @@ def wave(a):
         time.sleep(0.1)
     t1 = time.monotonic()
     c1 = cpu_ticks(a.pid)
+    cp1, m1 = control_plane_ticks(a.control_plane), machine_ticks()
     sampler.stop.set()
     with children.lock:
         lat = [children.done[n] - applied[n] for n in names if n in children.done]
@@ -308,6 +332,14 @@ def wave(a):
     wave_s = t1 - t0
     wave_cpu = (c1 - c0) / TICK / wave_s * 1000.0
     log(f"{a.kind}: {a.count} created in {created_in:.1f}s, children of {ok}/{a.count} within {wave_s:.1f}s")
+    # where the machine's CPU went during the wave: is the control plane or the operator the limit?
+    cores = os.cpu_count() or 1
+    busy = (m1[0] - m0[0]) / max(1, m1[1] - m0[1]) * cores
+    shares = ", ".join(f"{n} {(cp1[n] - cp0.get(n, 0)) / TICK / wave_s * 1000.0:.0f}m" for n in cp1)
+    log(
+        f"{a.kind}: CPU during the {wave_s:.1f}s wave: machine busy {busy:.2f} of {cores} cores; "
+        f"{shares + ', ' if shares else ''}operator {wave_cpu:.0f}m, benchmark and others the rest"
+    )
 
     # the StatefulSet controller creates the pods (Pending) at its own pace; the operators see
     # each one, so the steady window starts once all of them exist, and SETTLE seconds later
@@ -415,6 +447,7 @@ def main():
     w.add_argument("--timeout", type=float, default=300)
     w.add_argument("--metrics", default="")
     w.add_argument("--label", default="run")
+    w.add_argument("--control-plane", default="", help="name=pid,... of the control plane's processes")
     sub.add_parser("header")
     rep = sub.add_parser("report")
     rep.add_argument("results")
