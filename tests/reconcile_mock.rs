@@ -158,9 +158,7 @@ fn first_time_script() -> Vec<Exchange> {
         }));
         script.push(expect(Method::PATCH, base(kind, name), echo(|_| {})));
     }
-    script.push(expect(Method::GET, base("statefulsets", "zk"), |_| {
-        status(StatusCode::NOT_FOUND, "NotFound")
-    }));
+    // The StatefulSet is known missing from the read above: applied without another.
     script.push(expect(
         Method::PATCH,
         base("statefulsets", "zk"),
@@ -402,6 +400,155 @@ async fn children_the_watches_show_applied_are_neither_read_nor_written() {
     );
 }
 
+#[tokio::test]
+async fn a_new_clusters_children_the_watches_have_listed_as_missing_are_applied_unread() {
+    // The children's watches have listed (a new cluster's children are not among them): the
+    // first pass reads the StatefulSet once (missing), applies all six without reading any
+    // (the mocked server fails on any request not in this script).
+    let mut script = vec![expect(Method::GET, base("statefulsets", "zk"), |_| {
+        status(StatusCode::NOT_FOUND, "NotFound")
+    })];
+    let children = [
+        ("services", "zk-hs"),
+        ("services", "zk-cs"),
+        ("poddisruptionbudgets", "zk-pdb"),
+        ("configmaps", "zk-members"),
+        ("networkpolicies", "zk-netpol"),
+    ];
+    for (kind, name) in children {
+        script.push(expect(Method::PATCH, base(kind, name), echo(|_| {})));
+    }
+    script.push(expect(
+        Method::PATCH,
+        base("statefulsets", "zk"),
+        echo(sts_status),
+    ));
+    script.push(expect(
+        Method::GET,
+        format!("/api/v1/namespaces/{NS}/pods"),
+        |_| (StatusCode::OK, pods()),
+    ));
+    script.push(status_patch());
+    let (client, served) = mock_api::start(NS, script);
+    let ctx = Arc::new(
+        Context::new(client, Arc::new(Metrics::default()), healthy_prober())
+            .with_operator_namespace(Some(OPERATOR_NS.to_string())),
+    );
+    for kind in [
+        "Service",
+        "PodDisruptionBudget",
+        "ConfigMap",
+        "NetworkPolicy",
+    ] {
+        for event in [
+            kube::runtime::watcher::Event::Init,
+            kube::runtime::watcher::Event::InitDone,
+        ] {
+            ctx.children
+                .on_event::<k8s_openapi::api::core::v1::Service>(kind, event);
+        }
+    }
+    let action = reconcile(
+        Arc::new(DeserializeGuard(Ok(cluster(json!({}), None)))),
+        ctx.clone(),
+    )
+    .await;
+    drop(ctx);
+    let writes = served.writes().await;
+    assert!(action.is_ok(), "{action:?}");
+    let paths: Vec<&str> = writes.iter().map(|(path, _)| path.as_str()).collect();
+    let mut want: Vec<String> = children.iter().map(|(k, n)| base(k, n)).collect();
+    want.push(base("statefulsets", "zk"));
+    want.push(format!(
+        "/apis/zookeeper.ensemble.dev/v1alpha1/namespaces/{NS}/zookeeperclusters/zk/status"
+    ));
+    assert_eq!(paths, want, "six children applied, then the status");
+}
+
+#[tokio::test]
+async fn members_without_pods_are_not_asked_and_the_pass_waits_for_the_watch() {
+    // A new cluster whose pods the StatefulSet controller has not made yet: no member has a DNS
+    // record, so none is sent a word (the prober fails the test if called), and the next pass
+    // comes from a pod's watch event, or at the steady resync: no short timer.
+    let mut script = first_time_script();
+    let pods_at = script.len() - 1;
+    script[pods_at] = expect(Method::GET, format!("/api/v1/namespaces/{NS}/pods"), |_| {
+        (
+            StatusCode::OK,
+            json!({"kind": "PodList", "apiVersion": "v1", "metadata": {}, "items": []}),
+        )
+    });
+    script.push(status_patch());
+    let never: Prober = Arc::new(|members| {
+        panic!("no member has a pod, yet the pass asked {members:?}");
+    });
+    let (client, served) = mock_api::start(NS, script);
+    let ctx = Arc::new(
+        Context::new(client, Arc::new(Metrics::default()), never)
+            .with_operator_namespace(Some(OPERATOR_NS.to_string()))
+            .with_steady_resync(std::time::Duration::from_secs(45)),
+    );
+    let action = reconcile(
+        Arc::new(DeserializeGuard(Ok(cluster(json!({}), None)))),
+        ctx.clone(),
+    )
+    .await;
+    drop(ctx);
+    let writes = served.writes().await;
+    assert_eq!(
+        action.expect("the pass succeeds"),
+        kube::runtime::controller::Action::requeue(std::time::Duration::from_secs(45)),
+        "nothing could answer: the steady resync, not a probe timer"
+    );
+    let status = &writes.last().expect("the status is written").1["status"];
+    assert!(
+        status.to_string().contains("no pod yet"),
+        "the status says why the members do not answer: {status}"
+    );
+}
+
+#[tokio::test]
+async fn pods_made_a_moment_ago_are_looked_at_again_soon_even_without_an_ip() {
+    // The pods were made within the last second (creation times have second precision): the
+    // plan waits for time itself, so the pass comes back on a timer, not at the steady resync.
+    let mut script = first_time_script();
+    let pods_at = script.len() - 1;
+    script[pods_at] = expect(Method::GET, format!("/api/v1/namespaces/{NS}/pods"), |_| {
+        let now = json!(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
+            k8s_openapi::jiff::Timestamp::now()
+        ));
+        let mut list = pods();
+        for pod in list["items"].as_array_mut().unwrap() {
+            pod["metadata"]["creationTimestamp"] = now.clone();
+            pod["status"] = json!({"phase": "Pending"});
+        }
+        (StatusCode::OK, list)
+    });
+    script.push(status_patch());
+    let never: Prober = Arc::new(|members| {
+        panic!("no member has an IP, yet the pass asked {members:?}");
+    });
+    let (client, served) = mock_api::start(NS, script);
+    let ctx = Arc::new(
+        Context::new(client, Arc::new(Metrics::default()), never)
+            .with_operator_namespace(Some(OPERATOR_NS.to_string()))
+            .with_steady_resync(std::time::Duration::from_secs(45)),
+    );
+    let action = reconcile(
+        Arc::new(DeserializeGuard(Ok(cluster(json!({}), None)))),
+        ctx.clone(),
+    )
+    .await;
+    drop(ctx);
+    served.writes().await;
+    let action = action.expect("the pass succeeds");
+    assert_ne!(
+        action,
+        kube::runtime::controller::Action::requeue(std::time::Duration::from_secs(45)),
+        "a pod younger than its creation time's precision: looked at again on a timer"
+    );
+}
+
 /// A cluster whose heap does not fit its memory limit: a spec only the operator refuses.
 fn heap_too_large() -> ZookeeperCluster {
     cluster(
@@ -484,7 +631,7 @@ fn sts_rolling(obj: &mut Value) {
 /// the eviction of zk-2 (the highest follower): the members are observed again.
 fn rollout_script() -> Vec<Exchange> {
     let mut script = first_time_script();
-    script[12] = expect(Method::PATCH, base("statefulsets", "zk"), echo(sts_rolling));
+    script[11] = expect(Method::PATCH, base("statefulsets", "zk"), echo(sts_rolling));
     script.push(expect(Method::GET, base("statefulsets", "zk"), |_| {
         let mut sts = running_statefulset();
         sts_rolling(&mut sts);

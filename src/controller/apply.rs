@@ -39,8 +39,19 @@ pub fn needs_apply<K: Resource>(live: Option<&K>, hash: &str) -> bool {
     !ours || super::children::foreign_writer(meta)
 }
 
+/// What the pass knows of a live object before applying it.
+enum Live<'a, K> {
+    /// Nothing: read it first.
+    Unknown,
+    /// It does not exist (the watch has listed its kind without it, or this pass read it).
+    Missing,
+    /// As this pass read it.
+    Read(&'a K),
+}
+
 /// Applies one child unless the watch shows it already applied as rendered (see
-/// [`Children`]); otherwise reads it and applies it when it differs, and records the result.
+/// [`Children`]); a child the watch shows missing is applied without a read; otherwise it is
+/// read and applied when it differs. The result is recorded.
 async fn apply_child<K>(
     client: &Client,
     namespace: &str,
@@ -56,16 +67,27 @@ where
         + std::fmt::Debug,
 {
     let kind = <K as k8s_openapi::Resource>::KIND;
-    if children.current(kind, namespace, &desired.name_any(), &applied_hash(desired)) {
+    let name = desired.name_any();
+    if children.current(kind, namespace, &name, &applied_hash(desired)) {
         return Ok(());
     }
-    let live = apply_one(client, namespace, desired).await?;
+    let live = if children.absent(kind, namespace, &name) {
+        Live::Missing
+    } else {
+        Live::Unknown
+    };
+    let live = apply_one(client, namespace, desired, live).await?;
     children.observe(kind, live.meta());
     Ok(())
 }
 
 /// Applies one object unless the live one already matches; returns the live object.
-async fn apply_one<K>(client: &Client, namespace: &str, desired: &K) -> Result<K, kube::Error>
+async fn apply_one<K>(
+    client: &Client,
+    namespace: &str,
+    desired: &K,
+    live: Live<'_, K>,
+) -> Result<K, kube::Error>
 where
     K: Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
         + Serialize
@@ -76,11 +98,19 @@ where
     let api: Api<K> = Api::namespaced(client.clone(), namespace);
     let name = desired.name_any();
     let hash = applied_hash(desired);
-    let live = api.get_opt(&name).await?;
+    let read;
+    let live = match live {
+        Live::Unknown => {
+            read = api.get_opt(&name).await?;
+            read.as_ref()
+        }
+        Live::Missing => None,
+        Live::Read(live) => Some(live),
+    };
     if let Some(live) = live
-        && !needs_apply(Some(&live), &hash)
+        && !needs_apply(Some(live), &hash)
     {
-        return Ok(live);
+        return Ok(live.clone());
     }
     let mut obj = desired.clone();
     obj.meta_mut()
@@ -121,9 +151,9 @@ pub async fn apply(
 
 /// Applies the objects in order: Services, PDB, the membership ConfigMap and the NetworkPolicy
 /// first so the StatefulSet's pods find their DNS names, disruption budget and policy in place.
-/// Those are read only when `children` does not show them applied as rendered; the StatefulSet
-/// is read unless this pass already read it (`live_statefulset`), and returned as the server
-/// has it.
+/// Those are read only when `children` neither shows them applied as rendered nor missing; the
+/// StatefulSet is not read again: `live_statefulset` is what this pass read of it (`None`: it
+/// does not exist). It is returned as the server has it.
 pub async fn apply_all(
     client: &Client,
     namespace: &str,
@@ -163,12 +193,8 @@ pub async fn apply_all(
     apply_child::<NetworkPolicy>(client, namespace, network_policy, children)
         .await
         .map_err(|source| Error::ApplyNetworkPolicy { source })?;
-    if let Some(live) = live_statefulset
-        && !needs_apply(Some(live), &applied_hash(statefulset))
-    {
-        return Ok(live.clone());
-    }
-    apply_one::<StatefulSet>(client, namespace, statefulset)
+    let live = live_statefulset.map_or(Live::Missing, Live::Read);
+    apply_one::<StatefulSet>(client, namespace, statefulset, live)
         .await
         .map_err(|source| Error::ApplyStatefulSet { source })
 }

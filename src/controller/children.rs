@@ -5,7 +5,9 @@
 //!
 //! It serves two purposes:
 //! - a pass skips the GET of a child that the watch shows as already applied with the hash it
-//!   would apply (when the index does not know a child, the pass reads it, as before);
+//!   would apply, and of a child the watch has listed as missing (a new cluster's children: the
+//!   read would answer 404); while a kind's watch has not listed yet, or relists, a child the
+//!   index does not know is read first;
 //! - a watch event of a child triggers a pass of its cluster only when that state changed (or
 //!   the child was deleted): the PDB's status written by the disruption controller, or the
 //!   operator's own creation of a child, recorded here when its apply returns, cost no pass.
@@ -77,6 +79,8 @@ struct Inner {
     seen: HashMap<Key, State>,
     /// Per kind, while its watch relists: the children listed so far.
     relisting: HashMap<&'static str, HashSet<Key>>,
+    /// The kinds whose watch has listed and is not relisting: what it does not hold is missing.
+    synced: HashSet<&'static str>,
 }
 
 /// The index; see the module's documentation.
@@ -120,6 +124,19 @@ impl Children {
         })
     }
 
+    /// Whether the child is missing: its kind's watch has listed (and is not relisting) and
+    /// holds no such child. Then a pass applies it without reading it first. A child created
+    /// so recently that its event has not arrived is applied again, which changes nothing.
+    pub fn absent(&self, kind: &'static str, namespace: &str, name: &str) -> bool {
+        let key = Key {
+            kind,
+            namespace: namespace.to_string(),
+            name: name.to_string(),
+        };
+        let inner = self.lock();
+        inner.synced.contains(kind) && !inner.seen.contains_key(&key)
+    }
+
     /// How many children are recorded.
     #[cfg(test)]
     pub fn len(&self) -> usize {
@@ -133,7 +150,9 @@ impl Children {
     }
 
     fn relist_started(&self, kind: &'static str) {
-        self.lock().relisting.insert(kind, HashSet::new());
+        let mut inner = self.lock();
+        inner.synced.remove(kind);
+        inner.relisting.insert(kind, HashSet::new());
     }
 
     fn relist_done(&self, kind: &'static str) {
@@ -143,6 +162,7 @@ impl Children {
                 .seen
                 .retain(|key, _| key.kind != kind || listed.contains(key));
         }
+        inner.synced.insert(kind);
     }
 
     /// One watch event of a child of kind `kind`: updates the index and returns the object
@@ -313,6 +333,34 @@ mod tests {
             "not listed again: read it"
         );
         assert_eq!(c.len(), 1);
+    }
+
+    #[test]
+    fn a_child_is_known_missing_only_while_its_kinds_watch_has_listed() {
+        let c = Children::default();
+        let a = meta("a", Some("h"), &[(MANAGER, None)]);
+        assert!(
+            !c.absent("Service", "ns", "b"),
+            "the watch has not listed: read it"
+        );
+        c.on_event::<Service>("Service", watcher::Event::Init);
+        c.on_event("Service", watcher::Event::InitApply(event(a.clone())));
+        assert!(!c.absent("Service", "ns", "b"), "still listing: read it");
+        c.on_event::<Service>("Service", watcher::Event::InitDone);
+        assert!(c.absent("Service", "ns", "b"), "listed, and not there");
+        assert!(!c.absent("Service", "ns", "a"), "listed");
+        assert!(
+            !c.absent("PodDisruptionBudget", "ns", "b"),
+            "another kind's watch has not listed"
+        );
+        // the watch restarts: until it has listed again, nothing is known missing
+        c.on_event::<Service>("Service", watcher::Event::Init);
+        assert!(!c.absent("Service", "ns", "b"));
+        c.on_event::<Service>("Service", watcher::Event::InitDone);
+        assert!(c.absent("Service", "ns", "a"), "not listed again: gone");
+        // the operator's own apply is recorded before the watch sees it
+        c.observe("Service", &meta("b", Some("h"), &[(MANAGER, None)]));
+        assert!(!c.absent("Service", "ns", "b"));
     }
 
     #[test]

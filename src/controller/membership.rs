@@ -190,7 +190,8 @@ pub struct Prepared {
     pub members: Members,
     /// The committed configuration, when it could be read.
     pub committed: Option<CommittedConfig>,
-    /// The StatefulSet as this pass read it (the apply step needs not read it again).
+    /// The StatefulSet as this pass read it, `None` when it does not exist (the apply step
+    /// needs not read it again).
     pub statefulset: Option<StatefulSet>,
 }
 

@@ -87,13 +87,14 @@ impl Target {
 }
 
 /// Everything the planner needs: the StatefulSet, its pods, and each member's answers through
-/// its ordinal DNS name.
+/// its ordinal DNS name; and whether any member was asked at all (`false`: no member has a pod
+/// with an IP, so nothing could answer until a pod watch event says otherwise).
 pub async fn observe(
     ctx: &Context,
     id: &ClusterId,
     target: &Target,
     sts: &StatefulSet,
-) -> Result<Observation, Error> {
+) -> Result<(Observation, bool), Error> {
     let pods = pods(ctx, id).await?;
     if target.in_service {
         super::withdraw::restore(ctx, id, &pods).await?;
@@ -114,6 +115,7 @@ pub async fn observe(
     // Taken before the first word is sent: the planner ignores probes older than a pod.
     let probed_at = SystemTime::now();
     let (addresses, unstarted) = split_unstarted(&id.name, addresses, &pods);
+    let asked = !addresses.is_empty();
     let mut probes = if addresses.is_empty() {
         Vec::new()
     } else {
@@ -121,43 +123,49 @@ pub async fn observe(
     };
     probes.extend(unstarted);
     probes.sort_by_key(|p| p.ordinal);
-    Ok(Observation::from_objects(
-        sts,
-        &pods,
-        &target.strategy,
-        probes,
-        probed_at,
-    ))
+    let observation = Observation::from_objects(sts, &pods, &target.strategy, probes, probed_at);
+    Ok((observation, asked))
 }
 
-/// Splits the members to probe from those whose pod is Pending without an IP (not scheduled, or
-/// its sandbox not started): such a member has no DNS record yet and nothing that could answer,
-/// so it is not sent a word, and its outcome is the one the resolver would give. With many
-/// clusters whose pods cannot be scheduled this saves every name lookup and connection.
+/// Splits the members to probe from those that have no pod, or whose pod is Pending without an
+/// IP (not scheduled, or its sandbox not started): such a member has no DNS record yet and
+/// nothing that could answer, so it is not sent a word, and its outcome is the one the resolver
+/// would give. With many clusters whose pods cannot be scheduled (or are not made yet) this
+/// saves every name lookup and connection.
 fn split_unstarted(
     cluster: &str,
     addresses: Vec<(Ordinal, MemberAddress)>,
     pods: &[Pod],
 ) -> (Vec<(Ordinal, MemberAddress)>, Vec<MemberProbe>) {
-    let unstarted = |ordinal: Ordinal| {
+    let why_unstarted = |ordinal: Ordinal| {
         let name = names::member_pod(cluster, ordinal.0);
-        pods.iter().any(|p| {
-            p.metadata.name.as_deref() == Some(name.as_str())
-                && p.status.as_ref().is_some_and(|s| {
+        match pods
+            .iter()
+            .find(|p| p.metadata.name.as_deref() == Some(name.as_str()))
+        {
+            None => Some("no pod yet"),
+            Some(p) => p
+                .status
+                .as_ref()
+                .is_some_and(|s| {
                     s.phase.as_deref() == Some("Pending")
                         && s.pod_ip.as_deref().is_none_or(str::is_empty)
                 })
-        })
+                .then_some("the pod has no IP yet (Pending)"),
+        }
     };
-    let (skip, probe): (Vec<_>, Vec<_>) = addresses.into_iter().partition(|(o, _)| unstarted(*o));
-    let skipped = skip
-        .into_iter()
-        .map(|(ordinal, addr)| MemberProbe {
-            ordinal,
-            srvr: Outcome::DnsFailure(format!("{}: the pod has no IP yet (Pending)", addr.host)),
-            mntr: None,
-        })
-        .collect();
+    let mut probe = Vec::new();
+    let mut skipped = Vec::new();
+    for (ordinal, addr) in addresses {
+        match why_unstarted(ordinal) {
+            Some(why) => skipped.push(MemberProbe {
+                ordinal,
+                srvr: Outcome::DnsFailure(format!("{}: {why}", addr.host)),
+                mntr: None,
+            }),
+            None => probe.push((ordinal, addr)),
+        }
+    }
     (probe, skipped)
 }
 
@@ -212,7 +220,7 @@ pub async fn again(ctx: &Context, id: &ClusterId, target: &Target) -> Result<Obs
     let sts = statefulset(ctx, id)
         .await?
         .ok_or(Error::MissingField("statefulset"))?;
-    observe(ctx, id, target, &sts).await
+    Ok(observe(ctx, id, target, &sts).await?.0)
 }
 
 /// The ensemble that runs now, observed without changing anything (for a spec that is refused
@@ -225,7 +233,7 @@ pub async fn running(
     let Some(sts) = statefulset(ctx, id).await? else {
         return Ok(None);
     };
-    let observation = observe(ctx, id, &Target::running(&sts, zk), &sts).await?;
+    let (observation, _) = observe(ctx, id, &Target::running(&sts, zk), &sts).await?;
     Ok(Some((sts, observation)))
 }
 
@@ -238,4 +246,57 @@ async fn pods(ctx: &Context, id: &ClusterId) -> Result<Vec<Pod>, Error> {
         .await
         .map_err(|source| Error::ListPods { source })?;
     Ok(list.items)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use k8s_openapi::api::core::v1::PodStatus;
+    use kube::api::ObjectMeta;
+
+    fn pod(name: &str, phase: &str, ip: Option<&str>) -> Pod {
+        Pod {
+            metadata: ObjectMeta {
+                name: Some(name.to_string()),
+                ..Default::default()
+            },
+            status: Some(PodStatus {
+                phase: Some(phase.to_string()),
+                pod_ip: ip.map(str::to_string),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn only_members_whose_pod_has_an_ip_are_asked() {
+        let addresses = member_addresses("zk", "ns", "cluster.local", 2181, 4);
+        let pods = [
+            pod("zk-0", "Running", Some("10.0.0.1")),
+            pod("zk-1", "Pending", None),
+            // a pod with an IP whose containers have not started: asked (it may be starting)
+            pod("zk-3", "Pending", Some("10.0.0.3")),
+        ];
+        let (asked, skipped) = split_unstarted("zk", addresses, &pods);
+        let asked: Vec<u32> = asked.iter().map(|(o, _)| o.0).collect();
+        assert_eq!(asked, [0, 3]);
+        let skipped: Vec<(u32, String)> = skipped
+            .iter()
+            .map(|p| match &p.srvr {
+                Outcome::DnsFailure(why) => (p.ordinal.0, why.clone()),
+                other => panic!("{other:?}"),
+            })
+            .collect();
+        assert_eq!(
+            skipped,
+            [
+                (
+                    1,
+                    "zk-1.zk-hs.ns.svc.cluster.local: the pod has no IP yet (Pending)".to_string()
+                ),
+                (2, "zk-2.zk-hs.ns.svc.cluster.local: no pod yet".to_string()),
+            ]
+        );
+    }
 }

@@ -126,8 +126,8 @@ async fn reconcile_cluster(zk: &ZookeeperCluster, ctx: &Context) -> Result<Actio
         Err(e) => return write_status::hold(ctx, zk, &id, Err(e), &now).await,
     };
     let target = Target::of(&cluster, &members.members).with_tls(tls_client.clone());
-    let observation = match observe::observe(ctx, &id, &target, &sts).await {
-        Ok(observation) => observation,
+    let (observation, asked) = match observe::observe(ctx, &id, &target, &sts).await {
+        Ok(observed) => observed,
         Err(e) => return write_status::unobserved(ctx, zk, &id, e, &now).await,
     };
     let plan = rollout::plan(&observation);
@@ -174,6 +174,21 @@ async fn reconcile_cluster(zk: &ZookeeperCluster, ctx: &Context) -> Result<Actio
         (Some(_), _) => {
             ctx.probe_backoff.clear(&key);
             next.min(membership::RECHECK)
+        }
+        // No member has a pod with an IP (pods not made yet, or Pending) while nothing is done:
+        // no timer could learn anything; the pod made, scheduled or started is a watch event.
+        // (Unless the plan waits for time itself: a pod made less than a second ago.)
+        (None, rollout::Act::None)
+            if next < ctx.steady_resync
+                && observe::unanswered(&observation)
+                && !asked
+                && !matches!(
+                    plan.decision,
+                    rollout::Decision::Wait(rollout::WaitReason::ObservationOlderThanPod(_))
+                ) =>
+        {
+            ctx.probe_backoff.clear(&key);
+            ctx.steady_resync
         }
         // Members that do not answer while nothing is done: each pass that finds what the
         // previous one found waits longer (bounded), since a change that could make them answer
