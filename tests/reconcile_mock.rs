@@ -465,28 +465,29 @@ async fn a_new_clusters_children_the_watches_have_listed_as_missing_are_applied_
     assert_eq!(paths, want, "six children applied, then the status");
 }
 
-#[tokio::test]
-async fn members_without_pods_are_not_asked_and_the_pass_waits_for_the_watch() {
-    // A new cluster whose pods the StatefulSet controller has not made yet: no member has a DNS
-    // record, so none is sent a word (the prober fails the test if called), and the next pass
-    // comes from a pod's watch event, or at the steady resync: no short timer.
+/// The steady resync of [`first_pass_asking_no_member`].
+const RESYNC: std::time::Duration = std::time::Duration::from_secs(45);
+
+/// The first pass over a new cluster whose pod list the server answers with `pods`, with a
+/// prober that fails the test if called: its result and its writes.
+async fn first_pass_asking_no_member(
+    pods: impl Fn(&Value) -> Reply + Send + 'static,
+) -> (
+    Result<kube::runtime::controller::Action, zookeeper_operator::controller::Error>,
+    Vec<(String, Value)>,
+) {
     let mut script = first_time_script();
     let pods_at = script.len() - 1;
-    script[pods_at] = expect(Method::GET, format!("/api/v1/namespaces/{NS}/pods"), |_| {
-        (
-            StatusCode::OK,
-            json!({"kind": "PodList", "apiVersion": "v1", "metadata": {}, "items": []}),
-        )
-    });
+    script[pods_at] = expect(Method::GET, format!("/api/v1/namespaces/{NS}/pods"), pods);
     script.push(status_patch());
     let never: Prober = Arc::new(|members| {
-        panic!("no member has a pod, yet the pass asked {members:?}");
+        panic!("no member has a pod with an IP, yet the pass asked {members:?}");
     });
     let (client, served) = mock_api::start(NS, script);
     let ctx = Arc::new(
         Context::new(client, Arc::new(Metrics::default()), never)
             .with_operator_namespace(Some(OPERATOR_NS.to_string()))
-            .with_steady_resync(std::time::Duration::from_secs(45)),
+            .with_steady_resync(RESYNC),
     );
     let action = reconcile(
         Arc::new(DeserializeGuard(Ok(cluster(json!({}), None)))),
@@ -494,10 +495,24 @@ async fn members_without_pods_are_not_asked_and_the_pass_waits_for_the_watch() {
     )
     .await;
     drop(ctx);
-    let writes = served.writes().await;
+    (action, served.writes().await)
+}
+
+#[tokio::test]
+async fn members_without_pods_are_not_asked_and_the_pass_waits_for_the_watch() {
+    // A new cluster whose pods the StatefulSet controller has not made yet: no member has a DNS
+    // record, so none is sent a word (the prober fails the test if called), and the next pass
+    // comes from a pod's watch event, or at the steady resync: no short timer.
+    let (action, writes) = first_pass_asking_no_member(|_| {
+        (
+            StatusCode::OK,
+            json!({"kind": "PodList", "apiVersion": "v1", "metadata": {}, "items": []}),
+        )
+    })
+    .await;
     assert_eq!(
         action.expect("the pass succeeds"),
-        kube::runtime::controller::Action::requeue(std::time::Duration::from_secs(45)),
+        kube::runtime::controller::Action::requeue(RESYNC),
         "nothing could answer: the steady resync, not a probe timer"
     );
     let status = &writes.last().expect("the status is written").1["status"];
@@ -511,9 +526,7 @@ async fn members_without_pods_are_not_asked_and_the_pass_waits_for_the_watch() {
 async fn pods_made_a_moment_ago_are_looked_at_again_soon_even_without_an_ip() {
     // The pods were made within the last second (creation times have second precision): the
     // plan waits for time itself, so the pass comes back on a timer, not at the steady resync.
-    let mut script = first_time_script();
-    let pods_at = script.len() - 1;
-    script[pods_at] = expect(Method::GET, format!("/api/v1/namespaces/{NS}/pods"), |_| {
+    let (action, _) = first_pass_asking_no_member(|_| {
         let now = json!(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
             k8s_openapi::jiff::Timestamp::now()
         ));
@@ -523,28 +536,11 @@ async fn pods_made_a_moment_ago_are_looked_at_again_soon_even_without_an_ip() {
             pod["status"] = json!({"phase": "Pending"});
         }
         (StatusCode::OK, list)
-    });
-    script.push(status_patch());
-    let never: Prober = Arc::new(|members| {
-        panic!("no member has an IP, yet the pass asked {members:?}");
-    });
-    let (client, served) = mock_api::start(NS, script);
-    let ctx = Arc::new(
-        Context::new(client, Arc::new(Metrics::default()), never)
-            .with_operator_namespace(Some(OPERATOR_NS.to_string()))
-            .with_steady_resync(std::time::Duration::from_secs(45)),
-    );
-    let action = reconcile(
-        Arc::new(DeserializeGuard(Ok(cluster(json!({}), None)))),
-        ctx.clone(),
-    )
+    })
     .await;
-    drop(ctx);
-    served.writes().await;
-    let action = action.expect("the pass succeeds");
     assert_ne!(
-        action,
-        kube::runtime::controller::Action::requeue(std::time::Duration::from_secs(45)),
+        action.expect("the pass succeeds"),
+        kube::runtime::controller::Action::requeue(RESYNC),
         "a pod younger than its creation time's precision: looked at again on a timer"
     );
 }

@@ -116,7 +116,7 @@ pub async fn observe(
     let probed_at = SystemTime::now();
     let (addresses, unstarted) = split_unstarted(&id.name, addresses, &pods);
     let asked = !addresses.is_empty();
-    let mut probes = if addresses.is_empty() {
+    let mut probes = if !asked {
         Vec::new()
     } else {
         (ctx.prober)(addresses).await
