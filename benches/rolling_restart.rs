@@ -13,6 +13,7 @@ mod dist;
 mod ensemble;
 #[path = "../tests/support/rolling_restart.rs"]
 mod rolling_restart;
+#[allow(dead_code)]
 #[path = "../tests/support/writer.rs"]
 mod writer;
 

@@ -11,6 +11,7 @@
 mod dist;
 #[path = "support/dynamic_ensemble.rs"]
 mod dynamic_ensemble;
+#[allow(dead_code)]
 #[path = "support/writer.rs"]
 mod writer;
 

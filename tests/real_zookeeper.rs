@@ -19,7 +19,9 @@ use std::time::{Duration, Instant};
 
 use ensemble::Ensemble;
 use rolling_restart::{RestartRecord, RolloutReport, rolling_restart};
-use writer::{Writer, longest_unavailability, verify_acknowledged, write_gaps};
+use writer::{
+    Writer, longest_gap_history, longest_unavailability, verify_acknowledged, write_gaps,
+};
 use zookeeper_operator::health::{Leadership, Mode, Ordinal, Sync};
 use zookeeper_operator::rollout::{self, BlockedReason, Decision, RestartReason};
 use zookeeper_operator::status;
@@ -189,7 +191,8 @@ async fn check_rollout_under_writes(ens: &Ensemble, writer: Writer, reports: &[R
         });
         assert!(
             overlaps_leader || gap < Duration::from_millis(1500),
-            "writes stalled {gap:?} outside the leader's restart"
+            "writes stalled {gap:?} outside the leader's restart; the longest gap: {}",
+            longest_gap_history(&attempts)
         );
     }
     let (longest, _) = longest_unavailability(&attempts);

@@ -568,10 +568,13 @@ async fn ca_rotation(client: &Client, ns: &str, name: &str) {
     // of alice's certificate from the new CA.
     let (_, attempts) = writer.stop().await;
     let (gap, _) = super::support::longest_unavailability(&attempts);
-    assert!(
-        gap < Duration::from_secs(5),
-        "writes stalled {gap:?} during the rotation"
-    );
+    if gap >= Duration::from_secs(5) {
+        panic!(
+            "writes stalled {gap:?} during the rotation: {}\nthe members and the operator:\n{}",
+            super::support::longest_gap_history(&attempts),
+            super::member_evidence(client, ns, name).await
+        );
+    }
     let sts_api = Api::<StatefulSet>::namespaced(client.clone(), ns);
     super::wait_until(
         "the CA rotation is done and every member runs the new CA",
@@ -838,14 +841,18 @@ async fn tls_turned_on_for_a_running_plaintext_ensemble_under_load() {
         "the client addresses were committed {:.1} s after the third roll",
         done - third_roll_done
     );
-    assert!(
-        plain_gap < Duration::from_secs(5),
-        "plaintext writes stalled {plain_gap:?} in rolls 1-2"
-    );
-    assert!(
-        tls_gap < Duration::from_secs(5),
-        "TLS writes stalled {tls_gap:?} in rolls 2-3"
-    );
+    for (what, gap, attempts) in [
+        ("plaintext writes stalled", plain_gap, &before_third),
+        ("TLS writes stalled", tls_gap, &tls_attempts),
+    ] {
+        if gap >= Duration::from_secs(5) {
+            panic!(
+                "{what} {gap:?} (plaintext in rolls 1-2, TLS in rolls 2-3): {}\nthe members and the operator:\n{}",
+                super::support::longest_gap_history(attempts),
+                super::member_evidence(&client, &ns, name).await
+            );
+        }
+    }
     // The committed configuration names each member's plaintext port on its loopback.
     let (config, _) = tls_client.get_config().await.expect("get_config over TLS");
     let config = String::from_utf8_lossy(&config).into_owned();
@@ -900,14 +907,23 @@ async fn writer_came_through(
 ) {
     let zk = wait_settled(client, ns, name, Duration::from_secs(120)).await;
     let (writer_client, attempts) = writer.stop().await;
-    let checked = super::support::verify_acknowledged(&writer_client, &attempts).await;
+    let checked = match super::support::check_acknowledged(&writer_client, &attempts).await {
+        Ok(checked) => checked,
+        Err(e) => panic!(
+            "{e}\nthe members and the operator:\n{}",
+            super::member_evidence(client, ns, name).await
+        ),
+    };
     let (gap, _) = super::support::longest_unavailability(&attempts);
     log(figure(checked, gap));
     assert!(checked > 0, "the writer wrote nothing");
-    assert!(
-        gap < Duration::from_secs(5),
-        "writes stalled {gap:?} during {what}"
-    );
+    if gap >= Duration::from_secs(5) {
+        panic!(
+            "writes stalled {gap:?} during {what}: {}\nthe members and the operator:\n{}",
+            super::support::longest_gap_history(&attempts),
+            super::member_evidence(client, ns, name).await
+        );
+    }
     assert!(
         zk.status
             .as_ref()

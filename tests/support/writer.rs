@@ -35,6 +35,7 @@ impl Writer {
         connect_string: &str,
         tls: Option<zookeeper_client::TlsOptions>,
     ) -> Self {
+        client_log();
         let connector =
             zookeeper_client::Client::connector().with_session_timeout(Duration::from_secs(20));
         let client = match tls {
@@ -67,10 +68,15 @@ impl Writer {
                         client.create("/writes/w-", data.as_bytes(), &seq),
                     )
                     .await;
+                    // A failure names the session's state after it (connected, disconnected,
+                    // expired), which tells a slow server from a client that found none.
                     let result = match r {
                         Ok(Ok((_, s))) => Ok(format!("/writes/w-{s}")),
-                        Ok(Err(e)) => Err(e.to_string()),
-                        Err(_) => Err("no answer within 5s".into()),
+                        Ok(Err(e)) => Err(format!("{e} (session {:?})", client.state())),
+                        Err(_) => Err(format!(
+                            "no answer within 5s (session {:?})",
+                            client.state()
+                        )),
                     };
                     let failed = result.is_err();
                     attempts.lock().expect("attempts").push(WriteAttempt {
@@ -123,17 +129,29 @@ pub fn write_gaps(attempts: &[WriteAttempt]) -> Vec<(Duration, Instant)> {
     gaps
 }
 
-/// Checks that every acknowledged write is readable with the data written.
+/// Checks that every acknowledged write is readable with the data written; panics with what the
+/// writer saw when one is not.
 pub async fn verify_acknowledged(
     client: &zookeeper_client::Client,
     attempts: &[WriteAttempt],
 ) -> usize {
-    let (children, _) = client.get_children("/writes").await.unwrap_or_else(|e| {
-        panic!(
+    check_acknowledged(client, attempts)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// The number of acknowledged writes, all readable with the data written; or what is wrong,
+/// with what the writer saw.
+pub async fn check_acknowledged(
+    client: &zookeeper_client::Client,
+    attempts: &[WriteAttempt],
+) -> Result<usize, String> {
+    let (children, _) = client.get_children("/writes").await.map_err(|e| {
+        format!(
             "list /writes after the rollout: {e}; the writer's attempts: {}",
             history(attempts)
         )
-    });
+    })?;
     let present: std::collections::HashSet<String> = children
         .into_iter()
         .map(|c| format!("/writes/{c}"))
@@ -141,46 +159,166 @@ pub async fn verify_acknowledged(
     let mut checked = 0;
     for a in attempts {
         if let Ok(path) = &a.result {
-            assert!(
-                present.contains(path),
-                "acknowledged write {path} is missing"
-            );
+            if !present.contains(path) {
+                return Err(format!("acknowledged write {path} is missing"));
+            }
             let (data, _) = client
                 .get_data(path)
                 .await
-                .unwrap_or_else(|e| panic!("read acknowledged write {path}: {e}"));
-            assert_eq!(data, a.data.to_string().into_bytes(), "data of {path}");
+                .map_err(|e| format!("read acknowledged write {path}: {e}"))?;
+            if data != a.data.to_string().into_bytes() {
+                return Err(format!("data of {path}: {data:?}, written {}", a.data));
+            }
             checked += 1;
         }
     }
-    checked
+    Ok(checked)
+}
+
+/// The ZooKeeper client's own account of its connections (which server it tried, why a
+/// connection or a session failed, where it got a session), kept in memory for a failure message:
+/// the last 400 such lines of every client in the test binary, with when they were logged.
+static CLIENT_LOG: Mutex<std::collections::VecDeque<(Instant, String)>> =
+    Mutex::new(std::collections::VecDeque::new());
+
+/// Keeps the client's connection events (`zookeeper_client` at debug and above, but for pings)
+/// in [`CLIENT_LOG`]; nothing is printed.
+pub fn client_log() {
+    use tracing_subscriber::layer::SubscriberExt;
+    struct Keep;
+    impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for Keep {
+        fn on_event(
+            &self,
+            event: &tracing::Event<'_>,
+            _: tracing_subscriber::layer::Context<'_, S>,
+        ) {
+            struct Text(String);
+            impl tracing::field::Visit for Text {
+                fn record_debug(
+                    &mut self,
+                    field: &tracing::field::Field,
+                    value: &dyn std::fmt::Debug,
+                ) {
+                    if !self.0.is_empty() {
+                        self.0.push(' ');
+                    }
+                    if field.name() != "message" {
+                        self.0.push_str(field.name());
+                        self.0.push('=');
+                    }
+                    self.0.push_str(&format!("{value:?}"));
+                }
+            }
+            let meta = event.metadata();
+            if !meta.target().starts_with("zookeeper_client")
+                || *meta.level() > tracing::Level::DEBUG
+            {
+                return;
+            }
+            let mut text = Text(String::new());
+            event.record(&mut text);
+            const CONNECTIONS: [&str; 6] =
+                ["connect", "session", "fail", "lost", "timeout", "expire"];
+            let lower = text.0.to_lowercase();
+            if lower.contains("ping")
+                || lower.starts_with("sending request")
+                || !CONNECTIONS.iter().any(|w| lower.contains(w))
+            {
+                return;
+            }
+            let mut log = CLIENT_LOG.lock().expect("client log");
+            if log.len() == 400 {
+                log.pop_front();
+            }
+            log.push_back((Instant::now(), format!("{} {}", meta.level(), text.0)));
+        }
+    }
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        let _ = tracing::subscriber::set_global_default(tracing_subscriber::registry().with(Keep));
+    });
+}
+
+/// The client log's lines logged `during`, times relative to `origin`.
+fn client_log_during(origin: Instant, during: Range<Instant>) -> Vec<String> {
+    CLIENT_LOG
+        .lock()
+        .expect("client log")
+        .iter()
+        .filter(|(at, _)| during.contains(at))
+        .map(|(at, line)| {
+            format!(
+                "{:.2}s {line}",
+                at.saturating_duration_since(origin).as_secs_f64()
+            )
+        })
+        .collect()
 }
 
 /// What the writer saw, for a failure message: how many attempts, when the last acknowledged one
-/// ended, and the failures after it (time from the first attempt, error).
-fn history(attempts: &[WriteAttempt]) -> String {
+/// ended, and the failures after it (time from the first attempt, error), consecutive equal
+/// errors as one run with its first and last time and count; then what the ZooKeeper clients
+/// logged of their connections since the last acknowledged write.
+pub fn history(attempts: &[WriteAttempt]) -> String {
+    let Some(last) = attempts.last() else {
+        return "none".into();
+    };
+    let last_ok = attempts.iter().rposition(|a| a.result.is_ok());
+    let from = last_ok.map_or(attempts[0].during.start, |i| attempts[i].during.end);
+    window(attempts, from..last.during.end)
+}
+
+/// [`history`] for the longest time without an acknowledged write: the failures in it and what
+/// the ZooKeeper clients logged of their connections meanwhile.
+pub fn longest_gap_history(attempts: &[WriteAttempt]) -> String {
+    match longest_unavailability(attempts) {
+        (gap, Some(at)) => window(attempts, at..at + gap),
+        _ => history(attempts),
+    }
+}
+
+/// The attempts' story in `during` (see [`history`]).
+fn window(attempts: &[WriteAttempt], during: Range<Instant>) -> String {
     let Some(origin) = attempts.first().map(|a| a.during.start) else {
         return "none".into();
     };
-    let at = |i: Instant| format!("{:.2}s", (i - origin).as_secs_f64());
-    let last_ok = attempts.iter().rposition(|a| a.result.is_ok());
-    let after = &attempts[last_ok.map_or(0, |i| i + 1)..];
-    let mut failures: Vec<String> = after
+    let at = |i: Instant| format!("{:.2}s", i.saturating_duration_since(origin).as_secs_f64());
+    let mut runs: Vec<(Instant, Instant, &str, usize)> = Vec::new();
+    for a in attempts.iter().filter(|a| during.contains(&a.during.end)) {
+        let Err(e) = &a.result else { continue };
+        match runs.last_mut() {
+            Some((_, last, error, n)) if *error == e.as_str() => {
+                *last = a.during.end;
+                *n += 1;
+            }
+            _ => runs.push((a.during.end, a.during.end, e, 1)),
+        }
+    }
+    let mut failures: Vec<String> = runs
         .iter()
-        .filter_map(|a| Some(format!("{} {}", at(a.during.end), a.result.as_ref().err()?)))
+        .map(|&(first, last, e, n)| match n {
+            1 => format!("{} {e}", at(first)),
+            _ => format!("{}-{} {e} x{n}", at(first), at(last)),
+        })
         .collect();
-    if failures.len() > 6 {
-        let tail = failures.split_off(failures.len() - 3);
-        failures.truncate(3);
+    if failures.len() > 12 {
+        let tail = failures.split_off(failures.len() - 6);
+        failures.truncate(6);
         failures.push("...".into());
         failures.extend(tail);
     }
+    let mut log = client_log_during(origin, during.start..during.end + Duration::from_secs(1));
+    if log.len() > 40 {
+        log.splice(20..log.len() - 20, ["...".to_string()]);
+    }
     format!(
-        "{} in all, {} acknowledged, the last acknowledged ended at {}, the last attempt at {}; failures after it: [{}]",
+        "{} in all, {} acknowledged; from {} to {}: failures [{}]; the ZooKeeper clients' connections meanwhile (from {}):\n  {}",
         attempts.len(),
         attempts.iter().filter(|a| a.result.is_ok()).count(),
-        last_ok.map_or("-".into(), |i| at(attempts[i].during.end)),
-        at(attempts[attempts.len() - 1].during.end),
-        failures.join(", ")
+        at(during.start),
+        at(during.end),
+        failures.join(", "),
+        at(during.start),
+        log.join("\n  ")
     )
 }
