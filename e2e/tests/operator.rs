@@ -357,10 +357,22 @@ async fn member_pods(client: &Client, ns: &str, name: &str) -> Vec<Pod> {
         .items
 }
 
+/// The wall-clock time of `at`.
+fn wall(at: Instant) -> std::time::SystemTime {
+    std::time::SystemTime::now() - at.elapsed()
+}
+
 /// For a failure message: each member pod's IP, start and the lines of its log that tell its
 /// part in elections and connections (roles taken, elections' length, peers it could not reach,
-/// exceptions), at most 15 a member; then the operator's last 25 log lines about the namespace.
-async fn member_evidence(client: &Client, ns: &str, name: &str) -> String {
+/// exceptions), at most 15 a member (a member restarted since `around` has no lines of it);
+/// then the operator's log lines about the namespace: those from 20 s before `around` to 20 s
+/// after it (at most 40), or its last 25.
+async fn member_evidence(
+    client: &Client,
+    ns: &str,
+    name: &str,
+    around: Option<std::ops::Range<Instant>>,
+) -> String {
     const TELLING: [&str; 10] = [
         "LEADER ELECTION TOOK",
         "LOOKING",
@@ -408,9 +420,29 @@ async fn member_evidence(client: &Client, ns: &str, name: &str) -> String {
             .logs(&pod.name_any(), &kube::api::LogParams::default())
             .await
             .unwrap_or_default();
-        let lines: Vec<&str> = logs.lines().filter(|l| l.contains(ns)).collect();
-        out.push(format!("operator {}:", pod.name_any()));
-        for line in &lines[lines.len().saturating_sub(25)..] {
+        let margin = Duration::from_secs(20);
+        let window = around.as_ref().map(|r| {
+            let ts = |t: std::time::SystemTime| {
+                k8s_openapi::jiff::Timestamp::try_from(t).unwrap_or_default()
+            };
+            ts(wall(r.start) - margin)..ts(wall(r.end) + margin)
+        });
+        let lines: Vec<&str> = logs
+            .lines()
+            .filter(|l| l.contains(ns))
+            .filter(|l| {
+                let Some(window) = &window else { return true };
+                l.split_once(' ')
+                    .and_then(|(t, _)| t.parse::<k8s_openapi::jiff::Timestamp>().ok())
+                    .is_some_and(|t| window.contains(&t))
+            })
+            .collect();
+        let (keep, which) = match &window {
+            Some(w) => (40, format!("from {} to {}", w.start, w.end)),
+            None => (25, "the last".to_string()),
+        };
+        out.push(format!("operator {} ({which}):", pod.name_any()));
+        for line in &lines[lines.len().saturating_sub(keep)..] {
             // The time, then the message without the spans before it.
             let text = match (line.split_once(' '), line.rsplit_once("}: ")) {
                 (Some((time, _)), Some((_, message))) => format!("{time} {message}"),
@@ -1144,7 +1176,7 @@ async fn rolling_restart_under_write_load_canary_and_operator_restart() {
         panic!(
             "writes through the client Service were unavailable for {longest:?} at a stretch: {}\nthe members and the operator:\n{}",
             support::longest_gap_history(&attempts),
-            member_evidence(&client, &ns, name).await
+            member_evidence(&client, &ns, name, support::longest_gap(&attempts)).await
         );
     }
 

@@ -572,7 +572,7 @@ async fn ca_rotation(client: &Client, ns: &str, name: &str) {
         panic!(
             "writes stalled {gap:?} during the rotation: {}\nthe members and the operator:\n{}",
             super::support::longest_gap_history(&attempts),
-            super::member_evidence(client, ns, name).await
+            super::member_evidence(client, ns, name, super::support::longest_gap(&attempts)).await
         );
     }
     let sts_api = Api::<StatefulSet>::namespaced(client.clone(), ns);
@@ -849,7 +849,8 @@ async fn tls_turned_on_for_a_running_plaintext_ensemble_under_load() {
             panic!(
                 "{what} {gap:?} (plaintext in rolls 1-2, TLS in rolls 2-3): {}\nthe members and the operator:\n{}",
                 super::support::longest_gap_history(attempts),
-                super::member_evidence(&client, &ns, name).await
+                super::member_evidence(&client, &ns, name, super::support::longest_gap(attempts))
+                    .await
             );
         }
     }
@@ -911,7 +912,8 @@ async fn writer_came_through(
         Ok(checked) => checked,
         Err(e) => panic!(
             "{e}\nthe members and the operator:\n{}",
-            super::member_evidence(client, ns, name).await
+            super::member_evidence(client, ns, name, super::support::since_last_ack(&attempts))
+                .await
         ),
     };
     let (gap, _) = super::support::longest_unavailability(&attempts);
@@ -921,7 +923,7 @@ async fn writer_came_through(
         panic!(
             "writes stalled {gap:?} during {what}: {}\nthe members and the operator:\n{}",
             super::support::longest_gap_history(&attempts),
-            super::member_evidence(client, ns, name).await
+            super::member_evidence(client, ns, name, super::support::longest_gap(&attempts)).await
         );
     }
     assert!(

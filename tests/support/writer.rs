@@ -260,20 +260,37 @@ fn client_log_during(origin: Instant, during: Range<Instant>) -> Vec<String> {
 /// errors as one run with its first and last time and count; then what the ZooKeeper clients
 /// logged of their connections since the last acknowledged write.
 pub fn history(attempts: &[WriteAttempt]) -> String {
-    let Some(last) = attempts.last() else {
-        return "none".into();
-    };
-    let last_ok = attempts.iter().rposition(|a| a.result.is_ok());
-    let from = last_ok.map_or(attempts[0].during.start, |i| attempts[i].during.end);
-    window(attempts, from..last.during.end)
+    match since_last_ack(attempts) {
+        Some(during) => window(attempts, during),
+        None => "none".into(),
+    }
+}
+
+/// The longest time without an acknowledged write (see [`longest_unavailability`]).
+pub fn longest_gap(attempts: &[WriteAttempt]) -> Option<Range<Instant>> {
+    match longest_unavailability(attempts) {
+        (gap, Some(at)) => Some(at..at + gap),
+        _ => None,
+    }
+}
+
+/// From the end of the last acknowledged write (or the first attempt) to the last attempt.
+pub fn since_last_ack(attempts: &[WriteAttempt]) -> Option<Range<Instant>> {
+    let last = attempts.last()?;
+    let from = attempts
+        .iter()
+        .rev()
+        .find(|a| a.result.is_ok())
+        .map_or(attempts[0].during.start, |a| a.during.end);
+    Some(from..last.during.end)
 }
 
 /// [`history`] for the longest time without an acknowledged write: the failures in it and what
 /// the ZooKeeper clients logged of their connections meanwhile.
 pub fn longest_gap_history(attempts: &[WriteAttempt]) -> String {
-    match longest_unavailability(attempts) {
-        (gap, Some(at)) => window(attempts, at..at + gap),
-        _ => history(attempts),
+    match longest_gap(attempts) {
+        Some(during) => window(attempts, during),
+        None => history(attempts),
     }
 }
 
