@@ -141,24 +141,17 @@ fn base(kind: &str, name: &str) -> String {
     }
 }
 
-fn first_time_script() -> Vec<Exchange> {
-    // Membership: no StatefulSet yet, so every member of the spec boots together.
-    let mut script = vec![expect(Method::GET, base("statefulsets", "zk"), |_| {
-        status(StatusCode::NOT_FOUND, "NotFound")
-    })];
-    for (kind, name) in [
-        ("services", "zk-hs"),
-        ("services", "zk-cs"),
-        ("poddisruptionbudgets", "zk-pdb"),
-        ("configmaps", "zk-members"),
-        ("networkpolicies", "zk-netpol"),
-    ] {
-        script.push(expect(Method::GET, base(kind, name), |_| {
-            status(StatusCode::NOT_FOUND, "NotFound")
-        }));
-        script.push(expect(Method::PATCH, base(kind, name), echo(|_| {})));
-    }
-    // The StatefulSet is known missing from the read above: applied without another.
+/// The children the operator applies before the StatefulSet, in its order.
+const CHILDREN: [(&str, &str); 5] = [
+    ("services", "zk-hs"),
+    ("services", "zk-cs"),
+    ("poddisruptionbudgets", "zk-pdb"),
+    ("configmaps", "zk-members"),
+    ("networkpolicies", "zk-netpol"),
+];
+
+/// The StatefulSet applied without a read before it, then the member pods listed.
+fn apply_statefulset_then_list_pods(script: &mut Vec<Exchange>) {
     script.push(expect(
         Method::PATCH,
         base("statefulsets", "zk"),
@@ -169,6 +162,21 @@ fn first_time_script() -> Vec<Exchange> {
         format!("/api/v1/namespaces/{NS}/pods"),
         |_| (StatusCode::OK, pods()),
     ));
+}
+
+fn first_time_script() -> Vec<Exchange> {
+    // Membership: no StatefulSet yet, so every member of the spec boots together.
+    let mut script = vec![expect(Method::GET, base("statefulsets", "zk"), |_| {
+        status(StatusCode::NOT_FOUND, "NotFound")
+    })];
+    for (kind, name) in CHILDREN {
+        script.push(expect(Method::GET, base(kind, name), |_| {
+            status(StatusCode::NOT_FOUND, "NotFound")
+        }));
+        script.push(expect(Method::PATCH, base(kind, name), echo(|_| {})));
+    }
+    // The StatefulSet is known missing from the read above: applied without another.
+    apply_statefulset_then_list_pods(&mut script);
     script
 }
 
@@ -307,16 +315,7 @@ async fn unchanged_cluster_reconciles_with_zero_writes() {
     let mut script = vec![expect(Method::GET, base("statefulsets", "zk"), move |_| {
         (StatusCode::OK, live_sts.clone())
     })];
-    for (i, (kind, name)) in [
-        ("services", "zk-hs"),
-        ("services", "zk-cs"),
-        ("poddisruptionbudgets", "zk-pdb"),
-        ("configmaps", "zk-members"),
-        ("networkpolicies", "zk-netpol"),
-    ]
-    .into_iter()
-    .enumerate()
-    {
+    for (i, (kind, name)) in CHILDREN.into_iter().enumerate() {
         let mut live = applied[i].clone();
         live["metadata"]["managedFields"] = json!([
             {"manager": "zookeeper-operator", "operation": "Apply"},
@@ -408,26 +407,10 @@ async fn a_new_clusters_children_the_watches_have_listed_as_missing_are_applied_
     let mut script = vec![expect(Method::GET, base("statefulsets", "zk"), |_| {
         status(StatusCode::NOT_FOUND, "NotFound")
     })];
-    let children = [
-        ("services", "zk-hs"),
-        ("services", "zk-cs"),
-        ("poddisruptionbudgets", "zk-pdb"),
-        ("configmaps", "zk-members"),
-        ("networkpolicies", "zk-netpol"),
-    ];
-    for (kind, name) in children {
+    for (kind, name) in CHILDREN {
         script.push(expect(Method::PATCH, base(kind, name), echo(|_| {})));
     }
-    script.push(expect(
-        Method::PATCH,
-        base("statefulsets", "zk"),
-        echo(sts_status),
-    ));
-    script.push(expect(
-        Method::GET,
-        format!("/api/v1/namespaces/{NS}/pods"),
-        |_| (StatusCode::OK, pods()),
-    ));
+    apply_statefulset_then_list_pods(&mut script);
     script.push(status_patch());
     let (client, served) = mock_api::start(NS, script);
     let ctx = Arc::new(
@@ -457,7 +440,7 @@ async fn a_new_clusters_children_the_watches_have_listed_as_missing_are_applied_
     let writes = served.writes().await;
     assert!(action.is_ok(), "{action:?}");
     let paths: Vec<&str> = writes.iter().map(|(path, _)| path.as_str()).collect();
-    let mut want: Vec<String> = children.iter().map(|(k, n)| base(k, n)).collect();
+    let mut want: Vec<String> = CHILDREN.iter().map(|(k, n)| base(k, n)).collect();
     want.push(base("statefulsets", "zk"));
     want.push(format!(
         "/apis/zookeeper.ensemble.dev/v1alpha1/namespaces/{NS}/zookeeperclusters/zk/status"

@@ -410,23 +410,28 @@ async fn member_evidence(
             out.push(format!("  {}", line.chars().take(240).collect::<String>()));
         }
     }
-    let operator = Api::<Pod>::namespaced(client.clone(), "zookeeper-operator")
+    let margin = Duration::from_secs(20);
+    let window = around.as_ref().map(|r| {
+        let ts = |t: std::time::SystemTime| {
+            k8s_openapi::jiff::Timestamp::try_from(t).unwrap_or_default()
+        };
+        ts(wall(r.start) - margin)..ts(wall(r.end) + margin)
+    });
+    let (keep, which) = match &window {
+        Some(w) => (40, format!("from {} to {}", w.start, w.end)),
+        None => (25, "the last".to_string()),
+    };
+    let operator_api = Api::<Pod>::namespaced(client.clone(), OPERATOR_NAMESPACE);
+    let operator = operator_api
         .list(&ListParams::default().labels("app.kubernetes.io/name=zookeeper-operator"))
         .await
         .map(|l| l.items)
         .unwrap_or_default();
     for pod in operator {
-        let logs = Api::<Pod>::namespaced(client.clone(), "zookeeper-operator")
+        let logs = operator_api
             .logs(&pod.name_any(), &kube::api::LogParams::default())
             .await
             .unwrap_or_default();
-        let margin = Duration::from_secs(20);
-        let window = around.as_ref().map(|r| {
-            let ts = |t: std::time::SystemTime| {
-                k8s_openapi::jiff::Timestamp::try_from(t).unwrap_or_default()
-            };
-            ts(wall(r.start) - margin)..ts(wall(r.end) + margin)
-        });
         let lines: Vec<&str> = logs
             .lines()
             .filter(|l| l.contains(ns))
@@ -437,10 +442,6 @@ async fn member_evidence(
                     .is_some_and(|t| window.contains(&t))
             })
             .collect();
-        let (keep, which) = match &window {
-            Some(w) => (40, format!("from {} to {}", w.start, w.end)),
-            None => (25, "the last".to_string()),
-        };
         out.push(format!("operator {} ({which}):", pod.name_any()));
         for line in &lines[lines.len().saturating_sub(keep)..] {
             // The time, then the message without the spans before it.
