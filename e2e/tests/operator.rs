@@ -37,7 +37,20 @@ const FIELD_MANAGER: &str = "e2e";
 const OPERATOR_NAMESPACE: &str = "zookeeper-operator";
 
 fn log(msg: impl AsRef<str>) {
-    eprintln!("[e2e {}] {}", chrono_now(), msg.as_ref());
+    eprintln!("[e2e {}{}] {}", chrono_now(), test_tag(), msg.as_ref());
+}
+
+/// The running test's name (libtest names each test's thread after it), shortened: e2e/operator-test
+/// runs some tests two at a time, and their lines interleave.
+fn test_tag() -> String {
+    let thread = std::thread::current();
+    match thread.name() {
+        Some(name) if name != "main" => {
+            let short = name.rsplit("::").next().unwrap_or(name);
+            format!(" {}", short.chars().take(24).collect::<String>())
+        }
+        _ => String::new(),
+    }
 }
 
 fn chrono_now() -> String {
