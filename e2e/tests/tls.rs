@@ -942,6 +942,8 @@ async fn writer_came_through(
 /// alone, logging each step that Secret passes through; asserts the steps were the bridge's
 /// (trust both, then the new certificate). The steps seen, in order.
 async fn wait_bridged(
+    client: &Client,
+    ns: &str,
     secrets: &Api<Secret>,
     sts_api: &Api<StatefulSet>,
     name: &str,
@@ -981,10 +983,34 @@ async fn wait_bridged(
         if done {
             break;
         }
-        assert!(
-            Instant::now() < deadline,
-            "the new CA did not reach every member in 600 s; steps seen: {steps:?}"
-        );
+        if Instant::now() >= deadline {
+            // What the operator was waiting for: the members Secret's material against what
+            // the StatefulSet says every member runs, the cluster's conditions, the members'
+            // and the operator's own lines.
+            let runs = sts
+                .as_ref()
+                .and_then(zookeeper_operator::tls::apply::material_all_members_run);
+            let wants = read
+                .as_ref()
+                .map(|m| zookeeper_operator::tls::material_hash(&m.material));
+            let conditions = Api::<ZookeeperCluster>::namespaced(client.clone(), ns)
+                .get(name)
+                .await
+                .ok()
+                .and_then(|zk| zk.status)
+                .map(|s| {
+                    s.conditions
+                        .iter()
+                        .map(|c| format!("{} {} {}: {}", c.type_, c.status, c.reason, c.message))
+                        .collect::<Vec<_>>()
+                        .join("\n  ")
+                })
+                .unwrap_or_default();
+            panic!(
+                "the new CA did not reach every member in 600 s; steps seen: {steps:?}; every member runs material {runs:?}, the members Secret holds {wants:?}\nconditions:\n  {conditions}\n{}",
+                super::member_evidence(client, ns, name, None).await
+            );
+        }
         tokio::time::sleep(Duration::from_secs(1)).await;
     }
     let trust_both = steps.iter().position(|s| s == "trust-both");
@@ -1308,7 +1334,7 @@ async fn tls_certificates_from_a_cert_manager_issuer() {
         )
         .await
         .expect("ask cert-manager to issue zk-tls again");
-    let steps = wait_bridged(&secrets, &sts_api, name, &new_ca).await;
+    let steps = wait_bridged(&client, &ns, &secrets, &sts_api, name, &new_ca).await;
     let bridged = change.elapsed().as_secs_f64();
     writer_came_through(&client, &ns, name, writer, "the CA change", |checked, gap| {
         format!(
@@ -1408,7 +1434,7 @@ async fn tls_from_a_users_secret_and_a_new_ca_in_it() {
     let change = Instant::now();
     put(&new).await;
     let sts_api = Api::<StatefulSet>::namespaced(client.clone(), &ns);
-    let steps = wait_bridged(&secrets, &sts_api, name, &new.ca_cert).await;
+    let steps = wait_bridged(&client, &ns, &secrets, &sts_api, name, &new.ca_cert).await;
     let bridged = change.elapsed().as_secs_f64();
     writer_came_through(&client, &ns, name, writer, "the CA change", |checked, gap| {
         format!(
