@@ -16,7 +16,7 @@
 //! Every restarted server is made a voter again before the next round. It prints, per way,
 //! each session's longest write gap over the rounds as p50/p95/max and how many exceeded 2 s.
 //! Settings: `JAVA_HANDOFF_MEMBERS` (3), `JAVA_HANDOFF_ROUNDS` (rounds per way, 5),
-//! `JAVA_HANDOFF_SESSIONS` (6).
+//! `JAVA_HANDOFF_SESSIONS` (6), `JAVA_HANDOFF_WAYS` (some of `election,prompt,held`; all by default).
 
 #[path = "../tests/support/dist.rs"]
 mod dist;
@@ -31,9 +31,8 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use dynamic_ensemble::DynamicEnsemble;
-use zookeeper_operator::health::Mode;
 use zookeeper_operator::membership::{
-    CommittedConfig, ConfigVersion, Health, MembershipStep, ServerId, handoff, next_step,
+    CommittedConfig, ConfigVersion, MembershipStep, ServerId, handoff, next_step,
 };
 use zookeeper_operator::reconfig::{Reconfigurer, SuperUser};
 
@@ -159,61 +158,6 @@ fn compile(dist: &Path) -> tempfile::TempDir {
     classes
 }
 
-async fn health(ens: &DynamicEnsemble) -> Health {
-    ens.health(&ens.running(), Duration::from_millis(500)).await
-}
-
-/// Waits until one leader serves with `voters - 1` synced voting followers and every running
-/// server serves; returns the leader.
-async fn wait_whole(ens: &DynamicEnsemble, voters: u32) -> ServerId {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let h = health(ens).await;
-        let leaders: Vec<ServerId> = h
-            .modes
-            .iter()
-            .filter(|(_, m)| **m == Mode::Leader)
-            .map(|(id, _)| *id)
-            .collect();
-        let serving = h
-            .modes
-            .values()
-            .filter(|m| matches!(m, Mode::Leader | Mode::Follower | Mode::Observer))
-            .count();
-        if let [leader] = leaders[..]
-            && serving == ens.running().len()
-            && h.synced_voting_followers == Some(voters - 1)
-        {
-            return leader;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "no leader with {voters} voters and every server serving: {h:?}\n{}",
-            ens.logs()
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
-async fn committed(ens: &DynamicEnsemble, user: &SuperUser) -> CommittedConfig {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let error = match Reconfigurer::connect(&ens.connect_string(), user, TIMEOUT).await {
-            Ok(rc) => match rc.committed().await {
-                Ok(c) => return c,
-                Err(e) => format!("reading it: {e}"),
-            },
-            Err(e) => format!("connecting: {e}"),
-        };
-        assert!(
-            Instant::now() < deadline,
-            "cannot read the configuration in 60 s ({error})\n{}",
-            ens.logs()
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
 /// Restarts the leader one `way`; returns once every server is a serving voter again.
 async fn restart_leader(
     ens: &mut DynamicEnsemble,
@@ -222,13 +166,13 @@ async fn restart_leader(
     members: u32,
     way: Way,
 ) {
-    let leader = wait_whole(ens, members).await;
+    let leader = ens.wait_whole(members).await;
     if way == Way::Election {
         ens.restart(leader, boot);
-        wait_whole(ens, members).await;
+        ens.wait_whole(members).await;
         return;
     }
-    let c = committed(ens, user).await;
+    let c = ens.committed().await;
     let observer = handoff(&c, leader).expect("the leader hands off");
     let rc = Reconfigurer::connect(&ens.connect_string(), user, TIMEOUT)
         .await
@@ -238,15 +182,15 @@ async fn restart_leader(
     let _ = rc.apply(&MembershipStep::Add(observer), c.version).await;
     let answered = t0.elapsed();
     if way == Way::Held {
-        wait_whole(ens, members - 1).await;
+        ens.wait_whole(members - 1).await;
     }
     let whole = t0.elapsed();
     ens.restart(leader, boot);
     let desired = ens.desired(members);
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
-        let after = committed(ens, user).await;
-        let h = health(ens).await;
+        let after = ens.committed().await;
+        let h = ens.health_of_running().await;
         match next_step(&after, &desired, &h) {
             MembershipStep::Add(promote) => {
                 let _ = rc.apply(&MembershipStep::Add(promote), after.version).await;
@@ -258,7 +202,7 @@ async fn restart_leader(
         assert!(Instant::now() < deadline, "no promotion in 60 s: {h:?}");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    wait_whole(ens, members).await;
+    ens.wait_whole(members).await;
     println!(
         "  handoff answered in {} ms, old leader killed at {} ms, voter again at {} ms",
         answered.as_millis(),
@@ -288,7 +232,7 @@ async fn main() {
     for id in 1..=members {
         ens.start(ServerId(id), &boot);
     }
-    wait_whole(&ens, members).await;
+    ens.wait_whole(members).await;
     println!(
         "ZooKeeper {} Java client, {n} sessions on every server's address ({members} real servers), {}-s session timeout, a write every 20 ms each; {rounds} leader restarts per way",
         dist::VERSION,
@@ -310,7 +254,7 @@ async fn main() {
     let mut all: Vec<Vec<Duration>> = vec![Vec::new(); ways.len()];
     for round in 1..=rounds {
         for (i, way) in ways.iter().enumerate() {
-            wait_whole(&ens, members).await;
+            ens.wait_whole(members).await;
             tokio::time::sleep(Duration::from_millis(1500)).await;
             sessions.mark();
             restart_leader(&mut ens, &user, &boot, members, *way).await;

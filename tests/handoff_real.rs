@@ -24,61 +24,12 @@ use dynamic_ensemble::DynamicEnsemble;
 use writer::{WriteAttempt, Writer, verify_acknowledged, write_gaps};
 use zookeeper_operator::health::Mode;
 use zookeeper_operator::membership::{
-    CommittedConfig, ConfigVersion, Health, MembershipStep, Role, ServerId, handoff, next_step,
+    CommittedConfig, ConfigVersion, MembershipStep, Role, ServerId, handoff, next_step,
 };
 use zookeeper_operator::reconfig::{Reconfigurer, SuperUser};
 
 const TIMEOUT: Duration = Duration::from_secs(5);
 const ROUNDS: usize = 3;
-
-async fn health(ens: &DynamicEnsemble) -> Health {
-    ens.health(&ens.running(), Duration::from_millis(500)).await
-}
-
-/// Waits until one leader serves with `voters - 1` synced voting followers and every running
-/// server serves; returns the leader.
-async fn wait_whole(ens: &DynamicEnsemble, voters: u32) -> ServerId {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let h = health(ens).await;
-        let leaders: Vec<ServerId> = h
-            .modes
-            .iter()
-            .filter(|(_, m)| **m == Mode::Leader)
-            .map(|(id, _)| *id)
-            .collect();
-        let serving = h
-            .modes
-            .values()
-            .filter(|m| matches!(m, Mode::Leader | Mode::Follower | Mode::Observer))
-            .count();
-        if let [leader] = leaders[..]
-            && serving == ens.running().len()
-            && h.synced_voting_followers == Some(voters - 1)
-        {
-            return leader;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "no leader with {voters} voters and every server serving: {h:?}\n{}",
-            ens.logs()
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
-async fn committed(ens: &DynamicEnsemble, user: &SuperUser) -> CommittedConfig {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        if let Ok(rc) = Reconfigurer::connect(&ens.connect_string(), user, TIMEOUT).await
-            && let Ok(c) = rc.committed().await
-        {
-            return c;
-        }
-        assert!(Instant::now() < deadline, "cannot read the configuration");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
 
 /// The longest gap between acknowledged writes that ends after `t0`.
 fn gap_after(attempts: &[WriteAttempt], t0: Instant) -> Duration {
@@ -134,26 +85,26 @@ async fn the_leader_hands_off_before_its_restart_and_is_a_voter_again() {
     for id in 1..=5 {
         ens.start(ServerId(id), &boot);
     }
-    wait_whole(&ens, 5).await;
+    ens.wait_whole(5).await;
 
     let mut killed = Vec::new();
     let mut handed = Vec::new();
     let mut writes = 0;
     for round in 0..ROUNDS {
         // Without a handoff: the leader goes, the others elect a new one.
-        let leader = wait_whole(&ens, 5).await;
+        let leader = ens.wait_whole(5).await;
         let ws = writers(&ens, leader).await;
         let t0 = Instant::now();
         ens.restart(leader, &boot);
-        wait_whole(&ens, 5).await;
+        ens.wait_whole(5).await;
         tokio::time::sleep(Duration::from_millis(500)).await;
         let (gap, n) = finish(ws, t0).await;
         writes += n;
         killed.push(gap);
 
         // With a handoff: the operator's reconfiguration first, then the restart.
-        let leader = wait_whole(&ens, 5).await;
-        let c = committed(&ens, &user).await;
+        let leader = ens.wait_whole(5).await;
+        let c = ens.committed().await;
         let observer = handoff(&c, leader).expect("the leader of five voters hands off");
         let ws = writers(&ens, leader).await;
         let t0 = Instant::now();
@@ -162,20 +113,20 @@ async fn the_leader_hands_off_before_its_restart_and_is_a_voter_again() {
             .expect("connect as the super user");
         // The answer may be lost: the handoff makes every follower drop its clients.
         let answered = rc.apply(&MembershipStep::Add(observer), c.version).await;
-        let after = committed(&ens, &user).await;
+        let after = ens.committed().await;
         assert_eq!(
             after.servers[&leader].role,
             Role::Observer,
             "the handoff was not committed (answer: {answered:?})"
         );
-        let successor = wait_whole(&ens, 4).await;
+        let successor = ens.wait_whole(4).await;
         let took = t0.elapsed();
         assert_ne!(successor, leader, "leadership moved");
-        assert_eq!(health(&ens).await.modes[&leader], Mode::Observer);
+        assert_eq!(ens.health_of_running().await.modes[&leader], Mode::Observer);
         // The restart: it boots as the observer it learned it is.
         ens.restart(leader, &boot);
         let h = loop {
-            let h = health(&ens).await;
+            let h = ens.health_of_running().await;
             match next_step(&after, &desired, &h) {
                 MembershipStep::Add(s) => {
                     assert_eq!(Some(&s), desired.servers.get(&leader));
@@ -195,9 +146,13 @@ async fn the_leader_hands_off_before_its_restart_and_is_a_voter_again() {
         rc.apply(&MembershipStep::Add(promote), after.version)
             .await
             .expect("the promotion is committed");
-        wait_whole(&ens, 5).await;
+        ens.wait_whole(5).await;
         assert_eq!(
-            next_step(&committed(&ens, &user).await, &desired, &health(&ens).await),
+            next_step(
+                &ens.committed().await,
+                &desired,
+                &ens.health_of_running().await
+            ),
             MembershipStep::Done
         );
         tokio::time::sleep(Duration::from_millis(500)).await;

@@ -9,6 +9,8 @@
 
 #[path = "support/dist.rs"]
 mod dist;
+// Shared with the other real-ZooKeeper tests, which use more of it.
+#[allow(dead_code)]
 #[path = "support/dynamic_ensemble.rs"]
 mod dynamic_ensemble;
 #[allow(dead_code)]

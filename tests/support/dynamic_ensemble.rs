@@ -13,13 +13,13 @@ use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use zookeeper_operator::health::{MemberAddress, ProbeConfig, probe_ensemble};
+use zookeeper_operator::health::{MemberAddress, Mode, ProbeConfig, probe_ensemble};
 use zookeeper_operator::membership::{
     CommittedConfig, DesiredMembership, Health, MemberPorts, ServerId,
 };
-use zookeeper_operator::reconfig::{SuperUser, member_config_versions};
+use zookeeper_operator::reconfig::{Reconfigurer, SuperUser, member_config_versions};
 
 use crate::dist::dist;
 
@@ -122,6 +122,68 @@ impl DynamicEnsemble {
         )
         .await;
         Health::from_probes(&probes, versions)
+    }
+
+    /// [`Self::health`] of every running server, each within 500 ms.
+    pub async fn health_of_running(&self) -> Health {
+        self.health(&self.running(), Duration::from_millis(500))
+            .await
+    }
+
+    /// Waits (up to 60 s) until one leader serves with `voters - 1` synced voting followers
+    /// and every running server serves; returns the leader.
+    pub async fn wait_whole(&self, voters: u32) -> ServerId {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let h = self.health_of_running().await;
+            let leaders: Vec<ServerId> = h
+                .modes
+                .iter()
+                .filter(|(_, m)| **m == Mode::Leader)
+                .map(|(id, _)| *id)
+                .collect();
+            let serving = h
+                .modes
+                .values()
+                .filter(|m| matches!(m, Mode::Leader | Mode::Follower | Mode::Observer))
+                .count();
+            if let [leader] = leaders[..]
+                && serving == self.running.len()
+                && h.synced_voting_followers == Some(voters - 1)
+            {
+                return leader;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no leader with {voters} voters and every server serving: {h:?}\n{}",
+                self.logs()
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// The committed configuration, read as the super user after a `sync` (retried for up to
+    /// 60 s, as a leader change drops the session).
+    pub async fn committed(&self) -> CommittedConfig {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let connected =
+                Reconfigurer::connect(&self.connect_string(), &self.user, Duration::from_secs(5))
+                    .await;
+            let error = match connected {
+                Ok(rc) => match rc.committed().await {
+                    Ok(c) => return c,
+                    Err(e) => format!("reading it: {e}"),
+                },
+                Err(e) => format!("connecting: {e}"),
+            };
+            assert!(
+                Instant::now() < deadline,
+                "cannot read the committed configuration in 60 s ({error})\n{}",
+                self.logs()
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
     }
 
     /// Makes exactly the servers of `run` run: starts those that do not, each with its boot
