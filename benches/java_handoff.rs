@@ -8,7 +8,8 @@
 //! in turn:
 //! - `election`: the leader is killed and started again; the others elect a new one;
 //! - `handoff, prompt`: the operator's handoff (`membership::handoff`: the leader becomes an
-//!   observer, a synced follower leads at once), and the old leader is killed right away;
+//!   observer, a synced follower leads at once), and the old leader is killed as soon as its
+//!   successor leads every voter left, as the operator does (a few hundred milliseconds);
 //! - `handoff, held`: the same handoff, but the old leader is killed only once it serves again
 //!   as an observer (and every other server serves), so that clients that reconnect to its
 //!   address at the handoff find it serving.
@@ -181,8 +182,13 @@ async fn restart_leader(
     let t0 = Instant::now();
     let _ = rc.apply(&MembershipStep::Add(observer), c.version).await;
     let answered = t0.elapsed();
-    if way == Way::Held {
-        ens.wait_whole(members - 1).await;
+    match way {
+        Way::Held => {
+            ens.wait_whole(members - 1).await;
+        }
+        _ => {
+            ens.wait_successor(leader, members - 1).await;
+        }
     }
     let whole = t0.elapsed();
     ens.restart(leader, boot);

@@ -3,7 +3,7 @@
 //! a blocked or stuck rollout and a member pod that cannot run are announced once each with a
 //! Warning Event.
 
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use k8s_openapi::api::policy::v1::Eviction;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{DeleteOptions, ObjectMeta, Preconditions};
@@ -13,6 +13,7 @@ use super::membership::Handoff;
 use super::observe::{self, Target};
 use super::{ClusterId, Context, Error, withdraw};
 use crate::crd::ZookeeperCluster;
+use crate::health::{EnsembleView, Ordinal};
 use crate::rollout::{self, Act, Decision, Plan, Restart, RestartReason, step_message};
 use crate::status::{self, reason};
 
@@ -71,6 +72,71 @@ pub async fn announce(ctx: &Context, zk: &ZookeeperCluster, id: &ClusterId, plan
         let why = reason::ROLLOUT_STUCK;
         ctx.publish(id, EventType::Warning, why, "Plan", stuck.to_string())
             .await;
+    }
+}
+
+/// How long a leader that handed its leadership off is kept, at most, until its successor
+/// serves every voter left (see [`await_successor`]).
+pub const SUCCESSOR_TIMEOUT: Duration = Duration::from_secs(10);
+/// After a handoff whose outcome is unknown, how long until members that still follow say the
+/// old leader still leads (by then a committed handoff has reached them).
+const HANDOFF_SETTLE: Duration = Duration::from_secs(1);
+/// How often the other members are asked meanwhile.
+const SUCCESSOR_POLL: Duration = Duration::from_millis(100);
+
+/// What is known of a handoff that was sent.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Handed {
+    /// The new configuration is committed.
+    Committed,
+    /// The answer was lost and the configuration could not be read again.
+    Unknown,
+}
+
+/// Keeps the leader at `old`, which handed its leadership off, until it can go: another member
+/// leads and counts every other voter of its configuration synced
+/// ([`EnsembleView::successor_serves`]). The handoff's commit reaches the followers one by one;
+/// a voter whose copy is still on its way when the old leader stops never activates the new
+/// configuration, follows nobody, and the successor (whose quorum needs it) waits out its whole
+/// `initLimit` (20 s by default) before an election: the quorum is lost all that time. When the
+/// handoff's outcome is unknown, members that still follow after [`HANDOFF_SETTLE`] mean it did
+/// not happen: the restart goes on with an election, as without a handoff. At most
+/// [`SUCCESSOR_TIMEOUT`]; the others are probed through their ordinal DNS names (the old leader's
+/// no longer resolves: it left its Services).
+async fn await_successor(
+    ctx: &Context,
+    id: &ClusterId,
+    target: &Target,
+    old: Ordinal,
+    voters_after: u32,
+    handed: Handed,
+) {
+    let started = Instant::now();
+    let pod = crate::names::member_pod(&id.name, old.0);
+    loop {
+        let probes = observe::probe_all_but(ctx, id, target, old).await;
+        let view = EnsembleView::build(&id.name, target.replicas, None, &[], &probes);
+        let ms = started.elapsed().as_millis() as u64;
+        if view.successor_serves(old, voters_after) {
+            let leader = view
+                .leader()
+                .map(|l| l.name.to_string())
+                .unwrap_or_default();
+            tracing::info!(pod = %pod, ms, leader, "the successor leads every voter left");
+            return;
+        }
+        if handed == Handed::Unknown
+            && started.elapsed() >= HANDOFF_SETTLE
+            && view.others_follow(old)
+        {
+            tracing::info!(pod = %pod, ms, "the others still follow the leader: no handoff (an election follows its restart)");
+            return;
+        }
+        if started.elapsed() >= SUCCESSOR_TIMEOUT {
+            tracing::warn!(pod = %pod, ms, leadership = ?view.leadership, sync = ?view.sync, not_serving = ?view.not_serving(), "no successor serves every voter left; restarting the old leader anyway");
+            return;
+        }
+        tokio::time::sleep(SUCCESSOR_POLL).await;
     }
 }
 
@@ -146,8 +212,8 @@ async fn restart_member(
     if restart.why == RestartReason::Leader
         && let Some(handoff) = handoff
     {
-        let started = std::time::Instant::now();
-        match handoff.hand_off(ctx, restart.ordinal).await {
+        let started = Instant::now();
+        let outcome = match handoff.hand_off(ctx, restart.ordinal).await {
             Ok(Some(now)) => {
                 let ms = started.elapsed().as_millis() as u64;
                 tracing::info!(pod = %pod, ms, version = %now.version, "leader handed off");
@@ -156,11 +222,16 @@ async fn restart_member(
                     now.version
                 );
                 handed_off = Some(note);
+                Some((Handed::Committed, now.voters().len() as u32))
             }
-            Ok(None) => {}
+            Ok(None) => None,
             Err(e) => {
-                tracing::warn!(pod = %pod, error = %e, "handing the leadership off failed; restarting the leader anyway (an election follows)");
+                tracing::warn!(pod = %pod, error = %e, "handing the leadership off failed; restarting the leader once the others show whether it still leads");
+                Some((Handed::Unknown, target.replicas.saturating_sub(1)))
             }
+        };
+        if let Some((handed, voters_after)) = outcome {
+            await_successor(ctx, id, target, restart.ordinal, voters_after, handed).await;
         }
     }
     let evicted = evict(ctx, namespace, &pod, uid.clone(), false).await;

@@ -127,6 +127,31 @@ pub async fn observe(
     Ok((observation, asked))
 }
 
+/// Every member's answers but `except`'s, through their ordinal DNS names, without reading or
+/// changing anything in the API (a member taken out of its Services stays out).
+pub async fn probe_all_but(
+    ctx: &Context,
+    id: &ClusterId,
+    target: &Target,
+    except: Ordinal,
+) -> Vec<MemberProbe> {
+    let addresses = member_addresses(
+        &id.name,
+        &id.namespace,
+        &target.cluster_domain,
+        target.client_port,
+        target.replicas,
+    )
+    .into_iter()
+    .filter(|(o, _)| *o != except)
+    .map(|(o, a)| match &target.tls {
+        Some(tls) => (o, a.with_tls(tls.clone())),
+        None => (o, a),
+    })
+    .collect();
+    (ctx.prober)(addresses).await
+}
+
 /// Splits the members to probe from those that have no pod, or whose pod is Pending without an
 /// IP (not scheduled, or its sandbox not started): such a member has no DNS record yet and
 /// nothing that could answer, so it is not sent a word, and its outcome is the one the resolver

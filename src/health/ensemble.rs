@@ -350,6 +350,30 @@ impl EnsembleView {
         self.majority_serving() && matches!(self.leadership, Leadership::One(_))
     }
 
+    /// After `old` handed its leadership off: another member leads and counts every other voter
+    /// of its own configuration synced (`voters_after` when it does not report its quorum
+    /// size). Until then the voters left may still need `old`: a voter that has not activated
+    /// the new configuration when `old` goes follows nobody (the others' quorum needs it), and
+    /// the successor waits its whole `initLimit` for it before a new election.
+    pub fn successor_serves(&self, old: Ordinal, voters_after: u32) -> bool {
+        let Some(leader) = self.leader() else {
+            return false;
+        };
+        let quorum = self.leader_quorum_size.unwrap_or(voters_after);
+        leader.ordinal != old && matches!(self.sync, Sync::Count(n) if n + 1 >= quorum)
+    }
+
+    /// Every member but `old` serves as a follower and none leads: they follow `old`, which
+    /// still leads (a handoff that did not happen).
+    pub fn others_follow(&self, old: Ordinal) -> bool {
+        self.leadership == Leadership::None
+            && self
+                .members
+                .iter()
+                .filter(|m| m.ordinal != old)
+                .all(|m| m.mode == Mode::Follower && m.problem.is_none())
+    }
+
     /// Every voter serves and the leader counts every follower synced.
     pub fn fully_synced(&self) -> bool {
         self.voters_serving == self.voters
@@ -444,6 +468,66 @@ mod tests {
                 probe(2, srvr_of("follower"), None),
             ],
         )
+    }
+
+    fn mntr_leader(synced: u32, quorum_size: u32) -> Outcome<parse::Mntr> {
+        match parse::mntr(&format!(
+            "zk_server_state\tleader\nzk_synced_followers\t{synced}\nzk_quorum_size\t{quorum_size}\n"
+        )) {
+            Reply::Data(m) => Outcome::Serving(m),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    /// The others of a 3-member ensemble whose leader zk-1 handed off, probed without it.
+    fn after_handoff(probes: Vec<MemberProbe>) -> EnsembleView {
+        EnsembleView::build("zk", 3, None, &[], &probes)
+    }
+
+    #[test]
+    fn successor_serves_once_it_leads_every_voter_left() {
+        let old = Ordinal(1);
+        // zk-2 leads a configuration of two voters and counts zk-0 synced: zk-1 may go.
+        let established = after_handoff(vec![
+            probe(0, srvr_of("follower"), None),
+            probe(2, srvr_of("leader"), Some(mntr_leader(1, 2))),
+        ]);
+        assert!(established.successor_serves(old, 2));
+        assert!(!established.others_follow(old));
+        // zk-2 leads but zk-0 has not synced with it yet (it may not have the new
+        // configuration): zk-1 must stay.
+        let syncing = after_handoff(vec![
+            probe(0, Outcome::Timeout, None),
+            probe(2, srvr_of("leader"), Some(mntr_leader(0, 2))),
+        ]);
+        assert!(!syncing.successor_serves(old, 2));
+        // The successor's quorum size wins over the count the operator expects.
+        let bigger = after_handoff(vec![
+            probe(0, srvr_of("follower"), None),
+            probe(2, srvr_of("leader"), Some(mntr_leader(1, 3))),
+        ]);
+        assert!(!bigger.successor_serves(old, 2));
+        // Without zk_quorum_size, the voters left are the count expected.
+        let older = after_handoff(vec![
+            probe(0, srvr_of("follower"), None),
+            probe(2, srvr_of("leader"), Some(mntr_synced(1))),
+        ]);
+        assert!(older.successor_serves(old, 2));
+        assert!(!older.successor_serves(old, 3));
+        // Nobody else leads yet: the old leader still does, or the handoff is under way.
+        let following = after_handoff(vec![
+            probe(0, srvr_of("follower"), None),
+            probe(2, srvr_of("follower"), None),
+        ]);
+        assert!(!following.successor_serves(old, 2));
+        assert!(following.others_follow(old));
+        // A member that does not serve is not following anyone.
+        let looking = after_handoff(vec![
+            probe(0, srvr_of("follower"), None),
+            probe(2, Outcome::Timeout, None),
+        ]);
+        assert!(!looking.others_follow(old));
+        assert!(!looking.successor_serves(old, 2));
     }
 
     #[test]

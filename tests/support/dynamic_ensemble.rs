@@ -15,7 +15,9 @@ use std::process::{Child, Command, Stdio};
 
 use std::time::{Duration, Instant};
 
-use zookeeper_operator::health::{MemberAddress, Mode, ProbeConfig, probe_ensemble};
+use zookeeper_operator::health::{
+    EnsembleView, MemberAddress, Mode, Ordinal, ProbeConfig, probe_ensemble,
+};
 use zookeeper_operator::membership::{
     CommittedConfig, DesiredMembership, Health, MemberPorts, ServerId,
 };
@@ -157,6 +159,32 @@ impl DynamicEnsemble {
                 Instant::now() < deadline,
                 "no leader with {voters} voters and every server serving: {h:?}\n{}",
                 self.logs()
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// What the operator waits for after `old` handed its leadership off, before it stops it:
+    /// through the operator's own probes of the others (`old` is not asked), one of them leads
+    /// and counts every voter left synced (`EnsembleView::successor_serves`; `voters_after`
+    /// without the leader's `zk_quorum_size`). Returns how long that took; fails after 10 s.
+    pub async fn wait_successor(&self, old: ServerId, voters_after: u32) -> Duration {
+        let ordinal = |id: ServerId| Ordinal(id.0 - 1);
+        let others: Vec<(Ordinal, MemberAddress)> = (1..=self.slots)
+            .map(ServerId)
+            .filter(|id| *id != old)
+            .map(|id| (ordinal(id), self.address(id)))
+            .collect();
+        let started = Instant::now();
+        loop {
+            let probes = probe_ensemble(others.clone(), ProbeConfig::default()).await;
+            let view = EnsembleView::build("zk", self.slots, None, &[], &probes);
+            if view.successor_serves(ordinal(old), voters_after) {
+                return started.elapsed();
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(10),
+                "no successor leads every voter left 10 s after the handoff: {view:?}"
             );
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
