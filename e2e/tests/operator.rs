@@ -399,13 +399,15 @@ async fn member_evidence(
         "handshake",
     ];
     let pods_api = Api::<Pod>::namespaced(client.clone(), ns);
-    let mut out = Vec::new();
+    // The members' lines go after the operator's, which say what it did: a failure message
+    // may be shown cut short.
+    let mut members = Vec::new();
     let mut pods = member_pods(client, ns, name).await;
     pods.sort_by_key(|p| p.name_any());
     for pod in pods {
         let pod_name = pod.name_any();
         let status = pod.status.clone().unwrap_or_default();
-        out.push(format!(
+        members.push(format!(
             "{pod_name} ip {:?} started {:?}:",
             status.pod_ip,
             status.start_time.map(|t| t.0.to_string())
@@ -420,7 +422,7 @@ async fn member_evidence(
             .filter(|l| l.starts_with("20") && TELLING.iter().any(|t| l.contains(t)))
             .collect();
         for line in &telling[telling.len().saturating_sub(15)..] {
-            out.push(format!("  {}", line.chars().take(240).collect::<String>()));
+            members.push(format!("  {}", line.chars().take(240).collect::<String>()));
         }
     }
     let margin = Duration::from_secs(20);
@@ -435,6 +437,7 @@ async fn member_evidence(
         None => (25, "the last".to_string()),
     };
     let operator_api = Api::<Pod>::namespaced(client.clone(), OPERATOR_NAMESPACE);
+    let mut out = Vec::new();
     let operator = operator_api
         .list(&ListParams::default().labels("app.kubernetes.io/name=zookeeper-operator"))
         .await
@@ -465,6 +468,7 @@ async fn member_evidence(
             out.push(format!("  {}", text.chars().take(300).collect::<String>()));
         }
     }
+    out.extend(members);
     out.join("\n")
 }
 

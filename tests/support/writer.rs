@@ -325,11 +325,16 @@ fn window(attempts: &[WriteAttempt], during: Range<Instant>) -> String {
         failures.extend(tail);
     }
     let mut log = client_log_during(origin, during.start..during.end + Duration::from_secs(1));
-    if log.len() > 40 {
-        log.splice(20..log.len() - 20, ["...".to_string()]);
+    if log.len() > 24 {
+        log.splice(12..log.len() - 12, ["...".to_string()]);
     }
+    // The first attempt's wall-clock time, to set these times beside the members' logs.
+    let first = std::time::SystemTime::now() - origin.elapsed();
+    let first = k8s_openapi::jiff::Timestamp::try_from(first)
+        .map(|t| t.to_string())
+        .unwrap_or_default();
     format!(
-        "{} in all, {} acknowledged; from {} to {}: failures [{}]; the ZooKeeper clients' connections meanwhile (from {}):\n  {}",
+        "{} in all (the first at {first}), {} acknowledged; from {} to {}: failures [{}]; the ZooKeeper clients' connections meanwhile (from {}):\n  {}",
         attempts.len(),
         attempts.iter().filter(|a| a.result.is_ok()).count(),
         at(during.start),
