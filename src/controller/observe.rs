@@ -99,19 +99,7 @@ pub async fn observe(
     if target.in_service {
         super::withdraw::restore(ctx, id, &pods).await?;
     }
-    let addresses = member_addresses(
-        &id.name,
-        &id.namespace,
-        &target.cluster_domain,
-        target.client_port,
-        target.replicas,
-    )
-    .into_iter()
-    .map(|(o, a)| match &target.tls {
-        Some(tls) => (o, a.with_tls(tls.clone())),
-        None => (o, a),
-    })
-    .collect();
+    let addresses = addresses(id, target);
     // Taken before the first word is sent: the planner ignores probes older than a pod.
     let probed_at = SystemTime::now();
     let (addresses, unstarted) = split_unstarted(&id.name, addresses, &pods);
@@ -135,7 +123,14 @@ pub async fn probe_all_but(
     target: &Target,
     except: Ordinal,
 ) -> Vec<MemberProbe> {
-    let addresses = member_addresses(
+    let mut addresses = addresses(id, target);
+    addresses.retain(|(o, _)| *o != except);
+    (ctx.prober)(addresses).await
+}
+
+/// Every member's ordinal DNS name and client port, reached over the target's TLS when it has one.
+fn addresses(id: &ClusterId, target: &Target) -> Vec<(Ordinal, MemberAddress)> {
+    member_addresses(
         &id.name,
         &id.namespace,
         &target.cluster_domain,
@@ -143,13 +138,11 @@ pub async fn probe_all_but(
         target.replicas,
     )
     .into_iter()
-    .filter(|(o, _)| *o != except)
     .map(|(o, a)| match &target.tls {
         Some(tls) => (o, a.with_tls(tls.clone())),
         None => (o, a),
     })
-    .collect();
-    (ctx.prober)(addresses).await
+    .collect()
 }
 
 /// Splits the members to probe from those that have no pod, or whose pod is Pending without an
